@@ -1,0 +1,59 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// clipit: CLIP-IT distillation training for histology on CPU clusters (MPI + OpenBLAS).
+///
+/// Layering (nothing above `Distributed` sees MPI, nothing above `Kernels` sees CBLAS):
+///   CMPI, COpenBLAS, CZlib  — C system libraries (pkg-config), thin inline shims only
+///   Kernels                 — Float32 tensors, BLAS GEMM, elementwise forward/backward kernels
+///   Distributed             — Communicator (MPI or single rank), sharded sampling
+///   Formats                 — safetensors, dataset and checkpoint files (zlib CRC32)
+///   Model                   — layers, encoders, LoRA, CLIP-IT heads, losses, optimisers
+///   clipit                  — the command-line tool (one file per subcommand)
+let optimise: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "clipit",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "clipit", targets: ["clipit"]),
+        .library(name: "Kernels", targets: ["Kernels"]),
+        .library(name: "Distributed", targets: ["Distributed"]),
+        .library(name: "Model", targets: ["Model"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+
+        .target(name: "Kernels", dependencies: ["COpenBLAS"], swiftSettings: optimise),
+        .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: optimise),
+        .target(name: "Formats", dependencies: ["Kernels", "CZlib"], swiftSettings: optimise),
+        .target(name: "Model", dependencies: ["Kernels", "Formats"], swiftSettings: optimise),
+        .executableTarget(
+            name: "clipit",
+            dependencies: ["Kernels", "Distributed", "Model", "Formats",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: optimise),
+
+        // Multi-rank suite: an executable run under `mpirun -np N` by launch/test.
+        .executableTarget(name: "clipit-multirank-tests", dependencies: ["Distributed", "Kernels"],
+                          path: "Tests/MultiRank", swiftSettings: optimise),
+
+        .testTarget(name: "KernelsTests", dependencies: [
+            "Kernels", .product(name: "Numerics", package: "swift-numerics")]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed"]),
+        .testTarget(name: "FormatsTests", dependencies: ["Formats", "Kernels"]),
+        .testTarget(name: "ModelTests", dependencies: [
+            "Model", "Kernels", .product(name: "Numerics", package: "swift-numerics")],
+                    resources: [.copy("Fixtures")]),
+    ],
+    swiftLanguageModes: [.v5]
+)

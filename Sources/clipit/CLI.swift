@@ -1,0 +1,8 @@
+import ArgumentParser
+
+@main
+struct CLIPIT: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "clipit",
+        abstract: "CLIP-IT distillation training for histology on CPU clusters.")
+}

@@ -1,0 +1,2 @@
+import Distributed
+print("0 passed, 0 failed")
