@@ -1,0 +1,160 @@
+/// SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators",
+/// OOPSLA 2014): a 64-bit state advanced by the golden-ratio increment and finalised
+/// with a variant of MurmurHash3's mixer. Small, fast and fully specified, so a seed
+/// gives the same sequence on every machine, compiler and rank count.
+///
+///     state += 0x9E3779B97F4A7C15
+///     z = state
+///     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+///     z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+///     return z ^ (z >> 31)
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public private(set) var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        return Self.mix(state)
+    }
+
+    /// The SplitMix64 output function (a bijection of `UInt64`).
+    public static func mix(_ value: UInt64) -> UInt64 {
+        var z = value
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// A uniform integer in `0..<bound` without modulo bias: draws `x` until
+    /// `x >= 2^64 mod bound`, then returns `x mod bound` (the accepted range is a whole
+    /// number of copies of `0..<bound`).
+    public mutating func next(below bound: Int) -> Int {
+        precondition(bound > 0, "bound must be positive, got \(bound)")
+        let bound = UInt64(bound)
+        let threshold = (0 &- bound) % bound
+        while true {
+            let x = next()
+            if x >= threshold { return Int(x % bound) }
+        }
+    }
+}
+
+/// Which items each rank processes, batch by batch, in one epoch.
+///
+/// **Global order.** With `shuffle`, epoch `e` visits the items `0..<itemCount` in the
+/// permutation made by a Fisher–Yates shuffle (for `i` from `n-1` down to `1`, swap
+/// item `i` with item `next(below: i+1)`) driven by
+/// `SplitMix64(seed: SplitMix64.mix(seed ^ SplitMix64.mix(UInt64(e))))`, starting
+/// from the identity. Without `shuffle` the order is the identity. The global order
+/// depends only on `(itemCount, seed, epoch)`, never on the rank count.
+///
+/// **Global batches.** The global order is cut into consecutive global batches of
+/// `globalBatchSize` items. If `itemCount` is not a multiple of it, the last batch is
+/// partial: `dropLast` drops it (training: every optimiser step sees a full batch),
+/// otherwise it is kept with fewer items (evaluation: nothing is missed).
+///
+/// **Per-rank slices.** Each global batch of `b` items is split into `worldSize`
+/// contiguous slices in rank order; rank `r` gets `b / W + (r < b % W ? 1 : 0)` items,
+/// so sizes differ by at most one. A rank's slice may be empty (when `b < W`, e.g. in a
+/// small last batch). Every rank has the same `batchesPerEpoch`, empty slices included,
+/// so ranks keep making matching collective calls: a rank with an empty slice still
+/// joins the gradient allreduce (with zero gradient) and the embedding allgatherv
+/// (contributing zero rows). Normalise a batch's loss by the global batch's item count
+/// (`globalBatchCount(_:)`), not the local one; then the loss and gradient of a global
+/// batch are the same computation whatever the number of ranks.
+///
+/// **Exactly once.** Without `dropLast`, the slices of all ranks over an epoch cover
+/// every item exactly once (no padding, no duplicates); `evaluation(...)` builds that
+/// sampler. With `dropLast`, the `itemCount % globalBatchSize` items at the end of the
+/// epoch's permutation are skipped (a different set every epoch), and no item repeats.
+public struct ShardedSampler: Sendable, Equatable {
+    public let itemCount: Int
+    public let globalBatchSize: Int
+    public let rank: Int
+    public let worldSize: Int
+    public let seed: UInt64
+    public let shuffle: Bool
+    public let dropLast: Bool
+
+    public init(itemCount: Int, globalBatchSize: Int, rank: Int, worldSize: Int, seed: UInt64,
+                shuffle: Bool = true, dropLast: Bool = true) {
+        precondition(itemCount >= 0, "itemCount must be non-negative, got \(itemCount)")
+        precondition(globalBatchSize >= 1, "globalBatchSize must be at least 1, got \(globalBatchSize)")
+        precondition(worldSize >= 1 && (0 ..< worldSize).contains(rank),
+                     "rank \(rank) is not in a world of \(worldSize) ranks")
+        self.itemCount = itemCount
+        self.globalBatchSize = globalBatchSize
+        self.rank = rank
+        self.worldSize = worldSize
+        self.seed = seed
+        self.shuffle = shuffle
+        self.dropLast = dropLast
+    }
+
+    /// Training: shuffled every epoch, partial last batch dropped.
+    public static func training(itemCount: Int, globalBatchSize: Int, rank: Int, worldSize: Int,
+                                seed: UInt64) -> ShardedSampler {
+        ShardedSampler(itemCount: itemCount, globalBatchSize: globalBatchSize, rank: rank,
+                       worldSize: worldSize, seed: seed, shuffle: true, dropLast: true)
+    }
+
+    /// Evaluation: items in index order, every item seen exactly once across ranks.
+    public static func evaluation(itemCount: Int, globalBatchSize: Int, rank: Int,
+                                  worldSize: Int) -> ShardedSampler {
+        ShardedSampler(itemCount: itemCount, globalBatchSize: globalBatchSize, rank: rank,
+                       worldSize: worldSize, seed: 0, shuffle: false, dropLast: false)
+    }
+
+    /// The number of global batches per epoch; the same on every rank.
+    public var batchesPerEpoch: Int {
+        dropLast ? itemCount / globalBatchSize : (itemCount + globalBatchSize - 1) / globalBatchSize
+    }
+
+    /// The number of items in global batch `batch` (all ranks together).
+    public func globalBatchCount(_ batch: Int) -> Int {
+        precondition((0 ..< batchesPerEpoch).contains(batch), "batch \(batch) of \(batchesPerEpoch)")
+        return Swift.min(globalBatchSize, itemCount - batch * globalBatchSize)
+    }
+
+    /// Every item of epoch `epoch` in visiting order (the same on every rank).
+    public func globalOrder(epoch: Int) -> [Int] {
+        var order = Array(0 ..< itemCount)
+        guard shuffle, itemCount > 1 else { return order }
+        var generator = SplitMix64(seed: SplitMix64.mix(seed ^ SplitMix64.mix(UInt64(truncatingIfNeeded: epoch))))
+        for i in stride(from: itemCount - 1, through: 1, by: -1) {
+            order.swapAt(i, generator.next(below: i + 1))
+        }
+        return order
+    }
+
+    /// The contiguous part of `0..<count` that rank `rank` of `worldSize` owns: sizes
+    /// `count / worldSize`, plus one for the first `count % worldSize` ranks.
+    public static func slice(of count: Int, rank: Int, worldSize: Int) -> Range<Int> {
+        let base = count / worldSize, extra = count % worldSize
+        let start = rank * base + Swift.min(rank, extra)
+        return start ..< start + base + (rank < extra ? 1 : 0)
+    }
+
+    /// Per-rank item counts of global batch `batch`, in rank order (for `allgatherv`).
+    public func sliceCounts(batch: Int) -> [Int] {
+        let count = globalBatchCount(batch)
+        return (0 ..< worldSize).map { Self.slice(of: count, rank: $0, worldSize: worldSize).count }
+    }
+
+    /// This rank's items for each global batch of `epoch`; `batchesPerEpoch` entries,
+    /// some possibly empty.
+    public func batches(epoch: Int) -> [[Int]] {
+        let order = globalOrder(epoch: epoch)
+        return (0 ..< batchesPerEpoch).map { batch in
+            let start = batch * globalBatchSize
+            let local = Self.slice(of: globalBatchCount(batch), rank: rank, worldSize: worldSize)
+            return Array(order[start + local.lowerBound ..< start + local.upperBound])
+        }
+    }
+
+    /// This rank's items over the whole of `epoch`, batches concatenated.
+    public func indices(epoch: Int) -> [Int] {
+        batches(epoch: epoch).flatMap { $0 }
+    }
+}
