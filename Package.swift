@@ -9,6 +9,8 @@ import PackageDescription
 ///   Distributed             — Communicator (MPI or single rank), sharded sampling
 ///   Formats                 — safetensors, dataset and checkpoint files (zlib CRC32)
 ///   Model                   — layers, encoders, LoRA, CLIP-IT heads, losses, optimisers
+///   Datasets                — dataset and report-corpus files, cleaning, transforms, synthetic data
+///   Training                — retrieval/pairing, data-parallel trainer, checkpoints, metrics
 ///   clipit                  — the command-line tool (one file per subcommand)
 let optimise: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 
@@ -24,6 +26,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
@@ -37,9 +40,13 @@ let package = Package(
         .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: optimise),
         .target(name: "Formats", dependencies: ["Kernels", "CZlib"], swiftSettings: optimise),
         .target(name: "Model", dependencies: ["Kernels", "Formats"], swiftSettings: optimise),
+        .target(name: "Datasets", dependencies: ["Kernels", "Formats", "CZlib"], swiftSettings: optimise),
+        .target(name: "Training", dependencies: ["Kernels", "Model", "Distributed", "Datasets", "Formats",
+                                                 .product(name: "Yams", package: "Yams")],
+                swiftSettings: optimise),
         .executableTarget(
             name: "clipit",
-            dependencies: ["Kernels", "Distributed", "Model", "Formats",
+            dependencies: ["Kernels", "Distributed", "Model", "Formats", "Datasets", "Training",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: optimise),
 
@@ -51,6 +58,8 @@ let package = Package(
             "Kernels", .product(name: "Numerics", package: "swift-numerics")]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Kernels"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Kernels"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Distributed", "Datasets", "Kernels"]),
         .testTarget(name: "ModelTests", dependencies: [
             "Model", "Kernels", .product(name: "Numerics", package: "swift-numerics")],
                     resources: [.copy("Fixtures")]),

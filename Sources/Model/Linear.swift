@@ -1,0 +1,229 @@
+import Kernels
+
+/// A fully connected layer `y = x Wᵀ + b`, optionally adapted with LoRA:
+///
+///     y = x Wᵀ + b + s · (drop(x) Aᵀ) Bᵀ,    s = α/r,  A: (r, in),  B: (out, r)
+///
+/// `W` is stored `(out, in)` as in PyTorch (a Conv2d weight `(out, c, kh, kw)` applied to
+/// unfolded patches is the same matrix). With LoRA the base weight and bias are frozen and
+/// only A and B train; without LoRA the layer's parameters are in the region given at init.
+///
+/// `forward` caches a pointer to its input; `backward` must follow the matching forward
+/// and *adds* into `dx` and into the parameter gradients (llm.c convention).
+public final class Linear {
+    public let name: String
+    public let inFeatures: Int
+    public let outFeatures: Int
+    public let weight: Parameter
+    public let bias: Parameter?
+    public let loraA: Parameter?
+    public let loraB: Parameter?
+    public let lora: LoRAConfig?
+    /// Whether the LoRA update is currently folded into `weight` (inference only).
+    public private(set) var isMerged = false
+    /// Whether dropout on the LoRA input is active (training).
+    public var isTraining = true
+    /// Source of dropout masks (set by the model before each training forward).
+    public var dropoutStream = DropoutStream(seed: 0)
+
+    private let layerID: UInt64
+    // Cached from the last forward.
+    private var input: UnsafePointer<Float>?
+    private var inputStride = 0
+    private var rows = 0
+    // LoRA activations, (rows, r) and (rows, in) when dropout is on; grown, never shrunk.
+    private var loraHidden = Tensor(shape: [0])
+    private var loraHiddenGrad = Tensor(shape: [0])
+    private var droppedInput = Tensor(shape: [0])
+
+    /// Declares the layer's parameters in `store`.
+    /// - Parameters:
+    ///   - name: module path, e.g. `vision.blocks.0.attn.qkv`; parameters are `name.weight`,
+    ///     `name.bias`, `name.lora_A.weight`, `name.lora_B.weight`.
+    ///   - weightShape: the stored shape of the weight when it is not `(out, in)`
+    ///     (a Conv2d patch embedding, `(out, c, kh, kw)`); its product must be out·in.
+    ///   - region: where the base weight and bias live when there is no LoRA.
+    public init(_ name: String, in inFeatures: Int, out outFeatures: Int, bias hasBias: Bool = true,
+                weightShape: [Int]? = nil, region: ParameterRegion, lora: LoRAConfig? = nil,
+                store: ParameterStore) {
+        let shape = weightShape ?? [outFeatures, inFeatures]
+        precondition(shape.reduce(1, *) == outFeatures * inFeatures,
+                     "Linear \(name): weight shape \(shape) is not \(outFeatures)×\(inFeatures)")
+        self.name = name
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+        self.lora = lora
+        self.layerID = stableHash(name)
+        let baseRegion: ParameterRegion = lora == nil ? region : .frozen
+        weight = store.declare(name + ".weight", shape: shape, region: baseRegion,
+                               initializer: .kaimingUniform(fanIn: inFeatures))
+        bias = hasBias
+            ? store.declare(name + ".bias", shape: [outFeatures], region: baseRegion,
+                            initializer: .uniform(bound: 1 / Float(inFeatures).squareRoot()))
+            : nil
+        if let lora {
+            let r = lora.rank
+            let aShape = shape.count == 4 ? [r] + shape.dropFirst() : [r, inFeatures]
+            let bShape = shape.count == 4 ? [outFeatures, r, 1, 1] : [outFeatures, r]
+            loraA = store.declare(name + ".lora_A.weight", shape: aShape, region: .trainable,
+                                  initializer: .kaimingUniform(fanIn: inFeatures))
+            loraB = store.declare(name + ".lora_B.weight", shape: bShape, region: .trainable,
+                                  initializer: .zeros)
+        } else {
+            loraA = nil
+            loraB = nil
+        }
+    }
+
+    /// Number of multiply–adds ×2 of one forward over `rows` rows (for FLOP accounting).
+    public func forwardFlops(rows: Int) -> Double {
+        var f = gemmFlops(m: rows, n: outFeatures, k: inFeatures)
+        if let lora, !isMerged {
+            f += gemmFlops(m: rows, n: lora.rank, k: inFeatures)
+                + gemmFlops(m: rows, n: outFeatures, k: lora.rank)
+        }
+        return f
+    }
+
+    /// y (rows, out) ← x (rows, in) Wᵀ + b [+ LoRA]. `ldx`/`ldy` are row strides
+    /// (defaults: packed), so a layer can read or write a column slice of a wider buffer.
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int,
+                        ldx: Int? = nil, ldy: Int? = nil) {
+        let ldx = ldx ?? inFeatures, ldy = ldy ?? outFeatures
+        input = x
+        inputStride = ldx
+        self.rows = rows
+        gemm(.none, .transposed, m: rows, n: outFeatures, k: inFeatures,
+             a: x, lda: ldx, b: weight.value, ldb: inFeatures, beta: 0, c: y, ldc: ldy)
+        if let bias { addBias(y, bias.value, rows: rows, n: outFeatures, ld: ldy) }
+        guard let lora, let loraA, let loraB, !isMerged else { return }
+        let r = lora.rank
+        ensureLoRABuffers(rows: rows, rank: r)
+        var loraInput = x, loraStride = ldx
+        if isTraining && lora.dropout > 0 {
+            applyDropout(x, ldx: ldx, rows: rows, p: lora.dropout)
+            loraInput = UnsafePointer(droppedInput.data)
+            loraStride = inFeatures
+        }
+        // h = drop(x) Aᵀ  (rows, r);  y += s · h Bᵀ
+        gemm(.none, .transposed, m: rows, n: r, k: inFeatures,
+             a: loraInput, lda: loraStride, b: loraA.value, ldb: inFeatures,
+             beta: 0, c: loraHidden.data, ldc: r)
+        gemm(.none, .transposed, m: rows, n: outFeatures, k: r, alpha: lora.scale,
+             a: loraHidden.data, lda: r, b: loraB.value, ldb: r, beta: 1, c: y, ldc: ldy)
+    }
+
+    /// Given dy (rows, out), adds dL/dx into `dx` (if non-nil) and dL/dθ into the gradients
+    /// of the trainable parameters. `lddy`/`lddx` are row strides (defaults: packed).
+    public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
+                         lddy: Int? = nil, lddx: Int? = nil) {
+        guard let x = input else { preconditionFailure("Linear \(name): backward before forward") }
+        precondition(!isMerged, "Linear \(name): backward through a merged LoRA layer")
+        let lddy = lddy ?? outFeatures, lddx = lddx ?? inFeatures
+        // Base weight: dW += dyᵀ x (out, in);  db += Σ_rows dy.
+        if let g = weight.gradient {
+            gemm(.transposed, .none, m: outFeatures, n: inFeatures, k: rows,
+                 a: dy, lda: lddy, b: x, ldb: inputStride, beta: 1, c: g, ldc: inFeatures)
+        }
+        if let bias, let g = bias.gradient { sumRows(dy, into: g, rows: rows, n: outFeatures, ld: lddy) }
+        // dx += dy W  (rows, in)
+        if let dx {
+            gemm(.none, .none, m: rows, n: inFeatures, k: outFeatures,
+                 a: dy, lda: lddy, b: weight.value, ldb: inFeatures, beta: 1, c: dx, ldc: lddx)
+        }
+        guard let lora, let loraA, let loraB else { return }
+        let r = lora.rank, s = lora.scale
+        let dropped = isTraining && lora.dropout > 0
+        let loraInput = dropped ? UnsafePointer(droppedInput.data) : x
+        let loraStride = dropped ? inFeatures : inputStride
+        // dB += s · dyᵀ h (out, r);  dh = s · dy B (rows, r);  dA += dhᵀ drop(x) (r, in)
+        gemm(.transposed, .none, m: outFeatures, n: r, k: rows, alpha: s,
+             a: dy, lda: lddy, b: loraHidden.data, ldb: r, beta: 1, c: loraB.gradient!, ldc: r)
+        gemm(.none, .none, m: rows, n: r, k: outFeatures, alpha: s,
+             a: dy, lda: lddy, b: loraB.value, ldb: r, beta: 0, c: loraHiddenGrad.data, ldc: r)
+        gemm(.transposed, .none, m: r, n: inFeatures, k: rows,
+             a: loraHiddenGrad.data, lda: r, b: loraInput, ldb: loraStride,
+             beta: 1, c: loraA.gradient!, ldc: inFeatures)
+        guard let dx else { return }
+        if dropped {
+            // d drop(x) = dh A, then through the mask (kept values were scaled by 1/(1−p)).
+            gemm(.none, .none, m: rows, n: inFeatures, k: r, a: loraHiddenGrad.data, lda: r,
+                 b: loraA.value, ldb: inFeatures, beta: 0, c: droppedInput.data, ldc: inFeatures)
+            maskDropoutGradient(into: dx, lddx: lddx, rows: rows, p: lora.dropout)
+        } else {
+            gemm(.none, .none, m: rows, n: inFeatures, k: r, a: loraHiddenGrad.data, lda: r,
+                 b: loraA.value, ldb: inFeatures, beta: 1, c: dx, ldc: lddx)
+        }
+    }
+
+    /// Folds the LoRA update into the base weight: W ← W + s·B A. Inference then costs
+    /// exactly what the plain layer costs.
+    public func mergeLoRA() {
+        guard let lora, let loraA, let loraB, !isMerged else { return }
+        gemm(.none, .none, m: outFeatures, n: inFeatures, k: lora.rank, alpha: lora.scale,
+             a: loraB.value, lda: lora.rank, b: loraA.value, ldb: inFeatures,
+             beta: 1, c: weight.value, ldc: inFeatures)
+        isMerged = true
+    }
+
+    /// Undoes `mergeLoRA`: W ← W − s·B A (exact up to float rounding).
+    public func unmergeLoRA() {
+        guard let lora, let loraA, let loraB, isMerged else { return }
+        gemm(.none, .none, m: outFeatures, n: inFeatures, k: lora.rank, alpha: -lora.scale,
+             a: loraB.value, lda: lora.rank, b: loraA.value, ldb: inFeatures,
+             beta: 1, c: weight.value, ldc: inFeatures)
+        isMerged = false
+    }
+
+    // MARK: - Helpers
+
+    private func ensureLoRABuffers(rows: Int, rank r: Int) {
+        if loraHidden.count < rows * r {
+            loraHidden = Tensor(shape: [rows, r])
+            loraHiddenGrad = Tensor(shape: [rows, r])
+        }
+        if let lora, lora.dropout > 0, droppedInput.count < rows * inFeatures {
+            droppedInput = Tensor(shape: [rows, inFeatures])
+        }
+    }
+
+    /// droppedInput = mask ⊙ x / (1−p), with masks drawn from `dropoutStream`; backward
+    /// regenerates the same masks instead of storing them.
+    private func applyDropout(_ x: UnsafePointer<Float>, ldx: Int, rows: Int, p: Float) {
+        let keep = 1 / (1 - p)
+        let out = droppedInput.data
+        for r in 0..<rows {
+            var rng = dropoutStream.generator(layer: layerID, row: r)
+            let xr = x + r * ldx, o = out + r * inFeatures
+            for j in 0..<inFeatures { o[j] = rng.nextFloat() < p ? 0 : xr[j] * keep }
+        }
+    }
+
+    /// dx += mask ⊙ g / (1−p) with g held in `droppedInput`; masks regenerated.
+    private func maskDropoutGradient(into dx: UnsafeMutablePointer<Float>, lddx: Int, rows: Int,
+                                     p: Float) {
+        let keep = 1 / (1 - p)
+        let g = droppedInput.data
+        for r in 0..<rows {
+            var rng = dropoutStream.generator(layer: layerID, row: r)
+            let gr = g + r * inFeatures, d = dx + r * lddx
+            for j in 0..<inFeatures where rng.nextFloat() >= p { d[j] += gr[j] * keep }
+        }
+    }
+}
+
+/// y[r, 0..<n] += bias for each row of a (rows, n) block with row stride `ld`.
+@inline(__always)
+func addBias(_ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, rows: Int, n: Int,
+             ld: Int) {
+    if ld == n { addBiasRows(y, bias: bias, rows: rows, cols: n); return }
+    for r in 0..<rows { axpy(1, bias, y + r * ld, count: n) }
+}
+
+/// g += Σ_rows dy[r, 0..<n] for a (rows, n) block with row stride `ld`.
+@inline(__always)
+func sumRows(_ dy: UnsafePointer<Float>, into g: UnsafeMutablePointer<Float>, rows: Int, n: Int,
+             ld: Int) {
+    if ld == n { sumRowsInto(dy, g, rows: rows, cols: n); return }
+    for r in 0..<rows { axpy(1, dy + r * ld, g, count: n) }
+}

@@ -1,0 +1,50 @@
+# Shared set-up for the launch scripts: system packages, toolchain check, builds.
+# Sourced, not executed.
+
+CLIPIT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CLIPIT_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev pkg-config)
+
+log() { printf '[clipit] %s\n' "$*" >&2; }
+die() { printf '[clipit] error: %s\n' "$*" >&2; exit 1; }
+
+# Installs the Debian packages the build needs when they are missing (apt, as root);
+# otherwise says exactly what to install.
+ensure_system_packages() {
+    local missing=()
+    for p in "${CLIPIT_APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        log "installing ${missing[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                "${missing[@]}" >/dev/null \
+            || die "apt-get could not install ${missing[*]}"
+    else
+        die "missing system packages: ${missing[*]}. Install them with:
+    sudo apt-get install ${missing[*]}
+(or load your cluster's OpenMPI and OpenBLAS modules so that pkg-config finds ompi-c, openblas and zlib)."
+    fi
+}
+
+ensure_swift() {
+    command -v swift >/dev/null || die "no Swift toolchain on PATH: install Swift 6.0 or later (https://swift.org/install)."
+}
+
+# Runs mpirun as this user may: root needs --allow-run-as-root.
+mpirun_flags() {
+    local flags=()
+    [ "$(id -u)" -eq 0 ] && flags+=(--allow-run-as-root)
+    printf '%s\n' "${flags[@]}"
+}
+
+# Builds the release products (the binaries we run and measure).
+build_release() {
+    log "building release"
+    (cd "$CLIPIT_ROOT" && swift build -c release 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' >&2) \
+        || die "release build failed"
+    CLIPIT_BIN="$(cd "$CLIPIT_ROOT" && swift build -c release --show-bin-path)"
+    export CLIPIT_BIN
+}
