@@ -1,0 +1,106 @@
+import XCTest
+import Distributed
+
+final class ShardedSamplerTests: XCTestCase {
+    /// The samplers of every rank of a `worldSize`-rank job.
+    private func world(_ worldSize: Int, itemCount: Int, batch: Int, seed: UInt64 = 7,
+                       shuffle: Bool = true, dropLast: Bool) -> [ShardedSampler] {
+        (0 ..< worldSize).map {
+            ShardedSampler(itemCount: itemCount, globalBatchSize: batch, rank: $0, worldSize: worldSize,
+                           seed: seed, shuffle: shuffle, dropLast: dropLast)
+        }
+    }
+
+    func testSplitMix64MatchesReferenceSequence() {
+        // First outputs of SplitMix64 seeded with 0 (the published reference values).
+        var generator = SplitMix64(seed: 0)
+        XCTAssertEqual(generator.next(), 0xE220_A839_7B1D_CDAF)
+        XCTAssertEqual(generator.next(), 0x6E78_9E6A_A1B9_65F4)
+        XCTAssertEqual(generator.next(), 0x06C4_5D18_8009_454F)
+    }
+
+    func testBoundedDrawsStayInRange() {
+        var generator = SplitMix64(seed: 1)
+        var seen = Set<Int>()
+        for _ in 0 ..< 1000 {
+            let value = generator.next(below: 7)
+            XCTAssertTrue((0 ..< 7).contains(value))
+            seen.insert(value)
+        }
+        XCTAssertEqual(seen.count, 7)
+    }
+
+    func testEveryItemExactlyOncePerEpochWithoutDropLast() {
+        for worldSize in [1, 2, 3, 4, 7] {
+            for (itemCount, batch) in [(100, 10), (103, 10), (5, 8), (0, 4), (1, 1), (37, 3)] {
+                let samplers = world(worldSize, itemCount: itemCount, batch: batch, dropLast: false)
+                for epoch in 0 ..< 3 {
+                    let seen = samplers.flatMap { $0.indices(epoch: epoch) }
+                    XCTAssertEqual(seen.sorted(), Array(0 ..< itemCount),
+                                   "W=\(worldSize) N=\(itemCount) B=\(batch) epoch \(epoch)")
+                }
+            }
+        }
+    }
+
+    func testDropLastSeesOnlyFullBatchesAndNoDuplicates() {
+        for worldSize in [1, 2, 3, 4] {
+            let samplers = world(worldSize, itemCount: 103, batch: 10, dropLast: true)
+            XCTAssertEqual(samplers[0].batchesPerEpoch, 10)
+            let seen = samplers.flatMap { $0.indices(epoch: 2) }
+            XCTAssertEqual(seen.count, 100)
+            XCTAssertEqual(Set(seen).count, 100)
+            XCTAssertEqual(Set(seen), Set(samplers[0].globalOrder(epoch: 2).prefix(100)))
+        }
+    }
+
+    func testDeterministicFromSeedAndEpoch() {
+        let a = ShardedSampler.training(itemCount: 500, globalBatchSize: 32, rank: 1, worldSize: 3, seed: 42)
+        let b = ShardedSampler.training(itemCount: 500, globalBatchSize: 32, rank: 1, worldSize: 3, seed: 42)
+        XCTAssertEqual(a.batches(epoch: 5), b.batches(epoch: 5))
+        XCTAssertEqual(a.globalOrder(epoch: 0), b.globalOrder(epoch: 0))
+        let otherSeed = ShardedSampler.training(itemCount: 500, globalBatchSize: 32, rank: 1, worldSize: 3, seed: 43)
+        XCTAssertNotEqual(a.globalOrder(epoch: 0), otherSeed.globalOrder(epoch: 0))
+    }
+
+    func testDifferentEpochsDiffer() {
+        let sampler = ShardedSampler.training(itemCount: 500, globalBatchSize: 32, rank: 0, worldSize: 1, seed: 42)
+        let orders = (0 ..< 5).map { sampler.globalOrder(epoch: $0) }
+        XCTAssertEqual(Set(orders).count, 5)
+        for order in orders { XCTAssertEqual(order.sorted(), Array(0 ..< 500)) }
+        XCTAssertNotEqual(orders[0], Array(0 ..< 500))
+    }
+
+    func testGlobalBatchesAreInvariantToRankCount() {
+        // Concatenating the ranks' slices of each global batch in rank order gives the
+        // same global batch, in the same order, for every rank count.
+        let reference = world(1, itemCount: 211, batch: 16, dropLast: false)[0].batches(epoch: 3)
+        for worldSize in [2, 3, 4, 5, 16, 20] {
+            let perRank = world(worldSize, itemCount: 211, batch: 16, dropLast: false).map { $0.batches(epoch: 3) }
+            for batch in reference.indices {
+                XCTAssertEqual(perRank.flatMap { $0[batch] }, reference[batch], "W=\(worldSize) batch \(batch)")
+            }
+        }
+    }
+
+    func testSliceSizesDifferByAtMostOneAndMayBeEmpty() {
+        let samplers = world(4, itemCount: 18, batch: 7, dropLast: false)
+        // Batches of 7, 7 and a last partial batch of 4.
+        XCTAssertEqual(samplers[0].batchesPerEpoch, 3)
+        XCTAssertEqual(samplers[0].sliceCounts(batch: 0), [2, 2, 2, 1])
+        XCTAssertEqual(samplers[0].sliceCounts(batch: 2), [1, 1, 1, 1])
+        let small = world(4, itemCount: 9, batch: 8, dropLast: false)
+        XCTAssertEqual(small[0].sliceCounts(batch: 1), [1, 0, 0, 0])
+        XCTAssertEqual(small.map { $0.batches(epoch: 0).count }, [2, 2, 2, 2])
+        XCTAssertEqual(small[3].batches(epoch: 0)[1], [])
+    }
+
+    func testEvaluationVisitsItemsInOrder() {
+        let samplers = (0 ..< 3).map {
+            ShardedSampler.evaluation(itemCount: 10, globalBatchSize: 4, rank: $0, worldSize: 3)
+        }
+        XCTAssertEqual(samplers[0].batches(epoch: 0), [[0, 1], [4, 5], [8]])
+        XCTAssertEqual(samplers[2].batches(epoch: 0), [[3], [7], []])
+        XCTAssertEqual(samplers.flatMap { $0.indices(epoch: 9) }.sorted(), Array(0 ..< 10))
+    }
+}
