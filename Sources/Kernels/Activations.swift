@@ -1,0 +1,109 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// Elementwise activations. Every forward overwrites `y`; every backward *adds* the
+// input gradient into `dx` (dx += f′(x) ⊙ dy), so gradients from several consumers
+// accumulate without extra buffers. `x` may equal `y` in the forwards (in place).
+
+/// Which formula `geluForward`/`geluBackward` use, matching PyTorch's
+/// `nn.GELU(approximate: "none" | "tanh")`.
+public enum GELUApproximation: Sendable {
+    /// GELU(x) = x·Φ(x) = ½x·(1 + erf(x/√2)), the exact form (ViT, BERT).
+    case erf
+    /// GELU(x) ≈ ½x·(1 + tanh(√(2/π)·(x + 0.044715x³))), the GPT-2 form.
+    case tanh
+}
+
+@usableFromInline let geluInverseSqrt2: Float = 0.70710678118654752440
+@usableFromInline let geluInverseSqrt2Pi: Float = 0.39894228040143267794   // 1/√(2π)
+@usableFromInline let geluSqrt2OverPi: Float = 0.79788456080286535588      // √(2/π)
+@usableFromInline let geluCubic: Float = 0.044715
+
+/// GELU forward, y[i] = GELU(x[i]) with the chosen `approximation` (see `GELUApproximation`).
+public func geluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                        count: Int, approximation: GELUApproximation) {
+    switch approximation {
+    case .erf:
+        for i in 0..<count {
+            let v = x[i]
+            y[i] = 0.5 * v * (1 + erff(v * geluInverseSqrt2))
+        }
+    case .tanh:
+        for i in 0..<count {
+            let v = x[i]
+            let u = geluSqrt2OverPi * (v + geluCubic * v * v * v)
+            y[i] = 0.5 * v * (1 + tanhf(u))
+        }
+    }
+}
+
+/// GELU backward, dx[i] += GELU′(x[i])·dy[i], where
+///
+///     erf:  GELU′(x) = Φ(x) + x·φ(x),  Φ(x) = ½(1 + erf(x/√2)),  φ(x) = e^(−x²/2)/√(2π)
+///     tanh: GELU′(x) = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²),
+///           t = tanh(√(2/π)(x + 0.044715x³))
+public func geluBackward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                         _ dx: UnsafeMutablePointer<Float>,
+                         count: Int, approximation: GELUApproximation) {
+    switch approximation {
+    case .erf:
+        for i in 0..<count {
+            let v = x[i]
+            let cdf = 0.5 * (1 + erff(v * geluInverseSqrt2))
+            let pdf = geluInverseSqrt2Pi * expf(-0.5 * v * v)
+            dx[i] += (cdf + v * pdf) * dy[i]
+        }
+    case .tanh:
+        for i in 0..<count {
+            let v = x[i]
+            let v2 = v * v
+            let t = tanhf(geluSqrt2OverPi * (v + geluCubic * v2 * v))
+            let du = geluSqrt2OverPi * (1 + 3 * geluCubic * v2)
+            dx[i] += (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * du) * dy[i]
+        }
+    }
+}
+
+/// The sigmoid slope of QuickGELU (OpenAI CLIP's activation).
+public let quickGELUSlope: Float = 1.702
+
+/// QuickGELU forward, y = x·σ(1.702x) with σ(z) = 1/(1 + e^(−z)) (OpenAI CLIP text and
+/// vision towers). For z ≪ 0, e^(−z) overflows to +∞ and σ correctly becomes 0.
+public func quickGELUForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                             count: Int) {
+    for i in 0..<count {
+        let v = x[i]
+        y[i] = v / (1 + expf(-quickGELUSlope * v))
+    }
+}
+
+/// QuickGELU backward, dx += (σ + 1.702·x·σ·(1 − σ))·dy with σ = σ(1.702x).
+public func quickGELUBackward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                              _ dx: UnsafeMutablePointer<Float>, count: Int) {
+    for i in 0..<count {
+        let v = x[i]
+        let s = 1 / (1 + expf(-quickGELUSlope * v))
+        dx[i] += (s + quickGELUSlope * v * s * (1 - s)) * dy[i]
+    }
+}
+
+/// Leaky ReLU forward, y = x for x > 0, slope·x otherwise (PyTorch `nn.LeakyReLU`).
+public func leakyReLUForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                             count: Int, slope: Float) {
+    for i in 0..<count {
+        let v = x[i]
+        y[i] = v > 0 ? v : slope * v
+    }
+}
+
+/// Leaky ReLU backward, dx += dy for x > 0, slope·dy otherwise (at x = 0 the slope
+/// branch is taken, as in PyTorch).
+public func leakyReLUBackward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                              _ dx: UnsafeMutablePointer<Float>, count: Int, slope: Float) {
+    for i in 0..<count {
+        dx[i] += x[i] > 0 ? dy[i] : slope * dy[i]
+    }
+}
