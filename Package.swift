@@ -52,7 +52,7 @@ let package = Package(
 
         // Multi-rank suite: an executable run under `mpirun -np N` by launch/test.
         .executableTarget(name: "clipit-multirank-tests", dependencies: ["Distributed", "Kernels"],
-                          path: "Tests/MultiRank", swiftSettings: optimise),
+                          path: "Tests/MultiRank", exclude: ["run.sh"], swiftSettings: optimise),
 
         .testTarget(name: "KernelsTests", dependencies: [
             "Kernels", .product(name: "Numerics", package: "swift-numerics")]),
