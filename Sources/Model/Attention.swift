@@ -1,0 +1,211 @@
+import Kernels
+
+/// How the query/key/value projections are stored.
+public enum QKVLayout: String, Codable, Sendable {
+    /// One Linear E→3E (timm `attn.qkv`, output projection `attn.proj`).
+    case fused
+    /// Three Linears E→E (HF `q_proj`, `k_proj`, `v_proj`, output projection `out_proj`).
+    case separate
+}
+
+/// Multi-head self-attention (Vaswani et al. 2017) over B sequences of T tokens:
+///
+///     [Q K V] = x W_qkvᵀ + b_qkv                     (B·T, 3E), head h uses columns h·d..<(h+1)·d
+///     S_bh    = Q_bh K_bhᵀ / √d  (+ −∞ on masked keys)  (T, T)
+///     P_bh    = softmax_rows(S_bh)                     (T, T), stored for backward
+///     O_bh    = P_bh V_bh                              → context (B·T, E) columns of head h
+///     y       = context W_oᵀ + b_o                     (B·T, E)
+///
+/// Q, K and V are read in place from the (B·T, 3E) qkv buffer with row stride 3E; the
+/// separate layout writes its three Linears into the column slices of that same buffer
+/// (ldy = 3E), so there are no copies or transposes. Masks: optional causal (key j ≤ query
+/// i) and optional key padding (per-sequence valid length or a keep mask). A query whose
+/// keys are all masked gets an all-zero probability row, hence a zero context vector and
+/// zero gradients (PyTorch would give NaN).
+public final class MultiHeadAttention {
+    public let name: String
+    public let embedDim: Int
+    public let heads: Int
+    public let headDim: Int
+    public let layout: QKVLayout
+    public let causal: Bool
+    /// Fused: [qkv]; separate: [q, k, v].
+    public let inputProjections: [Linear]
+    public let outputProjection: Linear
+    public var linears: [Linear] { inputProjections + [outputProjection] }
+
+    private var batch = 0, tokens = 0
+    private var qkv = emptyTensor()        // (B·T, 3E)
+    private var probs = emptyTensor()      // (B, H, T, T)
+    private var context = emptyTensor()    // (B·T, E)
+    private var dContext = emptyTensor()   // (B·T, E)
+    private var dqkv = emptyTensor()       // (B·T, 3E)
+    private var dProbs = emptyTensor()     // (T, T) scratch, one (b, h) at a time
+    private var dScores = emptyTensor()    // (T, T) scratch
+    /// Key keep-mask (B, T): 1 = attend, 0 = padded; nil = no key padding.
+    private var keyKeep: Tensor?
+
+    /// - Parameters:
+    ///   - name: module path; fused: `name.qkv`, `name.proj`; separate: `name.q_proj`,
+    ///     `name.k_proj`, `name.v_proj`, `name.out_proj`.
+    ///   - lora: LoRA for the projections (nil: plain Linears in `region`).
+    public init(_ name: String, embedDim: Int, heads: Int, layout: QKVLayout, causal: Bool,
+                bias: Bool = true, region: ParameterRegion, lora: LoRAConfig?, store: ParameterStore) {
+        precondition(embedDim % heads == 0, "Attention \(name): width \(embedDim) not divisible by \(heads) heads")
+        self.name = name
+        self.embedDim = embedDim
+        self.heads = heads
+        self.headDim = embedDim / heads
+        self.layout = layout
+        self.causal = causal
+        switch layout {
+        case .fused:
+            inputProjections = [Linear(name + ".qkv", in: embedDim, out: 3 * embedDim, bias: bias,
+                                       region: region, lora: lora, store: store)]
+            outputProjection = Linear(name + ".proj", in: embedDim, out: embedDim, bias: bias,
+                                      region: region, lora: lora, store: store)
+        case .separate:
+            inputProjections = ["q_proj", "k_proj", "v_proj"].map {
+                Linear(name + "." + $0, in: embedDim, out: embedDim, bias: bias, region: region,
+                       lora: lora, store: store)
+            }
+            outputProjection = Linear(name + ".out_proj", in: embedDim, out: embedDim, bias: bias,
+                                      region: region, lora: lora, store: store)
+        }
+    }
+
+    /// Sets (or clears, with nil) the key padding for the following forward/backward:
+    /// key t of sequence b is attended iff t < validLengths[b].
+    public func setKeyPadding(validLengths: [Int]?, tokens: Int) {
+        guard let validLengths else { keyKeep = nil; return }
+        let count = validLengths.count * tokens
+        let keep = keyKeep.flatMap { $0.count == count ? $0 : nil } ?? Tensor(shape: [validLengths.count, tokens])
+        keep.zero()
+        for (b, n) in validLengths.enumerated() {
+            precondition(n >= 0 && n <= tokens, "Attention \(name): valid length \(n) outside 0...\(tokens)")
+            (keep.data + b * tokens).update(repeating: 1, count: n)
+        }
+        keyKeep = keep
+    }
+
+    /// Sets (or clears) the key padding from a (B·T) keep mask, true = attend.
+    public func setKeyPadding(mask: [Bool]?) {
+        guard let mask else { keyKeep = nil; return }
+        keyKeep = Tensor(shape: [mask.count], values: mask.map { $0 ? 1 : 0 })
+    }
+
+    /// Analytic forward FLOPs (projections + the two attention products).
+    public func forwardFlops(batch: Int, tokens: Int) -> Double {
+        let rows = batch * tokens
+        let proj = linears.reduce(0) { $0 + $1.forwardFlops(rows: rows) }
+        let attn = Double(batch * heads) * 2 * gemmFlops(m: tokens, n: tokens, k: headDim)
+        return proj + attn
+    }
+
+    /// y (B·T, E) ← attention(x (B·T, E)). x must stay valid until `backward`.
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                        batch: Int, tokens: Int) {
+        let E = embedDim, T = tokens, d = headDim, rows = batch * tokens
+        if let keyKeep {
+            precondition(keyKeep.count == rows, "Attention \(name): key padding for \(keyKeep.count) tokens, batch has \(rows)")
+        }
+        self.batch = batch
+        self.tokens = tokens
+        ensure(&qkv, [rows, 3 * E])
+        ensure(&probs, [batch, heads, T, T])
+        ensure(&context, [rows, E])
+        // Projections into the (B·T, 3E) qkv buffer.
+        switch layout {
+        case .fused:
+            inputProjections[0].forward(x, qkv.data, rows: rows)
+        case .separate:
+            for (i, p) in inputProjections.enumerated() {
+                p.forward(x, qkv.data + i * E, rows: rows, ldy: 3 * E)
+            }
+        }
+        let scale = 1 / Float(d).squareRoot()
+        for b in 0..<batch {
+            let qkvB = qkv.data + b * T * 3 * E            // (T, 3E)
+            let keep = keyKeep.map { UnsafePointer($0.data + b * T) }
+            for h in 0..<heads {
+                let q = qkvB + h * d, k = qkvB + E + h * d, v = qkvB + 2 * E + h * d
+                let p = probs.data + (b * heads + h) * T * T   // (T, T)
+                // S = Q Kᵀ·scale
+                gemm(.none, .transposed, m: T, n: T, k: d, alpha: scale, a: q, lda: 3 * E,
+                     b: k, ldb: 3 * E, beta: 0, c: p, ldc: T)
+                maskedSoftmaxRows(p, tokens: T, keep: keep)
+                // O = P V → context columns h·d..<(h+1)·d
+                gemm(.none, .none, m: T, n: d, k: T, a: p, lda: T, b: v, ldb: 3 * E,
+                     beta: 0, c: context.data + b * T * E + h * d, ldc: E)
+            }
+        }
+        outputProjection.forward(context.data, y, rows: rows)
+    }
+
+    /// dx (B·T, E) += ∂L/∂x given dy (B·T, E); parameter gradients accumulate.
+    public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+        let E = embedDim, T = tokens, d = headDim, rows = batch * tokens
+        ensure(&dContext, [rows, E])
+        ensure(&dqkv, [rows, 3 * E])
+        ensure(&dProbs, [T, T])
+        ensure(&dScores, [T, T])
+        dContext.data.update(repeating: 0, count: rows * E)
+        outputProjection.backward(dy, dx: dContext.data)
+        dqkv.data.update(repeating: 0, count: rows * 3 * E)
+        let scale = 1 / Float(d).squareRoot()
+        for b in 0..<batch {
+            let qkvB = qkv.data + b * T * 3 * E, dqkvB = dqkv.data + b * T * 3 * E
+            for h in 0..<heads {
+                let q = qkvB + h * d, k = qkvB + E + h * d, v = qkvB + 2 * E + h * d
+                let dq = dqkvB + h * d, dk = dqkvB + E + h * d, dv = dqkvB + 2 * E + h * d
+                let p = probs.data + (b * heads + h) * T * T    // (T, T)
+                let dO = dContext.data + b * T * E + h * d       // (T, d), ld E
+                // dP = dO Vᵀ (T, T);  dV += Pᵀ dO (T, d)
+                gemm(.none, .transposed, m: T, n: T, k: d, a: dO, lda: E, b: v, ldb: 3 * E,
+                     beta: 0, c: dProbs.data, ldc: T)
+                gemm(.transposed, .none, m: T, n: d, k: T, a: p, lda: T, b: dO, ldb: E,
+                     beta: 1, c: dv, ldc: 3 * E)
+                // dS = P ⊙ (dP − rowsum(dP ⊙ P)); masked entries have P = 0, so dS = 0 there.
+                dScores.data.update(repeating: 0, count: T * T)
+                softmaxBackward(p, dProbs.data, dScores.data, rows: T, cols: T)
+                // dQ += scale · dS K;  dK += scale · dSᵀ Q
+                gemm(.none, .none, m: T, n: d, k: T, alpha: scale, a: dScores.data, lda: T,
+                     b: k, ldb: 3 * E, beta: 1, c: dq, ldc: 3 * E)
+                gemm(.transposed, .none, m: T, n: d, k: T, alpha: scale, a: dScores.data, lda: T,
+                     b: q, ldb: 3 * E, beta: 1, c: dk, ldc: 3 * E)
+            }
+        }
+        switch layout {
+        case .fused:
+            inputProjections[0].backward(dqkv.data, dx: dx)
+        case .separate:
+            for (i, p) in inputProjections.enumerated() {
+                p.backward(dqkv.data + i * E, dx: dx, lddy: 3 * E)
+            }
+        }
+    }
+
+    /// Row-wise softmax of the (T, T) scores in place, with the causal and key-padding masks
+    /// applied (masked entries become exactly 0; a fully masked row becomes all zeros).
+    private func maskedSoftmaxRows(_ s: UnsafeMutablePointer<Float>, tokens T: Int,
+                                   keep: UnsafePointer<Float>?) {
+        for i in 0..<T {
+            let row = s + i * T
+            let visible = causal ? i + 1 : T   // keys 0..<visible pass the causal mask
+            if visible < T { (row + visible).update(repeating: 0, count: T - visible) }
+            guard let keep else {
+                softmaxForward(row, row, rows: 1, cols: visible)
+                continue
+            }
+            var any = false
+            for j in 0..<visible {
+                if keep[j] == 0 { row[j] = -.infinity } else { any = true }
+            }
+            if any {
+                softmaxForward(row, row, rows: 1, cols: visible)
+            } else {
+                row.update(repeating: 0, count: visible)
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import Kernels
+
+/// LayerNorm over the last dimension, PyTorch `nn.LayerNorm(features, eps)`:
+///
+///     y[r, :] = (x[r, :] − μ_r) / √(σ²_r + eps) ⊙ γ + β
+///
+/// Parameters `<name>.weight` (γ, ones) and `<name>.bias` (β, zeros), both `(features,)`.
+/// The backward derivation is in docs/model.md.
+public final class LayerNormLayer {
+    public let name: String
+    public let features: Int
+    public let eps: Float
+    public let weight: Parameter
+    public let bias: Parameter
+
+    // Saved by forward for backward.
+    private var input: UnsafePointer<Float>?
+    private var rows = 0
+    private var mean = emptyTensor()   // (rows,)
+    private var rstd = emptyTensor()   // (rows,)
+
+    public init(_ name: String, features: Int, eps: Float, region: ParameterRegion,
+                store: ParameterStore) {
+        self.name = name
+        self.features = features
+        self.eps = eps
+        weight = store.declare(name + ".weight", shape: [features], region: region, initializer: .ones)
+        bias = store.declare(name + ".bias", shape: [features], region: region, initializer: .zeros)
+    }
+
+    /// y (rows, C) ← LayerNorm(x (rows, C)). Caches x: it must stay valid until `backward`.
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int) {
+        ensure(&mean, [rows])
+        ensure(&rstd, [rows])
+        input = x
+        self.rows = rows
+        layerNormForward(x, gamma: weight.value, beta: bias.value, y, mean: mean.data,
+                         rstd: rstd.data, rows: rows, cols: features, eps: eps)
+    }
+
+    /// dx (rows, C) += ∂L/∂x; dγ, dβ += their gradients when trainable.
+    public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+        guard let x = input else { preconditionFailure("LayerNorm \(name): backward before forward") }
+        layerNormBackward(dy, x, gamma: weight.value, mean: mean.data, rstd: rstd.data, dx: dx,
+                          dgamma: weight.gradient, dbeta: bias.gradient, rows: rows, cols: features)
+    }
+}

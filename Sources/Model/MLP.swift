@@ -1,0 +1,50 @@
+import Kernels
+
+/// The transformer feed-forward network `fc2(act(fc1(x)))`, E → H → E
+/// (timm `Mlp`, HF `CLIPMLP`; parameters `<name>.fc1.*`, `<name>.fc2.*`).
+public final class MLP {
+    public let name: String
+    public let fc1: Linear
+    public let fc2: Linear
+    public let activation: Activation
+    public var linears: [Linear] { [fc1, fc2] }
+
+    private var rows = 0
+    private var preActivation = emptyTensor()   // (rows, H)  fc1 output
+    private var hidden = emptyTensor()          // (rows, H)  act(fc1 output)
+    private var dHidden = emptyTensor()         // (rows, H)
+    private var dPreActivation = emptyTensor()  // (rows, H)
+
+    public init(_ name: String, features: Int, hidden: Int, activation: Activation,
+                region: ParameterRegion, lora: LoRAConfig?, store: ParameterStore) {
+        self.name = name
+        self.activation = activation
+        fc1 = Linear(name + ".fc1", in: features, out: hidden, region: region, lora: lora, store: store)
+        fc2 = Linear(name + ".fc2", in: hidden, out: features, region: region, lora: lora, store: store)
+    }
+
+    public func forwardFlops(rows: Int) -> Double { fc1.forwardFlops(rows: rows) + fc2.forwardFlops(rows: rows) }
+
+    /// y (rows, E) ← fc2(act(fc1(x (rows, E)))). x must stay valid until `backward`.
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int) {
+        let H = fc1.outFeatures
+        self.rows = rows
+        ensure(&preActivation, [rows, H])
+        ensure(&hidden, [rows, H])
+        fc1.forward(x, preActivation.data, rows: rows)
+        activation.forward(preActivation.data, hidden.data, count: rows * H)
+        fc2.forward(hidden.data, y, rows: rows)
+    }
+
+    /// dx (rows, E) += ∂L/∂x given dy (rows, E).
+    public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+        let H = fc1.outFeatures
+        ensure(&dHidden, [rows, H])
+        ensure(&dPreActivation, [rows, H])
+        dHidden.data.update(repeating: 0, count: rows * H)
+        fc2.backward(dy, dx: dHidden.data)
+        dPreActivation.data.update(repeating: 0, count: rows * H)
+        activation.backward(preActivation.data, dHidden.data, dPreActivation.data, count: rows * H)
+        fc1.backward(dPreActivation.data, dx: dx)
+    }
+}

@@ -1,0 +1,43 @@
+import Kernels
+
+/// The nonlinearity between the two Linears of a transformer MLP.
+public enum Activation: String, Codable, Sendable {
+    /// Exact GELU, ½x(1 + erf(x/√2)) — timm ViTs, `nn.GELU()`.
+    case gelu
+    /// Tanh-approximated GELU — `nn.GELU(approximate="tanh")`.
+    case geluTanh
+    /// x·σ(1.702x) — OpenAI CLIP towers.
+    case quickGELU
+
+    /// y = f(x) over `count` elements (y may equal x).
+    func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+        switch self {
+        case .gelu: geluForward(x, y, count: count, approximation: .erf)
+        case .geluTanh: geluForward(x, y, count: count, approximation: .tanh)
+        case .quickGELU: quickGELUForward(x, y, count: count)
+        }
+    }
+
+    /// dx += f′(x) ⊙ dy over `count` elements.
+    func backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                  _ dx: UnsafeMutablePointer<Float>, count: Int) {
+        switch self {
+        case .gelu: geluBackward(x, dy, dx, count: count, approximation: .erf)
+        case .geluTanh: geluBackward(x, dy, dx, count: count, approximation: .tanh)
+        case .quickGELU: quickGELUBackward(x, dy, dx, count: count)
+        }
+    }
+}
+
+/// Makes sure `t` holds at least `shape.product` elements, reallocating (zero-filled) only
+/// when it is too small. Activations are therefore allocated on the first forward of a
+/// batch shape and reused by every later step of that shape (or any smaller one).
+@inline(__always)
+func ensure(_ t: inout Tensor, _ shape: [Int]) {
+    let n = shape.reduce(1, *)
+    if t.count < n { t = Tensor(shape: shape) }
+}
+
+/// An empty placeholder for activation buffers before the first forward.
+@inline(__always)
+func emptyTensor() -> Tensor { Tensor(shape: [0]) }

@@ -1,0 +1,167 @@
+import Kernels
+
+/// A CLIP text tower with HF `CLIPTextModelWithProjection` names (without `text_model.`)
+/// under `prefix` (default `text.`):
+///
+///     x   = token_embedding(ids) + position_embedding          (B·L, D)
+///     x   = encoder.layers[depth−1](… layers[0](x))            causal attention
+///     t   = final_layer_norm(x[b, eot_b])                       (B, D), eot_b = first end-of-text
+///     out = t text_projectionᵀ                                  (B, Dp)
+///
+/// The final norm is row-wise, so it is applied to the B pooled rows only.
+public final class TextTransformer {
+    public let config: TextConfig
+    public let prefix: String
+    public let training: TowerTraining
+    public let tokenEmbedding: TokenEmbedding
+    /// `embeddings.position_embedding.weight (L, D)`.
+    public let positionEmbedding: Parameter
+    public let blocks: [TransformerBlock]
+    public let finalNorm: LayerNormLayer
+    public let projection: Linear?
+    /// Every Linear of the tower (blocks, projection).
+    public let linears: [Linear]
+    /// The pooled position of each sequence of the last forward.
+    public private(set) var poolPositions: [Int] = []
+
+    /// Training mode: enables LoRA dropout in every Linear.
+    public var isTraining = true {
+        didSet { for l in linears { l.isTraining = isTraining } }
+    }
+
+    private var batch = 0
+    private var embedded = emptyTensor()   // (B·L, D)
+    private var streams: [Tensor] = []     // depth × (B·L, D)
+    private var gathered = emptyTensor()   // (B, D)
+    private var normed = emptyTensor()     // (B, D)
+    private var features = emptyTensor()   // (B, Dp)
+    private var dNormed = emptyTensor()    // (B, D)
+    private var dGathered = emptyTensor()  // (B, D)
+    private var dStreamA = emptyTensor()   // (B·L, D)
+    private var dStreamB = emptyTensor()   // (B·L, D)
+
+    public init(config: TextConfig, training: TowerTraining, prefix: String = "text.",
+                store: ParameterStore) {
+        self.config = config
+        self.prefix = prefix
+        self.training = training
+        let region = training.baseRegion, D = config.width
+        tokenEmbedding = TokenEmbedding(prefix + "embeddings.token_embedding",
+                                        vocabularySize: config.vocabularySize, width: D,
+                                        region: region, lora: training.tokenEmbeddingLoRA, store: store)
+        positionEmbedding = store.declare(prefix + "embeddings.position_embedding.weight",
+                                          shape: [config.contextLength, D], region: region,
+                                          initializer: .normal(std: 0.01))
+        blocks = (0..<config.depth).map { i in
+            TransformerBlock(prefix + "encoder.layers.\(i)", width: D, heads: config.heads,
+                             mlpHidden: config.mlpHidden, activation: config.activation,
+                             eps: config.layerNormEps, layerScaleInit: nil, naming: config.naming,
+                             qkv: config.qkvLayout, causal: true, region: region,
+                             lora: training.blockLoRA, store: store)
+        }
+        finalNorm = LayerNormLayer(prefix + "final_layer_norm", features: D, eps: config.layerNormEps,
+                                   region: region, store: store)
+        projection = config.projectionDim.map {
+            Linear(prefix + "text_projection", in: D, out: $0, bias: false, region: region,
+                   lora: training.projectionLoRA, store: store)
+        }
+        linears = blocks.flatMap(\.linears) + (projection.map { [$0] } ?? [])
+    }
+
+    /// Width of the returned features.
+    public var outputDim: Int { config.outputDim }
+
+    /// Analytic forward FLOPs (matrix products only) for `batch` sequences.
+    public func forwardFlops(batch: Int) -> Double {
+        let L = config.contextLength
+        var f = tokenEmbedding.forwardFlops(rows: batch * L)
+        for b in blocks { f += b.forwardFlops(batch: batch, tokens: L) }
+        if let projection { f += projection.forwardFlops(rows: batch) }
+        return f
+    }
+
+    public func mergeLoRA() {
+        tokenEmbedding.mergeLoRA()
+        for l in linears { l.mergeLoRA() }
+    }
+
+    public func unmergeLoRA() {
+        tokenEmbedding.unmergeLoRA()
+        for l in linears { l.unmergeLoRA() }
+    }
+
+    /// Sets the dropout-mask stream of every Linear (call before each training forward).
+    public func setDropoutStream(_ stream: DropoutStream) {
+        for l in linears { l.dropoutStream = stream }
+    }
+
+    /// Text features (B, outputDim) of token ids (B, L), L = `config.contextLength`. Each
+    /// sequence is pooled at its first end-of-text token (the last position if it has
+    /// none); tokens after it (padding) do not influence the result. The result is owned
+    /// by the encoder and valid until the next forward; `tokens` must stay valid until
+    /// `backward`.
+    public func forward(tokens: UnsafePointer<Int32>, batch: Int) -> UnsafePointer<Float> {
+        let D = config.width, L = config.contextLength, rows = batch * L
+        self.batch = batch
+        ensure(&embedded, [rows, D])
+        if streams.count != blocks.count { streams = blocks.map { _ in emptyTensor() } }
+        for i in streams.indices { ensure(&streams[i], [rows, D]) }
+        ensure(&gathered, [batch, D])
+        ensure(&normed, [batch, D])
+        if poolPositions.count != batch { poolPositions = Array(repeating: 0, count: batch) }
+        for b in 0..<batch {
+            var position = L - 1
+            for t in 0..<L where tokens[b * L + t] == config.endOfTextId { position = t; break }
+            poolPositions[b] = position
+        }
+        let validLengths = config.keyPaddingAfterEndOfText ? poolPositions.map { $0 + 1 } : nil
+        for block in blocks { block.attention.setKeyPadding(validLengths: validLengths, tokens: L) }
+
+        tokenEmbedding.forward(tokens, embedded.data, rows: rows)
+        addPositionEmbedding(embedded.data, positionEmbedding.value, batch: batch, tokens: L, width: D)
+        var x = UnsafePointer(embedded.data)
+        for (block, out) in zip(blocks, streams) {
+            block.forward(x, out.data, batch: batch, tokens: L)
+            x = UnsafePointer(out.data)
+        }
+        for b in 0..<batch {
+            (gathered.data + b * D).update(from: x + (b * L + poolPositions[b]) * D, count: D)
+        }
+        finalNorm.forward(gathered.data, normed.data, rows: batch)
+        guard let projection else { return UnsafePointer(normed.data) }
+        ensure(&features, [batch, projection.outFeatures])
+        projection.forward(normed.data, features.data, rows: batch)
+        return UnsafePointer(features.data)
+    }
+
+    /// Adds parameter gradients given dFeatures (B, outputDim).
+    public func backward(dFeatures: UnsafePointer<Float>) {
+        let D = config.width, L = config.contextLength, rows = batch * L
+        ensure(&dNormed, [batch, D])
+        ensure(&dGathered, [batch, D])
+        ensure(&dStreamA, [rows, D])
+        ensure(&dStreamB, [rows, D])
+        if let projection {
+            dNormed.data.update(repeating: 0, count: batch * D)
+            projection.backward(dFeatures, dx: dNormed.data)
+        } else {
+            dNormed.data.update(from: dFeatures, count: batch * D)
+        }
+        dGathered.data.update(repeating: 0, count: batch * D)
+        finalNorm.backward(dNormed.data, dx: dGathered.data)
+        var dX = dStreamA, dPrevious = dStreamB   // (B·L, D) each
+        dX.data.update(repeating: 0, count: rows * D)
+        for b in 0..<batch {
+            (dX.data + (b * L + poolPositions[b]) * D).update(from: dGathered.data + b * D, count: D)
+        }
+        for block in blocks.reversed() {
+            dPrevious.data.update(repeating: 0, count: rows * D)
+            block.backward(dX.data, dx: dPrevious.data)
+            swap(&dX, &dPrevious)
+        }
+        if let g = positionEmbedding.gradient {
+            positionEmbeddingBackward(dX.data, g, batch: batch, tokens: L, width: D)
+        }
+        tokenEmbedding.backward(dX.data)
+    }
+}

@@ -1,0 +1,148 @@
+import Kernels
+
+/// Which upstream naming a transformer block follows.
+public enum BlockNaming: String, Codable, Sendable {
+    /// timm: `norm1`, `attn.{qkv,proj}`, `ls1.gamma`, `norm2`, `mlp.fc{1,2}`, `ls2.gamma`.
+    case timm
+    /// HF CLIP: `layer_norm1`, `self_attn.{q,k,v,out}_proj`, `layer_norm2`, `mlp.fc{1,2}`.
+    case hfCLIP
+}
+
+/// Which Linears of a block get LoRA.
+public struct BlockLoRA {
+    public var attention: LoRAConfig?
+    public var mlp: LoRAConfig?
+    public init(attention: LoRAConfig?, mlp: LoRAConfig?) {
+        self.attention = attention
+        self.mlp = mlp
+    }
+}
+
+/// A pre-LN transformer block (timm `Block`, HF `CLIPEncoderLayer`):
+///
+///     x₁ = x  + ls1 ⊙ attn(norm1(x))
+///     y  = x₁ + ls2 ⊙ mlp(norm2(x₁))
+///
+/// LayerScale (`ls1.gamma`, `ls2.gamma`, CaiT / UNI) is optional; without it ls = 1.
+public final class TransformerBlock {
+    public let name: String
+    public let width: Int
+    public let norm1: LayerNormLayer
+    public let attention: MultiHeadAttention
+    public let norm2: LayerNormLayer
+    public let mlp: MLP
+    public let layerScale1: Parameter?
+    public let layerScale2: Parameter?
+    public var linears: [Linear] { attention.linears + mlp.linears }
+
+    private var batch = 0, tokens = 0
+    private var input: UnsafePointer<Float>?
+    private var norm1Out = emptyTensor()   // (rows, E)
+    private var attnOut = emptyTensor()    // (rows, E)  before LayerScale
+    private var residual1 = emptyTensor()  // (rows, E)  x₁
+    private var norm2Out = emptyTensor()   // (rows, E)
+    private var mlpOut = emptyTensor()     // (rows, E)  before LayerScale
+    private var dResidual1 = emptyTensor() // (rows, E)
+    private var dBranch = emptyTensor()    // (rows, E)  gradient into attn/mlp output
+    private var dNorm = emptyTensor()      // (rows, E)  gradient into norm output
+
+    public init(_ name: String, width: Int, heads: Int, mlpHidden: Int, activation: Activation,
+                eps: Float, layerScaleInit: Float?, naming: BlockNaming, qkv: QKVLayout,
+                causal: Bool, region: ParameterRegion, lora: BlockLoRA, store: ParameterStore) {
+        self.name = name
+        self.width = width
+        let timm = naming == .timm
+        norm1 = LayerNormLayer(name + (timm ? ".norm1" : ".layer_norm1"), features: width, eps: eps,
+                               region: region, store: store)
+        attention = MultiHeadAttention(name + (timm ? ".attn" : ".self_attn"), embedDim: width,
+                                       heads: heads, layout: qkv, causal: causal, region: region,
+                                       lora: lora.attention, store: store)
+        layerScale1 = layerScaleInit.map {
+            store.declare(name + ".ls1.gamma", shape: [width], region: region, initializer: .constant($0))
+        }
+        norm2 = LayerNormLayer(name + (timm ? ".norm2" : ".layer_norm2"), features: width, eps: eps,
+                               region: region, store: store)
+        mlp = MLP(name + ".mlp", features: width, hidden: mlpHidden, activation: activation,
+                  region: region, lora: lora.mlp, store: store)
+        layerScale2 = layerScaleInit.map {
+            store.declare(name + ".ls2.gamma", shape: [width], region: region, initializer: .constant($0))
+        }
+    }
+
+    public func forwardFlops(batch: Int, tokens: Int) -> Double {
+        attention.forwardFlops(batch: batch, tokens: tokens) + mlp.forwardFlops(rows: batch * tokens)
+    }
+
+    /// y (B·T, E) ← block(x (B·T, E)); y must not alias x. x must stay valid until `backward`.
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                        batch: Int, tokens: Int) {
+        let rows = batch * tokens, E = width
+        self.batch = batch
+        self.tokens = tokens
+        input = x
+        ensure(&norm1Out, [rows, E])
+        ensure(&attnOut, [rows, E])
+        ensure(&residual1, [rows, E])
+        ensure(&norm2Out, [rows, E])
+        ensure(&mlpOut, [rows, E])
+        norm1.forward(x, norm1Out.data, rows: rows)
+        attention.forward(norm1Out.data, attnOut.data, batch: batch, tokens: tokens)
+        addScaledResidual(x, attnOut.data, layerScale1, residual1.data, rows: rows)
+        norm2.forward(residual1.data, norm2Out.data, rows: rows)
+        mlp.forward(norm2Out.data, mlpOut.data, rows: rows)
+        addScaledResidual(residual1.data, mlpOut.data, layerScale2, y, rows: rows)
+    }
+
+    /// dx (B·T, E) += ∂L/∂x given dy (B·T, E).
+    public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+        let rows = batch * tokens, n = rows * width
+        ensure(&dResidual1, [rows, width])
+        ensure(&dBranch, [rows, width])
+        ensure(&dNorm, [rows, width])
+        // y = x₁ + ls2 ⊙ m:  dx₁ = dy (+ norm2 path below), dm = ls2 ⊙ dy, dls2 += Σ dy ⊙ m.
+        dResidual1.data.update(from: dy, count: n)
+        scaledBranchGradient(dy, mlpOut.data, layerScale2, rows: rows)
+        dNorm.data.update(repeating: 0, count: n)
+        mlp.backward(dBranch.data, dx: dNorm.data)
+        norm2.backward(dNorm.data, dx: dResidual1.data)
+        // x₁ = x + ls1 ⊙ a:  dx += dx₁ (+ norm1 path), da = ls1 ⊙ dx₁, dls1 += Σ dx₁ ⊙ a.
+        axpy(1, dResidual1.data, dx, count: n)
+        scaledBranchGradient(dResidual1.data, attnOut.data, layerScale1, rows: rows)
+        dNorm.data.update(repeating: 0, count: n)
+        attention.backward(dBranch.data, dx: dNorm.data)
+        norm1.backward(dNorm.data, dx: dx)
+    }
+
+    /// out (rows, E) = x + γ ⊙ branch (γ = 1 without LayerScale).
+    private func addScaledResidual(_ x: UnsafePointer<Float>, _ branch: UnsafePointer<Float>,
+                                   _ gamma: Parameter?, _ out: UnsafeMutablePointer<Float>, rows: Int) {
+        let E = width
+        guard let gamma else {
+            for i in 0..<(rows * E) { out[i] = x[i] + branch[i] }
+            return
+        }
+        let g = gamma.value
+        for r in 0..<rows {
+            let xr = x + r * E, br = branch + r * E, o = out + r * E
+            for j in 0..<E { o[j] = xr[j] + g[j] * br[j] }
+        }
+    }
+
+    /// dBranch (rows, E) = γ ⊙ d (or d); dγ += Σ_rows d ⊙ branch when γ is trainable.
+    private func scaledBranchGradient(_ d: UnsafePointer<Float>, _ branch: UnsafePointer<Float>,
+                                      _ gamma: Parameter?, rows: Int) {
+        let E = width, out = dBranch.data
+        guard let gamma else { out.update(from: d, count: rows * E); return }
+        let g = gamma.value
+        for r in 0..<rows {
+            let dr = d + r * E, o = out + r * E
+            for j in 0..<E { o[j] = g[j] * dr[j] }
+        }
+        if let dg = gamma.gradient {
+            for r in 0..<rows {
+                let dr = d + r * E, br = branch + r * E
+                for j in 0..<E { dg[j] += dr[j] * br[j] }
+            }
+        }
+    }
+}
