@@ -1,53 +1,63 @@
 /// SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators",
 /// OOPSLA 2014): a 64-bit state advanced by the golden-ratio increment and finalised
-/// with a variant of MurmurHash3's mixer. Small, fast and fully specified, so a seed
-/// gives the same sequence on every machine, compiler and rank count.
+/// with a variant of MurmurHash3's mixer. Pure wrapping arithmetic, so a seed gives the
+/// same sequence on every machine, compiler and rank count.
 ///
 ///     state += 0x9E3779B97F4A7C15
 ///     z = state
 ///     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
 ///     z = (z ^ (z >> 27)) * 0x94D049BB133111EB
 ///     return z ^ (z >> 31)
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    public private(set) var state: UInt64
+///
+/// This is the same stream and the same bounded draw as `Kernels.RandomGenerator`
+/// (`nextUInt64`, `nextInt(upperBound:)`); Distributed sits beside Kernels rather than
+/// above it, so it keeps this private copy of the few lines the sampler needs. The
+/// multi-rank suite, which links both modules, checks that the two agree.
+struct SplitMix64 {
+    private(set) var state: UInt64
 
-    public init(seed: UInt64) { state = seed }
+    init(seed: UInt64) { state = seed }
 
-    public mutating func next() -> UInt64 {
+    mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         return Self.mix(state)
     }
 
     /// The SplitMix64 output function (a bijection of `UInt64`).
-    public static func mix(_ value: UInt64) -> UInt64 {
+    static func mix(_ value: UInt64) -> UInt64 {
         var z = value
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
 
-    /// A uniform integer in `0..<bound` without modulo bias: draws `x` until
-    /// `x >= 2^64 mod bound`, then returns `x mod bound` (the accepted range is a whole
-    /// number of copies of `0..<bound`).
-    public mutating func next(below bound: Int) -> Int {
+    /// A uniform integer in `0..<bound` without bias (Lemire, "Fast random integer
+    /// generation in an interval", 2019): the high word of `x · bound`, redrawing `x`
+    /// while the low word is below `2^64 mod bound`.
+    mutating func next(below bound: Int) -> Int {
         precondition(bound > 0, "bound must be positive, got \(bound)")
         let bound = UInt64(bound)
-        let threshold = (0 &- bound) % bound
-        while true {
-            let x = next()
-            if x >= threshold { return Int(x % bound) }
+        var product = next().multipliedFullWidth(by: bound)
+        if product.low < bound {
+            let threshold = (0 &- bound) % bound
+            while product.low < threshold { product = next().multipliedFullWidth(by: bound) }
         }
+        return Int(product.high)
     }
 }
 
 /// Which items each rank processes, batch by batch, in one epoch.
 ///
 /// **Global order.** With `shuffle`, epoch `e` visits the items `0..<itemCount` in the
-/// permutation made by a Fisher–Yates shuffle (for `i` from `n-1` down to `1`, swap
-/// item `i` with item `next(below: i+1)`) driven by
-/// `SplitMix64(seed: SplitMix64.mix(seed ^ SplitMix64.mix(UInt64(e))))`, starting
-/// from the identity. Without `shuffle` the order is the identity. The global order
-/// depends only on `(itemCount, seed, epoch)`, never on the rank count.
+/// permutation made by a Fisher–Yates shuffle of the identity (for `i` from `n-1` down
+/// to `1`, swap positions `i` and `j`, `j` uniform in `0...i`) driven by SplitMix64
+/// seeded with `mix(seed ^ mix(UInt64(e)))`, where `mix` is the SplitMix64 output
+/// function. Equivalently, with `Kernels.RandomGenerator`:
+///
+///     var g = RandomGenerator(seed: mix(seed ^ mix(UInt64(e))))
+///     for i in stride(from: n - 1, through: 1, by: -1) { order.swapAt(i, g.nextInt(upperBound: i + 1)) }
+///
+/// Without `shuffle` the order is the identity. The global order depends only on `(itemCount, seed, epoch)`, never on the rank count.
 ///
 /// **Global batches.** The global order is cut into consecutive global batches of
 /// `globalBatchSize` items. If `itemCount` is not a multiple of it, the last batch is

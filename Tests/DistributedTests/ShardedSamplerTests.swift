@@ -1,5 +1,5 @@
 import XCTest
-import Distributed
+@testable import Distributed
 
 final class ShardedSamplerTests: XCTestCase {
     /// The samplers of every rank of a `worldSize`-rank job.

@@ -9,6 +9,7 @@
 // summary `N passed, N failed`; the exit status is non-zero if any case failed.
 // Tests/MultiRank/run.sh runs this at several rank counts together with the abort test.
 import Distributed
+import Kernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -250,6 +251,22 @@ func samplerCases(_ suite: Suite) throws {
                 seen += global
             }
             expect(seen.count == 960 && Set(seen).count == 960, "epoch \(epoch): \(seen.count) items", &problems)
+        }
+    }
+
+    try suite.test("sampler order equals the documented Fisher–Yates over Kernels.RandomGenerator") { problems in
+        // mix(x), the SplitMix64 output function, is the first output of a generator
+        // whose state is x minus the golden-ratio increment.
+        func mix(_ x: UInt64) -> UInt64 {
+            var generator = RandomGenerator(seed: x &- 0x9E37_79B9_7F4A_7C15)
+            return generator.nextUInt64()
+        }
+        let sampler = ShardedSampler.training(itemCount: 777, globalBatchSize: 10, rank: r, worldSize: n, seed: 99)
+        for epoch in [0, 1, 12] {
+            var order = Array(0 ..< 777)
+            var generator = RandomGenerator(seed: mix(99 ^ mix(UInt64(epoch))))
+            for i in stride(from: 776, through: 1, by: -1) { order.swapAt(i, generator.nextInt(upperBound: i + 1)) }
+            expectEqual(sampler.globalOrder(epoch: epoch), order, "epoch \(epoch)", &problems)
         }
     }
 
