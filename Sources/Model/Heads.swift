@@ -1,0 +1,270 @@
+import Kernels
+
+/// How the vision and text-branch predictions are combined (CLIP-IT §Stage 2 and its
+/// ablations).
+public enum FusionMode: String, Sendable, Equatable, Codable, CaseIterable {
+    /// Late fusion (the method): z = fusion([h_v(v) ; g(h_d(v))]), fusion: Linear(2C→C).
+    case late
+    /// Ablation "no fusion": z = h_v(v). The projection h_d still exists (it feeds the
+    /// distillation term), the text-branch head g and the fusion layer do not.
+    case visionOnly
+    /// Ablation "early fusion": z = early_fusion([v ; h_d(v)]), one Linear(E+D→C) head on
+    /// the concatenated features. We fuse [v ; t̂] rather than t̂ alone so that the single
+    /// head sees the same information the late-fusion model sees through its two branches.
+    case early
+}
+
+/// Sizes and variants of the CLIP-IT heads.
+public struct HeadsConfig: Sendable, Equatable, Codable {
+    /// E: width of the vision feature v.
+    public var featureWidth: Int
+    /// D: width of the text embedding t (and of the projection t̂ = h_d(v)).
+    public var textWidth: Int
+    /// C: number of classes.
+    public var classes: Int
+    /// h_d as Linear(E→E)–LeakyReLU–Linear(E→D) instead of one Linear(E→D).
+    public var twoLayerProjection: Bool
+    public var fusion: FusionMode
+    /// Negative slope of the LeakyReLUs inside h_d and g (0.1 in the reference).
+    public var leakySlope: Float
+
+    public init(featureWidth: Int, textWidth: Int, classes: Int, twoLayerProjection: Bool = false,
+                fusion: FusionMode = .late, leakySlope: Float = 0.1) {
+        precondition(featureWidth > 0 && textWidth > 0 && classes > 0,
+                     "HeadsConfig: widths and class count must be positive")
+        self.featureWidth = featureWidth
+        self.textWidth = textWidth
+        self.classes = classes
+        self.twoLayerProjection = twoLayerProjection
+        self.fusion = fusion
+        self.leakySlope = leakySlope
+    }
+}
+
+/// The trainable CLIP-IT heads on top of the vision feature v (B, E):
+///
+///     a  = h_v(v)                                  vision_head     Linear(E→C)
+///     t̂  = h_d(v)                                  projection      Linear(E→D)
+///                                                  (or projection.0 Linear(E→E), LeakyReLU,
+///                                                      projection.2 Linear(E→D))
+///     b  = g(t̂)                                    text_head.0 Linear(D→D), LeakyReLU,
+///                                                  text_head.2 Linear(D→C)
+///     z  = fusion([a ; b])                         fusion          Linear(2C→C)
+///
+/// (`FusionMode` lists the ablation variants.) Every head is trainable with PyTorch's
+/// default Linear initialisation. The concatenation [a ; b] is never copied: h_v and g
+/// write their outputs into the two column halves of one (B, 2C) buffer through
+/// `Linear.forward(ldy:)`.
+///
+/// Use: `forward(features:batch:)`, read `logits` and `projected`; let the losses *add*
+/// ∂L/∂t̂ into `projectedGrad` (zeroed by forward); then `backward(dLogits:dFeatures:)`
+/// adds ∂L/∂v into `dFeatures` and the head gradients into the store.
+public final class CLIPITHeads {
+    public let config: HeadsConfig
+    public let visionHead: Linear?
+    /// h_d: one layer, or `projection.0` and `projection.2`.
+    public let projection: [Linear]
+    public let textHead0: Linear?
+    public let textHead2: Linear?
+    /// Late fusion Linear(2C→C) or early fusion Linear(E+D→C); nil for `.visionOnly`.
+    public let fusion: Linear?
+
+    public private(set) var batch = 0
+    private var capacity = 0
+    // Activations (first `batch` rows used), allocated when the batch grows.
+    private var projectionHidden = Tensor(shape: [0])      // (B, E) pre-activation
+    private var projectionHiddenAct = Tensor(shape: [0])   // (B, E) LeakyReLU output
+    /// t̂ = h_d(v), (B, D).
+    public private(set) var projected = Tensor(shape: [0])
+    private var textHidden = Tensor(shape: [0])            // (B, D) pre-activation
+    private var textHiddenAct = Tensor(shape: [0])         // (B, D)
+    private var concatenated = Tensor(shape: [0])          // (B, 2C) late, (B, E+D) early
+    /// z, (B, C).
+    public private(set) var logits = Tensor(shape: [0])
+    // Gradients.
+    private var dProjectionHidden = Tensor(shape: [0])     // (B, E)
+    private var dProjectionHiddenAct = Tensor(shape: [0])  // (B, E)
+    /// ∂L/∂t̂, (B, D): zeroed by `forward`, losses add into it before `backward`.
+    public private(set) var projectedGrad = Tensor(shape: [0])
+    private var dTextHidden = Tensor(shape: [0])           // (B, D)
+    private var dTextHiddenAct = Tensor(shape: [0])        // (B, D)
+    private var dConcatenated = Tensor(shape: [0])         // like `concatenated`
+
+    /// Declares the heads' parameters in `store` under `prefix` (`heads.` by default).
+    public init(_ config: HeadsConfig, prefix: String = "heads.", store: ParameterStore) {
+        self.config = config
+        let e = config.featureWidth, d = config.textWidth, c = config.classes
+        func linear(_ name: String, _ i: Int, _ o: Int) -> Linear {
+            Linear(prefix + name, in: i, out: o, region: .trainable, store: store)
+        }
+        visionHead = config.fusion == .early ? nil : linear("vision_head", e, c)
+        projection = config.twoLayerProjection
+            ? [linear("projection.0", e, e), linear("projection.2", e, d)]
+            : [linear("projection", e, d)]
+        if config.fusion == .late {
+            textHead0 = linear("text_head.0", d, d)
+            textHead2 = linear("text_head.2", d, c)
+        } else {
+            textHead0 = nil
+            textHead2 = nil
+        }
+        switch config.fusion {
+        case .late: fusion = linear("fusion", 2 * c, c)
+        case .early: fusion = linear("early_fusion", e + d, c)
+        case .visionOnly: fusion = nil
+        }
+    }
+
+    /// Every Linear of the heads, in declaration order.
+    public var layers: [Linear] {
+        [visionHead].compactMap { $0 } + projection + [textHead0, textHead2, fusion].compactMap { $0 }
+    }
+
+    private var concatenatedWidth: Int {
+        config.fusion == .early ? config.featureWidth + config.textWidth : 2 * config.classes
+    }
+
+    private func ensureCapacity(_ rows: Int) {
+        guard rows > capacity else { return }
+        let e = config.featureWidth, d = config.textWidth, c = config.classes
+        let twoLayer = config.twoLayerProjection, late = config.fusion == .late
+        let w = config.fusion == .visionOnly ? 0 : concatenatedWidth
+        projectionHidden = Tensor(shape: [twoLayer ? rows : 0, e])
+        projectionHiddenAct = Tensor(shape: [twoLayer ? rows : 0, e])
+        dProjectionHidden = Tensor(shape: [twoLayer ? rows : 0, e])
+        dProjectionHiddenAct = Tensor(shape: [twoLayer ? rows : 0, e])
+        projected = Tensor(shape: [rows, d])
+        projectedGrad = Tensor(shape: [rows, d])
+        textHidden = Tensor(shape: [late ? rows : 0, d])
+        textHiddenAct = Tensor(shape: [late ? rows : 0, d])
+        dTextHidden = Tensor(shape: [late ? rows : 0, d])
+        dTextHiddenAct = Tensor(shape: [late ? rows : 0, d])
+        concatenated = Tensor(shape: [rows, w])
+        dConcatenated = Tensor(shape: [rows, w])
+        logits = Tensor(shape: [rows, c])
+        capacity = rows
+    }
+
+    /// Computes t̂ (`projected`) and z (`logits`) from v (batch, E), and zeroes
+    /// `projectedGrad`. The input must stay valid until `backward`.
+    public func forward(features v: UnsafePointer<Float>, batch: Int) {
+        ensureCapacity(batch)
+        self.batch = batch
+        let e = config.featureWidth, d = config.textWidth, c = config.classes
+        let slope = config.leakySlope
+        // t̂ = h_d(v)  (B, D)
+        if config.twoLayerProjection {
+            projection[0].forward(v, projectionHidden.data, rows: batch)              // (B, E)
+            leakyReLUForward(projectionHidden.data, projectionHiddenAct.data,
+                             count: batch * e, slope: slope)
+            projection[1].forward(projectionHiddenAct.data, projected.data, rows: batch)
+        } else {
+            projection[0].forward(v, projected.data, rows: batch)
+        }
+        projectedGrad.data.update(repeating: 0, count: batch * d)
+
+        switch config.fusion {
+        case .late:
+            let w = 2 * c
+            // [a ; b] written straight into the two halves of `concatenated` (B, 2C).
+            visionHead!.forward(v, concatenated.data, rows: batch, ldy: w)
+            textHead0!.forward(projected.data, textHidden.data, rows: batch)          // (B, D)
+            leakyReLUForward(textHidden.data, textHiddenAct.data, count: batch * d, slope: slope)
+            textHead2!.forward(textHiddenAct.data, concatenated.data + c, rows: batch, ldy: w)
+            fusion!.forward(concatenated.data, logits.data, rows: batch)              // (B, C)
+        case .visionOnly:
+            visionHead!.forward(v, logits.data, rows: batch)
+        case .early:
+            let w = e + d
+            copyColumns(v, ld: e, into: concatenated.data, ld: w, rows: batch, cols: e)
+            copyColumns(projected.data, ld: d, into: concatenated.data + e, ld: w,
+                        rows: batch, cols: d)
+            fusion!.forward(concatenated.data, logits.data, rows: batch)
+        }
+    }
+
+    /// Given ∂L/∂z (batch, C) and the ∂L/∂t̂ accumulated in `projectedGrad`, adds the head
+    /// parameter gradients into the store and ∂L/∂v into `dFeatures` (batch, E), if non-nil.
+    public func backward(dLogits: UnsafePointer<Float>, dFeatures: UnsafeMutablePointer<Float>?) {
+        let e = config.featureWidth, d = config.textWidth, c = config.classes
+        let slope = config.leakySlope
+        let dt = projectedGrad.data                                                   // (B, D)
+        switch config.fusion {
+        case .late:
+            let w = 2 * c
+            dConcatenated.data.update(repeating: 0, count: batch * w)
+            fusion!.backward(dLogits, dx: dConcatenated.data)                         // (B, 2C)
+            visionHead!.backward(dConcatenated.data, dx: dFeatures, lddy: w)
+            dTextHiddenAct.data.update(repeating: 0, count: batch * d)
+            textHead2!.backward(dConcatenated.data + c, dx: dTextHiddenAct.data, lddy: w)
+            dTextHidden.data.update(repeating: 0, count: batch * d)
+            leakyReLUBackward(textHidden.data, dTextHiddenAct.data, dTextHidden.data,
+                              count: batch * d, slope: slope)
+            textHead0!.backward(dTextHidden.data, dx: dt)                             // dt̂ +=
+        case .visionOnly:
+            visionHead!.backward(dLogits, dx: dFeatures)
+        case .early:
+            let w = e + d
+            dConcatenated.data.update(repeating: 0, count: batch * w)
+            fusion!.backward(dLogits, dx: dConcatenated.data)                         // (B, E+D)
+            if let dFeatures {
+                addColumns(dConcatenated.data, ld: w, into: dFeatures, ld: e, rows: batch, cols: e)
+            }
+            addColumns(dConcatenated.data + e, ld: w, into: dt, ld: d, rows: batch, cols: d)
+        }
+        // Through h_d: dv += ∂L/∂t̂ · ∂t̂/∂v.
+        if config.twoLayerProjection {
+            dProjectionHiddenAct.data.update(repeating: 0, count: batch * e)
+            projection[1].backward(dt, dx: dProjectionHiddenAct.data)
+            dProjectionHidden.data.update(repeating: 0, count: batch * e)
+            leakyReLUBackward(projectionHidden.data, dProjectionHiddenAct.data,
+                              dProjectionHidden.data, count: batch * e, slope: slope)
+            projection[0].backward(dProjectionHidden.data, dx: dFeatures)
+        } else {
+            projection[0].backward(dt, dx: dFeatures)
+        }
+    }
+}
+
+/// A linear classification head Linear(E→C) on a feature (the unimodal and text-only
+/// classifiers), with its logits buffer.
+public final class LinearHead {
+    public let layer: Linear
+    public private(set) var logits = Tensor(shape: [0])   // (B, C)
+    private var capacity = 0
+
+    public init(_ name: String, in inFeatures: Int, classes: Int, store: ParameterStore) {
+        layer = Linear(name, in: inFeatures, out: classes, region: .trainable, store: store)
+    }
+
+    /// logits (batch, C) ← x (batch, E) Wᵀ + b. `x` must stay valid until `backward`.
+    public func forward(_ x: UnsafePointer<Float>, batch: Int) {
+        if batch > capacity {
+            logits = Tensor(shape: [batch, layer.outFeatures])
+            capacity = batch
+        }
+        layer.forward(x, logits.data, rows: batch)
+    }
+
+    /// Adds the head's parameter gradients and ∂L/∂x (if `dx` is non-nil).
+    public func backward(dLogits: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
+        layer.backward(dLogits, dx: dx)
+    }
+}
+
+/// dst[r, 0..<cols] = src[r, 0..<cols] for `rows` rows of two strided matrices.
+@inline(__always)
+func copyColumns(_ src: UnsafePointer<Float>, ld lds: Int, into dst: UnsafeMutablePointer<Float>,
+                 ld ldd: Int, rows: Int, cols: Int) {
+    for r in 0..<rows { (dst + r * ldd).update(from: src + r * lds, count: cols) }
+}
+
+/// dst[r, 0..<cols] += src[r, 0..<cols] for `rows` rows of two strided matrices.
+@inline(__always)
+func addColumns(_ src: UnsafePointer<Float>, ld lds: Int, into dst: UnsafeMutablePointer<Float>,
+                ld ldd: Int, rows: Int, cols: Int) {
+    for r in 0..<rows {
+        let s = src + r * lds, t = dst + r * ldd
+        for j in 0..<cols { t[j] += s[j] }
+    }
+}
