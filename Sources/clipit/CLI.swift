@@ -4,5 +4,6 @@ import ArgumentParser
 struct CLIPIT: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clipit",
-        abstract: "CLIP-IT distillation training for histology on CPU clusters.")
+        abstract: "CLIP-IT distillation training for histology on CPU clusters.",
+        subcommands: [Bench.self, Smoke.self])
 }
