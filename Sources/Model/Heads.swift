@@ -183,6 +183,21 @@ public final class CLIPITHeads {
         }
     }
 
+    /// The two late-fusion inputs of the last forward, a = h_v(v) and b = g(t̂), each
+    /// (batch, C) row-major (copies, for analysis and tests; nil unless `.late`).
+    public var branchLogits: (vision: [Float], textBranch: [Float])? {
+        guard config.fusion == .late else { return nil }
+        let c = config.classes
+        var a = [Float](repeating: 0, count: batch * c), b = a
+        for r in 0..<batch {
+            for j in 0..<c {
+                a[r * c + j] = concatenated.data[r * 2 * c + j]
+                b[r * c + j] = concatenated.data[r * 2 * c + c + j]
+            }
+        }
+        return (a, b)
+    }
+
     /// Given ∂L/∂z (batch, C) and the ∂L/∂t̂ accumulated in `projectedGrad`, adds the head
     /// parameter gradients into the store and ∂L/∂v into `dFeatures` (batch, E), if non-nil.
     public func backward(dLogits: UnsafePointer<Float>, dFeatures: UnsafeMutablePointer<Float>?) {

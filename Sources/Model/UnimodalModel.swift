@@ -1,0 +1,165 @@
+import Kernels
+import Formats
+
+/// The unimodal baselines of CLIP-IT.md (decision 6): a vision tower and one linear head
+/// `heads.vision_head` Linear(E→C), trained with cross-entropy only.
+///
+/// - `TowerTraining.frozen`: the frozen-backbone linear probe ("unimodal"); the tower's
+///   backward is skipped entirely.
+/// - a LoRA `TowerTraining`: "unimodal + LoRA", the same LoRA as CLIP-IT without text,
+///   which isolates the text's contribution from LoRA's.
+/// - `TowerTraining.fullFineTune`: full fine-tuning.
+///
+/// Same conventions as `CLIPITModel`: gradients are added (call `zeroGradients` per step)
+/// and per-sample losses are divided by the global batch size.
+public final class UnimodalModel {
+    public let vision: VisionTransformer
+    public let head: LinearHead
+    public let store: ParameterStore
+    public let crossEntropy: CrossEntropyLoss
+    public let classes: Int
+
+    private let visionTrains: Bool
+    private var dLogits = emptyTensor()     // (B, C)
+    private var dFeatures = emptyTensor()   // (B, E)
+    /// v of the last forward, (B, E); owned by the vision tower.
+    public private(set) var visionFeatures: UnsafePointer<Float>?
+
+    public init(vision config: VisionConfig, training: TowerTraining, classes: Int,
+                crossEntropy mode: CrossEntropyMode = .logits, seed: UInt64) {
+        let store = ParameterStore()
+        self.store = store
+        self.classes = classes
+        vision = VisionTransformer(config: config, training: training, store: store)
+        head = LinearHead("heads.vision_head", in: config.outputDim, classes: classes, store: store)
+        crossEntropy = CrossEntropyLoss(classes: classes, mode: mode)
+        store.allocate(seed: seed)
+        visionTrains = store.hasTrainableParameters(prefix: vision.prefix)
+    }
+
+    public func zeroGradients() { store.zeroGradients() }
+
+    public var isTraining: Bool {
+        get { vision.isTraining }
+        set { vision.isTraining = newValue }
+    }
+
+    public func setDropoutStream(_ stream: DropoutStream) { vision.setDropoutStream(stream) }
+
+    /// One training forward and backward (see `CLIPITModel.forwardBackward`); `distill` is 0.
+    @discardableResult
+    public func forwardBackward(images: UnsafePointer<Float>, labels: UnsafePointer<Int32>,
+                                batch: Int, globalBatch: Int? = nil,
+                                dImages: UnsafeMutablePointer<Float>? = nil) -> LossBreakdown {
+        let n = globalBatch ?? batch
+        precondition(n >= batch && batch > 0, "UnimodalModel: globalBatch \(n) < local batch \(batch)")
+        let e = vision.outputDim
+        let v = vision.forward(images: images, batch: batch)                   // (B, E)
+        visionFeatures = v
+        head.forward(v, batch: batch)                                          // (B, C)
+        let ce = crossEntropy.forward(logits: head.logits.data, labels: labels, rows: batch,
+                                      normalizer: n)
+        ensure(&dLogits, [batch, classes])
+        dLogits.data.update(repeating: 0, count: batch * classes)
+        crossEntropy.backward(dLogits: dLogits.data)
+        let needFeatureGradient = visionTrains || dImages != nil
+        if needFeatureGradient {
+            ensure(&dFeatures, [batch, e])
+            dFeatures.data.update(repeating: 0, count: batch * e)
+        }
+        head.backward(dLogits: dLogits.data, dx: needFeatureGradient ? dFeatures.data : nil)
+        if needFeatureGradient { vision.backward(dFeatures: dFeatures.data, dImages: dImages) }
+        return LossBreakdown(total: ce, ce: ce, distill: 0)
+    }
+
+    /// Logits (B, C) in evaluation mode; owned by the model, valid until the next forward.
+    public func predict(images: UnsafePointer<Float>, batch: Int) -> UnsafePointer<Float> {
+        let wasTraining = vision.isTraining
+        if wasTraining { vision.isTraining = false }
+        defer { if wasTraining { vision.isTraining = true } }
+        let v = vision.forward(images: images, batch: batch)
+        visionFeatures = v
+        head.forward(v, batch: batch)
+        return UnsafePointer(head.logits.data)
+    }
+
+    public func mergeLoRA() { vision.mergeLoRA() }
+    public func unmergeLoRA() { vision.unmergeLoRA() }
+
+    /// Loads parameters by contract name (see `CLIPITModel.load`).
+    @discardableResult
+    public func load(from file: SafeTensorsFile,
+                     allowMissing: (String) -> Bool = { isLoRAParameterName($0) || $0.hasPrefix("heads.") },
+                     ignoreUnexpected: (String) -> Bool = { _ in false }) throws -> WeightLoadingReport {
+        try store.load(from: file, prefix: "", allowMissing: allowMissing,
+                       ignoreUnexpected: ignoreUnexpected)
+    }
+}
+
+/// A text-only classifier: the text tower and one linear head `heads.text_classifier`
+/// Linear(D→C) on t. Used for the Ω score (CLIP-IT.md, Analysis): the fraction of test
+/// samples it gets right from the paired report while the vision-only model is wrong.
+public final class TextClassifier {
+    public let text: TextTransformer
+    public let head: LinearHead
+    public let store: ParameterStore
+    public let crossEntropy: CrossEntropyLoss
+    public let classes: Int
+
+    private let textTrains: Bool
+    private var dLogits = emptyTensor()     // (B, C)
+    private var dFeatures = emptyTensor()   // (B, D)
+
+    public init(text config: TextConfig, training: TowerTraining, classes: Int, seed: UInt64) {
+        let store = ParameterStore()
+        self.store = store
+        self.classes = classes
+        text = TextTransformer(config: config, training: training, store: store)
+        head = LinearHead("heads.text_classifier", in: config.outputDim, classes: classes, store: store)
+        crossEntropy = CrossEntropyLoss(classes: classes)
+        store.allocate(seed: seed)
+        textTrains = store.hasTrainableParameters(prefix: text.prefix)
+    }
+
+    public func zeroGradients() { store.zeroGradients() }
+
+    /// One training forward and backward on token ids (B, L); gradients are added.
+    @discardableResult
+    public func forwardBackward(tokens: UnsafePointer<Int32>, labels: UnsafePointer<Int32>,
+                                batch: Int, globalBatch: Int? = nil) -> LossBreakdown {
+        let n = globalBatch ?? batch
+        precondition(n >= batch && batch > 0, "TextClassifier: globalBatch \(n) < local batch \(batch)")
+        let d = text.outputDim
+        let t = text.forward(tokens: tokens, batch: batch)                     // (B, D)
+        head.forward(t, batch: batch)
+        let ce = crossEntropy.forward(logits: head.logits.data, labels: labels, rows: batch,
+                                      normalizer: n)
+        ensure(&dLogits, [batch, classes])
+        dLogits.data.update(repeating: 0, count: batch * classes)
+        crossEntropy.backward(dLogits: dLogits.data)
+        if textTrains {
+            ensure(&dFeatures, [batch, d])
+            dFeatures.data.update(repeating: 0, count: batch * d)
+        }
+        head.backward(dLogits: dLogits.data, dx: textTrains ? dFeatures.data : nil)
+        if textTrains { text.backward(dFeatures: dFeatures.data) }
+        return LossBreakdown(total: ce, ce: ce, distill: 0)
+    }
+
+    /// Logits (B, C) of token ids (B, L), evaluation mode.
+    public func predict(tokens: UnsafePointer<Int32>, batch: Int) -> UnsafePointer<Float> {
+        let wasTraining = text.isTraining
+        if wasTraining { text.isTraining = false }
+        defer { if wasTraining { text.isTraining = true } }
+        head.forward(text.forward(tokens: tokens, batch: batch), batch: batch)
+        return UnsafePointer(head.logits.data)
+    }
+
+    @discardableResult
+    public func load(from file: SafeTensorsFile,
+                     allowMissing: (String) -> Bool = { isLoRAParameterName($0) || $0.hasPrefix("heads.") },
+                     ignoreUnexpected: (String) -> Bool = { _ in false }) throws -> WeightLoadingReport {
+        try store.load(from: file, prefix: "", allowMissing: allowMissing,
+                       ignoreUnexpected: ignoreUnexpected)
+    }
+}
