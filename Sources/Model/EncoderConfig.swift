@@ -184,10 +184,11 @@ public struct LoRATargets: Codable, Equatable, Sendable {
         self.projection = projection
     }
 
-    /// Every Linear, the patch embedding, the token embedding and the projection (the
-    /// CLIP-IT reference: PEFT on every Linear, Conv2d and Embedding).
+    /// Every block Linear, the patch embedding and the token embedding, but not the output
+    /// projection — what the reference fixtures wrap with PEFT (suffix targets `qkv, proj,
+    /// fc1, fc2` / `q_proj, k_proj, v_proj, out_proj, fc1, fc2, token_embedding`).
     public static let all = LoRATargets(linears: .all, patchEmbedding: true, tokenEmbedding: true,
-                                        projection: true)
+                                        projection: false)
     public static let attentionOnly = LoRATargets(linears: .attention, patchEmbedding: false,
                                                   tokenEmbedding: false, projection: false)
     public static let none = LoRATargets(linears: .none, patchEmbedding: false,
