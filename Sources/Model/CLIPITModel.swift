@@ -159,10 +159,23 @@ public final class CLIPITModel {
     public func forwardBackward(images: UnsafePointer<Float>, labels: UnsafePointer<Int32>,
                                 tokens: UnsafePointer<Int32>?, batch: Int, globalBatch: Int? = nil,
                                 dImages: UnsafeMutablePointer<Float>? = nil) -> LossBreakdown {
+        let loss = forward(images: images, labels: labels, tokens: tokens, batch: batch,
+                           globalBatch: globalBatch)
+        backward(batch: batch, dImages: dImages)
+        return loss
+    }
+
+    /// The loss without a backward pass (validation), same arguments as `forwardBackward`.
+    /// Runs in whatever mode `isTraining` is in.
+    public func loss(images: UnsafePointer<Float>, labels: UnsafePointer<Int32>,
+                     tokens: UnsafePointer<Int32>?, batch: Int, globalBatch: Int? = nil) -> LossBreakdown {
+        forward(images: images, labels: labels, tokens: tokens, batch: batch, globalBatch: globalBatch)
+    }
+
+    private func forward(images: UnsafePointer<Float>, labels: UnsafePointer<Int32>,
+                         tokens: UnsafePointer<Int32>?, batch: Int, globalBatch: Int?) -> LossBreakdown {
         let n = globalBatch ?? batch
         precondition(n >= batch && batch > 0, "CLIPITModel: globalBatch \(n) < local batch \(batch)")
-        let e = vision.outputDim, c = config.classes
-        // Forward.
         let v = vision.forward(images: images, batch: batch)                   // (B, E)
         visionFeatures = v
         heads.forward(features: v, batch: batch)                               // z (B, C), t̂ (B, D)
@@ -176,17 +189,23 @@ public final class CLIPITModel {
             distill = distillation.forward(predicted: heads.projected.data, target: t, rows: batch,
                                            normalizer: n)
         }
-        let lambda = config.distillationWeight
-        // Backward.
+        return LossBreakdown(total: ce + config.distillationWeight * distill, ce: ce, distill: distill)
+    }
+
+    /// Backward of the last `forward`: losses → heads → towers.
+    private func backward(batch: Int, dImages: UnsafeMutablePointer<Float>?) {
+        let e = vision.outputDim, c = config.classes
         ensure(&dLogits, [batch, c])
         dLogits.data.update(repeating: 0, count: batch * c)
-        crossEntropy.backward(dLogits: dLogits.data)
+        crossEntropy.backward(dLogits: dLogits.data)                            // (B, C)
         if let text {
             let d = text.outputDim
             ensure(&dText, [batch, d])
             dText.data.update(repeating: 0, count: batch * d)
+            // λ·∂(1 − cos)/∂t̂ into the heads' t̂ gradient, ∂/∂t into dText unless stopped.
             distillation.backward(dPredicted: heads.projectedGrad.data,
-                                  dTarget: textTrains ? dText.data : nil, scale: lambda)
+                                  dTarget: textTrains ? dText.data : nil,
+                                  scale: config.distillationWeight)
             if textTrains { text.backward(dFeatures: dText.data) }
         }
         let needFeatureGradient = visionTrains || dImages != nil
@@ -196,7 +215,6 @@ public final class CLIPITModel {
         }
         heads.backward(dLogits: dLogits.data, dFeatures: needFeatureGradient ? dFeatures.data : nil)
         if needFeatureGradient { vision.backward(dFeatures: dFeatures.data, dImages: dImages) }
-        return LossBreakdown(total: ce + lambda * distill, ce: ce, distill: distill)
     }
 
     /// Image-only inference (Stage 3): the fused logits (B, C) of `batch` images. The text
