@@ -38,10 +38,8 @@ public final class MultiHeadAttention {
     private var qkv = emptyTensor()        // (B·T, 3E)
     private var probs = emptyTensor()      // (B, H, T, T)
     private var context = emptyTensor()    // (B·T, E)
-    private var dContext = emptyTensor()   // (B·T, E)
-    private var dqkv = emptyTensor()       // (B·T, 3E)
-    private var dProbs = emptyTensor()     // (T, T) scratch, one (b, h) at a time
-    private var dScores = emptyTensor()    // (T, T) scratch
+    /// Backward scratch (slots 3–6): dContext (B·T, E), dqkv (B·T, 3E), dP and dS (T, T).
+    private let workspace: BackwardWorkspace
     /// Key keep-mask (B, T): 1 = attend, 0 = padded; nil = no key padding.
     private var keyKeep: Tensor?
 
@@ -50,7 +48,8 @@ public final class MultiHeadAttention {
     ///     `name.k_proj`, `name.v_proj`, `name.out_proj`.
     ///   - lora: LoRA for the projections (nil: plain Linears in `region`).
     public init(_ name: String, embedDim: Int, heads: Int, layout: QKVLayout, causal: Bool,
-                bias: Bool = true, region: ParameterRegion, lora: LoRAConfig?, store: ParameterStore) {
+                bias: Bool = true, region: ParameterRegion, lora: LoRAConfig?, store: ParameterStore,
+                workspace: BackwardWorkspace = BackwardWorkspace()) {
         precondition(embedDim % heads == 0, "Attention \(name): width \(embedDim) not divisible by \(heads) heads")
         self.name = name
         self.embedDim = embedDim
@@ -58,6 +57,7 @@ public final class MultiHeadAttention {
         self.headDim = embedDim / heads
         self.layout = layout
         self.causal = causal
+        self.workspace = workspace
         switch layout {
         case .fused:
             inputProjections = [Linear(name + ".qkv", in: embedDim, out: 3 * embedDim, bias: bias,
@@ -145,42 +145,42 @@ public final class MultiHeadAttention {
     /// dx (B·T, E) += ∂L/∂x given dy (B·T, E); parameter gradients accumulate.
     public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let E = embedDim, T = tokens, d = headDim, rows = batch * tokens
-        ensure(&dContext, [rows, E])
-        ensure(&dqkv, [rows, 3 * E])
-        ensure(&dProbs, [T, T])
-        ensure(&dScores, [T, T])
-        dContext.data.update(repeating: 0, count: rows * E)
-        outputProjection.backward(dy, dx: dContext.data)
-        dqkv.data.update(repeating: 0, count: rows * 3 * E)
+        let dContext = workspace.buffer(3, count: rows * E)     // (B·T, E)
+        let dqkv = workspace.buffer(4, count: rows * 3 * E)     // (B·T, 3E)
+        let dProbs = workspace.buffer(5, count: T * T)          // (T, T), one (b, h) at a time
+        let dScores = workspace.buffer(6, count: T * T)         // (T, T)
+        dContext.update(repeating: 0, count: rows * E)
+        outputProjection.backward(dy, dx: dContext)
+        dqkv.update(repeating: 0, count: rows * 3 * E)
         let scale = 1 / Float(d).squareRoot()
         for b in 0..<batch {
-            let qkvB = qkv.data + b * T * 3 * E, dqkvB = dqkv.data + b * T * 3 * E
+            let qkvB = qkv.data + b * T * 3 * E, dqkvB = dqkv + b * T * 3 * E
             for h in 0..<heads {
                 let q = qkvB + h * d, k = qkvB + E + h * d, v = qkvB + 2 * E + h * d
                 let dq = dqkvB + h * d, dk = dqkvB + E + h * d, dv = dqkvB + 2 * E + h * d
                 let p = probs.data + (b * heads + h) * T * T    // (T, T)
-                let dO = dContext.data + b * T * E + h * d       // (T, d), ld E
+                let dO = dContext + b * T * E + h * d       // (T, d), ld E
                 // dP = dO Vᵀ (T, T);  dV += Pᵀ dO (T, d)
                 gemm(.none, .transposed, m: T, n: T, k: d, a: dO, lda: E, b: v, ldb: 3 * E,
-                     beta: 0, c: dProbs.data, ldc: T)
+                     beta: 0, c: dProbs, ldc: T)
                 gemm(.transposed, .none, m: T, n: d, k: T, a: p, lda: T, b: dO, ldb: E,
                      beta: 1, c: dv, ldc: 3 * E)
                 // dS = P ⊙ (dP − rowsum(dP ⊙ P)); masked entries have P = 0, so dS = 0 there.
-                dScores.data.update(repeating: 0, count: T * T)
-                softmaxBackward(p, dProbs.data, dScores.data, rows: T, cols: T)
+                dScores.update(repeating: 0, count: T * T)
+                softmaxBackward(p, dProbs, dScores, rows: T, cols: T)
                 // dQ += scale · dS K;  dK += scale · dSᵀ Q
-                gemm(.none, .none, m: T, n: d, k: T, alpha: scale, a: dScores.data, lda: T,
+                gemm(.none, .none, m: T, n: d, k: T, alpha: scale, a: dScores, lda: T,
                      b: k, ldb: 3 * E, beta: 1, c: dq, ldc: 3 * E)
-                gemm(.transposed, .none, m: T, n: d, k: T, alpha: scale, a: dScores.data, lda: T,
+                gemm(.transposed, .none, m: T, n: d, k: T, alpha: scale, a: dScores, lda: T,
                      b: q, ldb: 3 * E, beta: 1, c: dk, ldc: 3 * E)
             }
         }
         switch layout {
         case .fused:
-            inputProjections[0].backward(dqkv.data, dx: dx)
+            inputProjections[0].backward(dqkv, dx: dx)
         case .separate:
             for (i, p) in inputProjections.enumerated() {
-                p.backward(dqkv.data + i * E, dx: dx, lddy: 3 * E)
+                p.backward(dqkv + i * E, dx: dx, lddy: 3 * E)
             }
         }
     }

@@ -12,12 +12,14 @@ public final class MLP {
     private var rows = 0
     private var preActivation = emptyTensor()   // (rows, H)  fc1 output
     private var hidden = emptyTensor()          // (rows, H)  act(fc1 output)
-    private var dHidden = emptyTensor()         // (rows, H)
-    private var dPreActivation = emptyTensor()  // (rows, H)
+    /// Backward scratch (slots 3–4): d hidden and d pre-activation, (rows, H) each.
+    private let workspace: BackwardWorkspace
 
     public init(_ name: String, features: Int, hidden: Int, activation: Activation,
-                region: ParameterRegion, lora: LoRAConfig?, store: ParameterStore) {
+                region: ParameterRegion, lora: LoRAConfig?, store: ParameterStore,
+                workspace: BackwardWorkspace = BackwardWorkspace()) {
         self.name = name
+        self.workspace = workspace
         self.activation = activation
         fc1 = Linear(name + ".fc1", in: features, out: hidden, region: region, lora: lora, store: store)
         fc2 = Linear(name + ".fc2", in: hidden, out: features, region: region, lora: lora, store: store)
@@ -39,12 +41,12 @@ public final class MLP {
     /// dx (rows, E) += ∂L/∂x given dy (rows, E).
     public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let H = fc1.outFeatures
-        ensure(&dHidden, [rows, H])
-        ensure(&dPreActivation, [rows, H])
-        dHidden.data.update(repeating: 0, count: rows * H)
-        fc2.backward(dy, dx: dHidden.data)
-        dPreActivation.data.update(repeating: 0, count: rows * H)
-        activation.backward(preActivation.data, dHidden.data, dPreActivation.data, count: rows * H)
-        fc1.backward(dPreActivation.data, dx: dx)
+        let dHidden = workspace.buffer(3, count: rows * H)          // (rows, H)
+        let dPreActivation = workspace.buffer(4, count: rows * H)   // (rows, H)
+        dHidden.update(repeating: 0, count: rows * H)
+        fc2.backward(dy, dx: dHidden)
+        dPreActivation.update(repeating: 0, count: rows * H)
+        activation.backward(preActivation.data, dHidden, dPreActivation, count: rows * H)
+        fc1.backward(dPreActivation, dx: dx)
     }
 }

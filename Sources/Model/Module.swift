@@ -41,3 +41,23 @@ func ensure(_ t: inout Tensor, _ shape: [Int]) {
 /// An empty placeholder for activation buffers before the first forward.
 @inline(__always)
 func emptyTensor() -> Tensor { Tensor(shape: [0]) }
+
+/// Scratch buffers for backward passes, shared by all the layers of a tower.
+///
+/// Gradients of intermediate activations are only needed while one layer's backward runs,
+/// so the blocks of a tower can share them: a tower passes one workspace to all its
+/// blocks, which saves about half of the backward memory of a deep model. Each slot is a
+/// separate buffer; a layer must not use a slot that its caller holds during the call
+/// (the block uses slots 0–2, attention and MLP 3–6).
+public final class BackwardWorkspace {
+    private var slots: [Tensor] = []
+
+    public init() {}
+
+    /// Slot `index`, holding at least `count` elements (contents unspecified).
+    func buffer(_ index: Int, count: Int) -> UnsafeMutablePointer<Float> {
+        while slots.count <= index { slots.append(emptyTensor()) }
+        ensure(&slots[index], [count])
+        return slots[index].data
+    }
+}

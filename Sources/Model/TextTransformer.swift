@@ -45,6 +45,7 @@ public final class TextTransformer {
         self.config = config
         self.prefix = prefix
         self.training = training
+        let workspace = BackwardWorkspace()   // shared by all blocks
         let region = training.baseRegion, D = config.width
         tokenEmbedding = TokenEmbedding(prefix + "embeddings.token_embedding",
                                         vocabularySize: config.vocabularySize, width: D,
@@ -57,7 +58,7 @@ public final class TextTransformer {
                              mlpHidden: config.mlpHidden, activation: config.activation,
                              eps: config.layerNormEps, layerScaleInit: nil, naming: config.naming,
                              qkv: config.qkvLayout, causal: true, region: region,
-                             lora: training.blockLoRA, store: store)
+                             lora: training.blockLoRA, store: store, workspace: workspace)
         }
         finalNorm = LayerNormLayer(prefix + "final_layer_norm", features: D, eps: config.layerNormEps,
                                    region: region, store: store)
@@ -91,8 +92,13 @@ public final class TextTransformer {
     }
 
     /// Sets the dropout-mask stream of every Linear (call before each training forward).
+    /// `stream.firstGlobalRow` is the global index of this rank's first *sequence*; block
+    /// Linears get it scaled by the context length, the projection uses it as is.
     public func setDropoutStream(_ stream: DropoutStream) {
-        for l in linears { l.dropoutStream = stream }
+        let tokens = DropoutStream(seed: stream.seed, step: stream.step,
+                                   firstGlobalRow: stream.firstGlobalRow * config.contextLength)
+        for block in blocks { for l in block.linears { l.dropoutStream = tokens } }
+        projection?.dropoutStream = stream
     }
 
     /// Text features (B, outputDim) of token ids (B, L), L = `config.contextLength`. Each

@@ -42,28 +42,30 @@ public final class TransformerBlock {
     private var residual1 = emptyTensor()  // (rows, E)  x₁
     private var norm2Out = emptyTensor()   // (rows, E)
     private var mlpOut = emptyTensor()     // (rows, E)  before LayerScale
-    private var dResidual1 = emptyTensor() // (rows, E)
-    private var dBranch = emptyTensor()    // (rows, E)  gradient into attn/mlp output
-    private var dNorm = emptyTensor()      // (rows, E)  gradient into norm output
+    /// Backward scratch, shared with the other blocks of a tower: slots 0–2 hold dx₁, the
+    /// gradient into the attn/mlp output and the gradient into a norm output, (rows, E) each.
+    private let workspace: BackwardWorkspace
 
     public init(_ name: String, width: Int, heads: Int, mlpHidden: Int, activation: Activation,
                 eps: Float, layerScaleInit: Float?, naming: BlockNaming, qkv: QKVLayout,
-                causal: Bool, region: ParameterRegion, lora: BlockLoRA, store: ParameterStore) {
+                causal: Bool, region: ParameterRegion, lora: BlockLoRA, store: ParameterStore,
+                workspace: BackwardWorkspace = BackwardWorkspace()) {
         self.name = name
+        self.workspace = workspace
         self.width = width
         let timm = naming == .timm
         norm1 = LayerNormLayer(name + (timm ? ".norm1" : ".layer_norm1"), features: width, eps: eps,
                                region: region, store: store)
         attention = MultiHeadAttention(name + (timm ? ".attn" : ".self_attn"), embedDim: width,
                                        heads: heads, layout: qkv, causal: causal, region: region,
-                                       lora: lora.attention, store: store)
+                                       lora: lora.attention, store: store, workspace: workspace)
         layerScale1 = layerScaleInit.map {
             store.declare(name + ".ls1.gamma", shape: [width], region: region, initializer: .constant($0))
         }
         norm2 = LayerNormLayer(name + (timm ? ".norm2" : ".layer_norm2"), features: width, eps: eps,
                                region: region, store: store)
         mlp = MLP(name + ".mlp", features: width, hidden: mlpHidden, activation: activation,
-                  region: region, lora: lora.mlp, store: store)
+                  region: region, lora: lora.mlp, store: store, workspace: workspace)
         layerScale2 = layerScaleInit.map {
             store.declare(name + ".ls2.gamma", shape: [width], region: region, initializer: .constant($0))
         }
@@ -96,21 +98,21 @@ public final class TransformerBlock {
     /// dx (B·T, E) += ∂L/∂x given dy (B·T, E).
     public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let rows = batch * tokens, n = rows * width
-        ensure(&dResidual1, [rows, width])
-        ensure(&dBranch, [rows, width])
-        ensure(&dNorm, [rows, width])
+        let dResidual1 = workspace.buffer(0, count: n)   // (rows, E)
+        let dBranch = workspace.buffer(1, count: n)      // (rows, E)
+        let dNorm = workspace.buffer(2, count: n)        // (rows, E)
         // y = x₁ + ls2 ⊙ m:  dx₁ = dy (+ norm2 path below), dm = ls2 ⊙ dy, dls2 += Σ dy ⊙ m.
-        dResidual1.data.update(from: dy, count: n)
-        scaledBranchGradient(dy, mlpOut.data, layerScale2, rows: rows)
-        dNorm.data.update(repeating: 0, count: n)
-        mlp.backward(dBranch.data, dx: dNorm.data)
-        norm2.backward(dNorm.data, dx: dResidual1.data)
+        dResidual1.update(from: dy, count: n)
+        scaledBranchGradient(dy, mlpOut.data, layerScale2, into: dBranch, rows: rows)
+        dNorm.update(repeating: 0, count: n)
+        mlp.backward(dBranch, dx: dNorm)
+        norm2.backward(dNorm, dx: dResidual1)
         // x₁ = x + ls1 ⊙ a:  dx += dx₁ (+ norm1 path), da = ls1 ⊙ dx₁, dls1 += Σ dx₁ ⊙ a.
-        axpy(1, dResidual1.data, dx, count: n)
-        scaledBranchGradient(dResidual1.data, attnOut.data, layerScale1, rows: rows)
-        dNorm.data.update(repeating: 0, count: n)
-        attention.backward(dBranch.data, dx: dNorm.data)
-        norm1.backward(dNorm.data, dx: dx)
+        axpy(1, dResidual1, dx, count: n)
+        scaledBranchGradient(dResidual1, attnOut.data, layerScale1, into: dBranch, rows: rows)
+        dNorm.update(repeating: 0, count: n)
+        attention.backward(dBranch, dx: dNorm)
+        norm1.backward(dNorm, dx: dx)
     }
 
     /// out (rows, E) = x + γ ⊙ branch (γ = 1 without LayerScale).
@@ -128,10 +130,11 @@ public final class TransformerBlock {
         }
     }
 
-    /// dBranch (rows, E) = γ ⊙ d (or d); dγ += Σ_rows d ⊙ branch when γ is trainable.
+    /// out (rows, E) = γ ⊙ d (or d); dγ += Σ_rows d ⊙ branch when γ is trainable.
     private func scaledBranchGradient(_ d: UnsafePointer<Float>, _ branch: UnsafePointer<Float>,
-                                      _ gamma: Parameter?, rows: Int) {
-        let E = width, out = dBranch.data
+                                      _ gamma: Parameter?, into out: UnsafeMutablePointer<Float>,
+                                      rows: Int) {
+        let E = width
         guard let gamma else { out.update(from: d, count: rows * E); return }
         let g = gamma.value
         for r in 0..<rows {

@@ -55,6 +55,7 @@ public final class VisionTransformer {
         self.config = config
         self.prefix = prefix
         self.training = training
+        let workspace = BackwardWorkspace()   // shared by all blocks
         let region = training.baseRegion, E = config.width
         patchEmbedding = PatchEmbedding(prefix + "patch_embed", patchSize: config.patchSize,
                                         channels: config.channels, width: E, bias: config.patchBias,
@@ -72,7 +73,7 @@ public final class VisionTransformer {
                              mlpHidden: config.mlpHidden, activation: config.activation,
                              eps: config.layerNormEps, layerScaleInit: config.layerScaleInit,
                              naming: config.naming, qkv: config.qkvLayout, causal: false,
-                             region: region, lora: training.blockLoRA, store: store)
+                             region: region, lora: training.blockLoRA, store: store, workspace: workspace)
         }
         norm = config.finalNorm
             ? LayerNormLayer(prefix + "norm", features: E, eps: config.layerNormEps,
@@ -102,8 +103,17 @@ public final class VisionTransformer {
     public func unmergeLoRA() { for l in linears { l.unmergeLoRA() } }
 
     /// Sets the dropout-mask stream of every Linear (call before each training forward).
+    /// `stream.firstGlobalRow` is the global index of this rank's first *image*; each Linear
+    /// gets it scaled to its own rows (N patch rows or T token rows per image, one row per
+    /// image for the head), so the masks do not depend on how the batch is split.
     public func setDropoutStream(_ stream: DropoutStream) {
-        for l in linears { l.dropoutStream = stream }
+        func scaled(_ rowsPerImage: Int) -> DropoutStream {
+            DropoutStream(seed: stream.seed, step: stream.step,
+                          firstGlobalRow: stream.firstGlobalRow * rowsPerImage)
+        }
+        patchEmbedding.proj.dropoutStream = scaled(config.patchCount)
+        for block in blocks { for l in block.linears { l.dropoutStream = scaled(config.tokens) } }
+        head?.dropoutStream = scaled(1)
     }
 
     /// Pooled (and projected) features (B, outputDim) of images (B, C, H, W), H = W =

@@ -149,6 +149,26 @@ final class EncoderTests: XCTestCase {
         assertClose(t2, t0, tolerance: 1e-5, "unmerged text")
     }
 
+    /// With LoRA dropout, features of images 2..<4 computed as a batch of 2 starting at
+    /// global image 2 equal those computed inside a batch of 4 (masks follow global rows).
+    func testDropoutMasksDoNotDependOnBatchSplit() {
+        let store = ParameterStore()
+        let vit = VisionTransformer(config: .tiny, training: TowerTraining(
+            lora: LoRAConfig(rank: 4, alpha: 8, dropout: 0.3), targets: .all), store: store)
+        store.allocate(seed: 1)
+        Self.randomize(store, 2, 0.2)
+        let images = Self.randomTensor([4, 3, 16, 16], 3, 1)
+        vit.setDropoutStream(DropoutStream(seed: 9, step: 4, firstGlobalRow: 0))
+        let whole = Array(UnsafeBufferPointer(start: vit.forward(images: images.data, batch: 4), count: 4 * 32))
+        vit.setDropoutStream(DropoutStream(seed: 9, step: 4, firstGlobalRow: 2))
+        let half = Array(UnsafeBufferPointer(start: vit.forward(images: images.data + 2 * 3 * 16 * 16, batch: 2),
+                                             count: 2 * 32))
+        assertClose(half, Array(whole[64...]), tolerance: 1e-5, "split batch")
+        vit.isTraining = false
+        let eval = Array(UnsafeBufferPointer(start: vit.forward(images: images.data, batch: 4), count: 4 * 32))
+        XCTAssertNotEqual(eval, whole)
+    }
+
     func testTrainingRegions() {
         let store = ParameterStore()
         _ = VisionTransformer(config: .tiny, training: .frozen, store: store)
