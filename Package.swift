@@ -51,7 +51,7 @@ let package = Package(
             swiftSettings: optimise),
 
         // Multi-rank suite: an executable run under `mpirun -np N` by launch/test.
-        .executableTarget(name: "clipit-multirank-tests", dependencies: ["Distributed", "Kernels"],
+        .executableTarget(name: "clipit-multirank-tests", dependencies: ["Distributed", "Kernels", "Training"],
                           path: "Tests/MultiRank", exclude: ["run.sh"], swiftSettings: optimise),
 
         .testTarget(name: "KernelsTests", dependencies: [

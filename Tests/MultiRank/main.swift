@@ -310,6 +310,7 @@ comm.runOrAbort {
     try broadcastCases(suite)
     try gatherCases(suite)
     try samplerCases(suite)
+    try retrievalCases(suite)
 }
 if comm.rank == 0 {
     print("\(suite.passed) passed, \(suite.failed) failed")
