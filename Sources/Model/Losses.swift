@@ -41,6 +41,7 @@ public final class CrossEntropyLoss {
     private var rows = 0
     private var normalizer = 1
     private var labels: UnsafePointer<Int32>?
+    private var forwardMode = CrossEntropyMode.logits
     private var probabilities = Tensor(shape: [0])   // (rows, C) softmax(z), double-softmax mode
     private var logProbabilities = Tensor(shape: [0])  // (rows, C) log softmax(u)
     private var dProbabilities = Tensor(shape: [0])  // (rows, C) ∂/∂p, double-softmax mode
@@ -66,6 +67,7 @@ public final class CrossEntropyLoss {
         self.rows = rows
         self.normalizer = normalizer
         self.labels = labels
+        forwardMode = mode
         switch mode {
         case .logits:
             logSoftmaxForward(logits, logProbabilities.data, rows: rows, cols: c)
@@ -90,6 +92,7 @@ public final class CrossEntropyLoss {
         let s = scale / Float(normalizer)
         let lp = logProbabilities.data
         // g = s·(softmax(u) − onehot(y)) goes straight into dLogits (u = z) or into ∂/∂p.
+        let mode = forwardMode
         let g = mode == .logits ? dLogits : dProbabilities.data
         if mode == .referenceDoubleSoftmax { g.update(repeating: 0, count: rows * c) }
         for i in 0..<rows {

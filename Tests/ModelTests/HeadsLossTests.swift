@@ -8,36 +8,13 @@ final class HeadsLossTests: XCTestCase {
 
     // MARK: - Helpers
 
-    /// Central differences of `loss` with respect to x[i] for each i in `indices`, perturbing
-    /// the buffer in place (and restoring it). The denominator is the actual Float step.
-    private func numericalGradient(_ x: UnsafeMutablePointer<Float>, indices: [Int],
-                                   step: Float = 1e-3, loss: () -> Double) -> [Double] {
-        indices.map { i in
-            let saved = x[i]
-            let h = step * max(1, abs(saved))
-            let plus = saved + h, minus = saved - h
-            x[i] = plus
-            let lp = loss()
-            x[i] = minus
-            let lm = loss()
-            x[i] = saved
-            return (lp - lm) / (Double(plus) - Double(minus))
-        }
-    }
-
-    /// max|a − b| / max(max|b|, 1e-6) ≤ tolerance.
-    private func assertRelativeClose(_ analytic: [Double], _ numeric: [Double], tolerance: Double,
-                                     _ what: String, file: StaticString = #filePath,
-                                     line: UInt = #line) {
-        XCTAssertEqual(analytic.count, numeric.count, file: file, line: line)
-        var diff = 0.0, scale = 1e-6
-        for i in analytic.indices {
-            diff = max(diff, abs(analytic[i] - numeric[i]))
-            scale = max(scale, abs(numeric[i]))
-        }
-        XCTAssertLessThanOrEqual(diff / scale, tolerance,
-                                 "\(what): max |analytic − numeric| = \(diff), scale \(scale)",
-                                 file: file, line: line)
+    /// Finite-difference check of `analytic` = ∂loss/∂x over every element of x (shared
+    /// `GradientCheck`, small step: these functions are smooth except at LeakyReLU kinks).
+    private func check(_ name: String, _ x: UnsafeMutablePointer<Float>, _ analytic: [Float],
+                       loss: () -> Double, file: StaticString = #filePath, line: UInt = #line) {
+        GradientCheck.check(name, values: x, analytic: analytic, count: analytic.count,
+                            maxElements: 64, step: 1e-3, relativeTolerance: 2e-3, loss: loss,
+                            file: file, line: line)
     }
 
     private func random(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
@@ -79,14 +56,11 @@ final class HeadsLossTests: XCTestCase {
         for i in 0..<(b * d) { heads.projectedGrad.data[i] += wt[i] }
         let dv = Tensor(shape: [b, e])
         wz.withUnsafeBufferPointer { heads.backward(dLogits: $0.baseAddress!, dFeatures: dv.data) }
-        let analyticV = dv.array.map(Double.init)
-        let numericV = numericalGradient(v.data, indices: Array(0..<(b * e)), loss: loss)
-        assertRelativeClose(analyticV, numericV, tolerance: 2e-3, "heads ∂L/∂v", file: file, line: line)
+        let gradients = store.gradients.array
+        check("heads ∂L/∂v", v.data, dv.array, loss: loss, file: file, line: line)
         for p in store.trainableParameters {
-            let analytic = (0..<p.count).map { Double(p.gradient![$0]) }
-            let numeric = numericalGradient(p.value, indices: Array(0..<p.count), loss: loss)
-            assertRelativeClose(analytic, numeric, tolerance: 2e-3, "heads ∂L/∂\(p.name)",
-                                file: file, line: line)
+            check("heads ∂L/∂\(p.name)", p.value, Array(gradients[p.offset..<(p.offset + p.count)]),
+                  loss: loss, file: file, line: line)
         }
     }
 
@@ -178,8 +152,7 @@ final class HeadsLossTests: XCTestCase {
         let dz = Tensor(shape: [b, c])
         _ = loss()
         ce.backward(dLogits: dz.data, scale: 0.7)
-        let numeric = numericalGradient(z.data, indices: Array(0..<(b * c)), loss: loss).map { 0.7 * $0 }
-        assertRelativeClose(dz.array.map(Double.init), numeric, tolerance: 2e-3, "CE \(mode)")
+        check("CE \(mode)", z.data, dz.array) { 0.7 * loss() }
     }
 
     func testCrossEntropyOnLogits() { checkCrossEntropy(mode: .logits) }
@@ -247,10 +220,8 @@ final class HeadsLossTests: XCTestCase {
         let da = Tensor(shape: [b, d]), dt = Tensor(shape: [b, d])
         _ = loss()
         cosLoss.backward(dPredicted: da.data, dTarget: dt.data, scale: 2)
-        let na = numericalGradient(a.data, indices: Array(0..<(b * d)), loss: loss).map { 2 * $0 }
-        let nt = numericalGradient(t.data, indices: Array(0..<(b * d)), loss: loss).map { 2 * $0 }
-        assertRelativeClose(da.array.map(Double.init), na, tolerance: 2e-3, "cos ∂/∂t̂")
-        assertRelativeClose(dt.array.map(Double.init), nt, tolerance: 2e-3, "cos ∂/∂t")
+        check("cos ∂/∂t̂", a.data, da.array) { 2 * loss() }
+        check("cos ∂/∂t", t.data, dt.array) { 2 * loss() }
         // Stop-gradient on t: only t̂ receives a gradient, and the same one.
         let da2 = Tensor(shape: [b, d])
         _ = loss()
@@ -293,12 +264,9 @@ final class HeadsLossTests: XCTestCase {
         let dImg = Tensor(shape: [n, d]), dTxt = Tensor(shape: [n, d]), dS = Tensor(shape: [1])
         _ = loss()
         nce.backward(dImage: dImg.data, dText: dTxt.data, dLogitScale: dS.data)
-        let ni = numericalGradient(img.data, indices: Array(0..<(n * d)), loss: loss)
-        let nt = numericalGradient(txt.data, indices: Array(0..<(n * d)), loss: loss)
-        let ns = numericalGradient(scaleParam.data, indices: [0], loss: loss)
-        assertRelativeClose(dImg.array.map(Double.init), ni, tolerance: 3e-3, "InfoNCE ∂/∂I")
-        assertRelativeClose(dTxt.array.map(Double.init), nt, tolerance: 3e-3, "InfoNCE ∂/∂T")
-        assertRelativeClose([Double(dS.data[0])], ns, tolerance: 3e-3, "InfoNCE ∂/∂s")
+        check("InfoNCE ∂/∂I", img.data, dImg.array, loss: loss)
+        check("InfoNCE ∂/∂T", txt.data, dTxt.array, loss: loss)
+        check("InfoNCE ∂/∂s", scaleParam.data, dS.array, loss: loss)
     }
 
     func testInfoNCERankSharesSumToTheSingleRankLossAndGradient() {
