@@ -1,0 +1,101 @@
+import Foundation
+import XCTest
+@testable import Datasets
+
+final class SyntheticBenchmarkTests: XCTestCase {
+    let tiny = SyntheticBenchmarkConfig.preset("tiny")!
+
+    func files(_ dir: String) -> [String: [UInt8]] {
+        var out: [String: [UInt8]] = [:]
+        for name in try! FileManager.default.contentsOfDirectory(atPath: dir) { out[name] = readBytes(dir + "/" + name) }
+        return out
+    }
+
+    func testSameSeedSameBytesDifferentSeedDiffers() throws {
+        let root = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let started = Date()
+        _ = try SyntheticBenchmark.generate(config: tiny, seed: 3, preset: "tiny", directory: root + "/a", threads: 1)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5)   // < 1 s optimised; debug builds are slower
+        _ = try SyntheticBenchmark.generate(config: tiny, seed: 3, preset: "tiny", directory: root + "/b", threads: 3)
+        _ = try SyntheticBenchmark.generate(config: tiny, seed: 4, preset: "tiny", directory: root + "/c")
+        let (a, b, c) = (files(root + "/a"), files(root + "/b"), files(root + "/c"))
+        XCTAssertEqual(a.keys.sorted(), ["manifest.json", "paired.cds", "paired.jsonl", "reports.jsonl", "test.cds", "train.cds", "val.cds"])
+        XCTAssertEqual(a, b, "the thread count must not change a byte")
+        for name in ["train.cds", "val.cds", "test.cds", "paired.cds", "paired.jsonl", "reports.jsonl"] {
+            XCTAssertNotEqual(a[name], c[name], name)
+        }
+    }
+
+    func testContentsBalanceAndAlignment() throws {
+        let dir = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        _ = try SyntheticBenchmark.generate(config: tiny, seed: 0, preset: "tiny", directory: dir)
+        let classes = SyntheticTaxonomy.classNames
+        for (name, count) in [("train", 24), ("val", 12), ("test", 12), ("paired", 48)] {
+            let file = try DatasetFile(path: dir + "/\(name).cds")
+            XCTAssertEqual(file.count, count)
+            XCTAssertEqual([file.height, file.width, file.channels], [32, 32, 3])
+            XCTAssertEqual(file.classNames, classes)
+            XCTAssertEqual(file.split, name)
+            var perClass = [Int](repeating: 0, count: classes.count)
+            for label in file.labels { perClass[Int(label)] += 1 }
+            XCTAssertLessThanOrEqual(perClass.max()! - perClass.min()!, 1, "\(name): \(perClass)")
+            let subtypes = try XCTUnwrap(file.info.attributes["subtype"])
+            for i in 0..<count { XCTAssertLessThan(subtypes[i], SyntheticTaxonomy.subtypeNames[file.label(at: i)].count) }
+            // Images are not blank and not all alike.
+            let first = Array(file.imageBytes(at: 0)), second = Array(file.imageBytes(at: 1))
+            XCTAssertNotEqual(first, second)
+            XCTAssertGreaterThan(Set(first).count, 20)
+        }
+        let reports = try ReportCorpus(path: dir + "/reports.jsonl", classNames: classes)
+        XCTAssertEqual(reports.count, 40)
+        var perClass = [Int](repeating: 0, count: classes.count)
+        for label in reports.labels { perClass[label!] += 1 }
+        XCTAssertEqual(perClass, [10, 10, 10, 10])
+        // Paired reports are aligned with paired images by index and describe their class.
+        let paired = try DatasetFile(path: dir + "/paired.cds")
+        let pairedReports = try ReportCorpus(path: dir + "/paired.jsonl", classNames: classes)
+        XCTAssertEqual(pairedReports.count, paired.count)
+        XCTAssertEqual(pairedReports.ids, paired.ids)
+        XCTAssertEqual(pairedReports.labels.map { $0! }, paired.labels.map(Int.init))
+        let vocabulary = ["mucosa", "adenocarcinoma", "stroma", "lymph"]
+        for i in 0..<paired.count {
+            let text = pairedReports.texts[i].lowercased()
+            let subtype = paired.info.attributes["subtype"]![i]
+            XCTAssertTrue(text.contains(vocabulary[paired.label(at: i)]) || (paired.label(at: i) == 2 && text.contains("fibr")), text)
+            if paired.label(at: i) == 1 {
+                XCTAssertTrue(text.contains(["well", "moderately", "poorly"][subtype]), text)
+            }
+            // Cleaning removes the markers and keeps the diagnosis.
+            let cleaned = ReportCleaning.clean(pairedReports.texts[i])
+            XCTAssertFalse(cleaned.lowercased().contains("redacted"))
+            XCTAssertFalse(cleaned.contains("*") || cleaned.contains("_") || cleaned.contains("#@!"))
+        }
+        let manifest = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(readBytes(dir + "/manifest.json"))) as? [String: Any])
+        XCTAssertEqual(manifest["seed"] as? Int, 0)
+        XCTAssertEqual(manifest["classes"] as? [String], classes)
+        XCTAssertEqual((manifest["files"] as? [Any])?.count, 6)
+    }
+
+    func testPNGMontage() throws {
+        let dir = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        _ = try SyntheticBenchmark.generate(config: tiny, seed: 0, preset: "tiny", directory: dir)
+        let image = SyntheticBenchmark.montage(try DatasetFile(path: dir + "/train.cds"), perClass: 3)
+        XCTAssertEqual([image.width, image.height], [3 * 34 - 2, 4 * 34 - 2])
+        let png = PNGWriter.encode(image.pixels, width: image.width, height: image.height, channels: 3)
+        XCTAssertEqual(Array(png[0..<8]), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
+        XCTAssertEqual(Array(png[12..<16]), Array("IHDR".utf8))
+        XCTAssertEqual(Array(png.suffix(8)), Array("IEND".utf8) + [0xAE, 0x42, 0x60, 0x82])
+    }
+
+    /// Generation speed of the demo preset: run with CLIPIT_SYNTH_BENCH=1 (prints the time).
+    func testDemoPresetSpeed() throws {
+        guard ProcessInfo.processInfo.environment["CLIPIT_SYNTH_BENCH"] == "1" else { throw XCTSkip("set CLIPIT_SYNTH_BENCH=1") }
+        let dir = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let output = try SyntheticBenchmark.generate(config: .preset("demo")!, seed: 0, preset: "demo", directory: dir)
+        print("demo preset generated in \(output.seconds) s")
+    }
+}
