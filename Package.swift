@@ -41,12 +41,13 @@ let package = Package(
         .target(name: "Formats", dependencies: ["Kernels", "CZlib"], swiftSettings: optimise),
         .target(name: "Model", dependencies: ["Kernels", "Formats"], swiftSettings: optimise),
         .target(name: "Datasets", dependencies: ["Kernels", "Formats", "CZlib"], swiftSettings: optimise),
+        .target(name: "Import", dependencies: ["Model", "Formats", "Kernels", "CZlib"], swiftSettings: optimise),
         .target(name: "Training", dependencies: ["Kernels", "Model", "Distributed", "Datasets", "Formats",
                                                  .product(name: "Yams", package: "Yams")],
                 swiftSettings: optimise),
         .executableTarget(
             name: "clipit",
-            dependencies: ["Kernels", "Distributed", "Model", "Formats", "Datasets", "Training",
+            dependencies: ["Kernels", "Distributed", "Model", "Formats", "Datasets", "Training", "Import",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: optimise),
 
@@ -60,6 +61,8 @@ let package = Package(
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Kernels"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Kernels"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Distributed", "Datasets", "Kernels"]),
+        .testTarget(name: "ImportTests", dependencies: ["Import", "Model", "Formats", "Kernels"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "ModelTests", dependencies: [
             "Model", "Kernels", .product(name: "Numerics", package: "swift-numerics")],
                     resources: [.copy("Fixtures")]),
