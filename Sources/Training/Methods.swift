@@ -1,0 +1,228 @@
+import Kernels
+import Model
+import Formats
+
+/// The training methods of `clipit train --method` (CLIP-IT.md: the method, its fair
+/// baselines, the text-only classifier of the Ω score and the paper's ablations).
+/// docs/training.md has the table of what each one builds.
+public enum TrainingMethod: Equatable, Hashable, Sendable, CustomStringConvertible {
+    /// Frozen backbone + linear head (the linear probe).
+    case unimodal
+    /// The same LoRA as CLIP-IT on the backbone + linear head, no text.
+    case unimodalLoRA
+    /// The method: LoRA on both towers, late fusion, distillation λ·(1 − cos(t̂, t)).
+    case clipit
+    /// Text tower (LoRA) + linear head on each image's paired report (for Ω).
+    case textOnly
+    /// CLIP-IT heads and fusion without the distillation term (λ = 0; no text tower).
+    case noDistill
+    /// No fusion: z = h_v(v); the projection still feeds the distillation term.
+    case visionLogitsOnly
+    /// The text tower is frozen (no LoRA on text).
+    case noTextLoRA
+    /// The vision backbone is frozen (no LoRA on vision).
+    case noVisionLoRA
+    /// One head on the concatenated features [v ; t̂] instead of fusing logits.
+    case earlyFusion
+    /// Every weight of both towers trained, no LoRA.
+    case fullFineTune
+    /// CLIP-IT with `percent`% of the words of every report removed (deterministic).
+    case textDrop(percent: Int)
+
+    /// Every method, with `text-drop` at 50% as its representative.
+    public static let all: [TrainingMethod] = [
+        .unimodal, .unimodalLoRA, .clipit, .textOnly, .noDistill, .visionLogitsOnly, .noTextLoRA,
+        .noVisionLoRA, .earlyFusion, .fullFineTune, .textDrop(percent: 50),
+    ]
+
+    /// Parses the command-line name: `unimodal`, `unimodal-lora`, `clipit`, `text-only`,
+    /// `no-distill`, `vision-logits-only`, `no-text-lora`, `no-vision-lora`,
+    /// `early-fusion`, `full-finetune`, `text-drop:K` (K in 0...100).
+    public init(parsing text: String) throws {
+        let name = text.trimmingCharacters(in: .whitespaces).lowercased()
+        if name.hasPrefix("text-drop:") {
+            guard let k = Int(name.dropFirst("text-drop:".count)), (0...100).contains(k) else {
+                throw TrainingError("method '\(text)': text-drop needs a percentage 0...100, e.g. text-drop:30")
+            }
+            self = .textDrop(percent: k)
+            return
+        }
+        let table: [String: TrainingMethod] = [
+            "unimodal": .unimodal, "unimodal-lora": .unimodalLoRA, "clipit": .clipit, "text-only": .textOnly,
+            "no-distill": .noDistill, "vision-logits-only": .visionLogitsOnly, "no-text-lora": .noTextLoRA,
+            "no-vision-lora": .noVisionLoRA, "early-fusion": .earlyFusion, "full-finetune": .fullFineTune,
+        ]
+        guard let method = table[name] else {
+            throw TrainingError("unknown method '\(text)'; choose one of "
+                                + TrainingMethod.all.map(\.description).joined(separator: ", ")
+                                + " (text-drop:K with any K in 0...100)")
+        }
+        self = method
+    }
+
+    public var description: String {
+        switch self {
+        case .unimodal: return "unimodal"
+        case .unimodalLoRA: return "unimodal-lora"
+        case .clipit: return "clipit"
+        case .textOnly: return "text-only"
+        case .noDistill: return "no-distill"
+        case .visionLogitsOnly: return "vision-logits-only"
+        case .noTextLoRA: return "no-text-lora"
+        case .noVisionLoRA: return "no-vision-lora"
+        case .earlyFusion: return "early-fusion"
+        case .fullFineTune: return "full-finetune"
+        case .textDrop(let k): return "text-drop:\(k)"
+        }
+    }
+
+    /// The fraction of words removed from every report before tokenisation.
+    public var wordDropFraction: Double {
+        if case .textDrop(let k) = self { return Double(k) / 100 }
+        return 0
+    }
+
+    /// Whether training reads each image's paired report (pairs file and corpus needed).
+    public var needsText: Bool {
+        switch self {
+        case .unimodal, .unimodalLoRA, .noDistill: return false
+        default: return true
+        }
+    }
+
+    /// Whether the model reads images (all but the text-only classifier).
+    public var readsImages: Bool { self != .textOnly }
+}
+
+/// Builds the model a method trains from the effective configuration. Every rank calls
+/// this with the same configuration and gets bit-identical weights: parameters are drawn
+/// from `config.seed` in declaration order, then the optional pretrained tower files are
+/// loaded.
+public func makeModel(_ config: TrainingConfig, classes: Int) throws -> any TrainableModel {
+    let method = try config.trainingMethod()
+    let m = config.model
+    let seed = UInt64(truncatingIfNeeded: config.seed)
+    let lora = LoRAConfig(rank: m.lora.rank, alpha: m.lora.alpha, dropout: m.lora.dropout)
+    let visionLoRA = TowerTraining(lora: lora, targets: m.visionLoraTargets)
+    let textLoRA = TowerTraining(lora: lora, targets: m.textLoraTargets)
+    let model: any TrainableModel
+    switch method {
+    case .unimodal, .unimodalLoRA:
+        model = UnimodalTrainable(UnimodalModel(vision: m.vision, training: method == .unimodal ? .frozen : visionLoRA,
+                                                classes: classes, crossEntropy: m.crossEntropy, seed: seed))
+    case .textOnly:
+        model = TextOnlyTrainable(TextClassifier(text: m.text, training: textLoRA, classes: classes, seed: seed))
+    default:
+        var c = CLIPITConfig(vision: m.vision, text: m.text, visionTraining: visionLoRA, textTraining: textLoRA,
+                             classes: classes, twoLayerProjection: m.twoLayerProjection, fusion: .late,
+                             distillation: true, distillationWeight: m.distillationWeight,
+                             textGradient: m.textGradient, crossEntropy: m.crossEntropy)
+        switch method {
+        case .noDistill: c.distillation = false; c.distillationWeight = 0
+        case .visionLogitsOnly: c.fusion = .visionOnly
+        case .noTextLoRA: c.textTraining = .frozen
+        case .noVisionLoRA: c.visionTraining = .frozen
+        case .earlyFusion: c.fusion = .early
+        case .fullFineTune: c.visionTraining = .fullFineTune; c.textTraining = .fullFineTune
+        default: break
+        }
+        model = CLIPITTrainable(CLIPITModel(c, seed: seed))
+    }
+    try loadInitialWeights(model.store, config: m)
+    return model
+}
+
+/// Loads `model.init_vision` / `model.init_text` (safetensors with our parameter names,
+/// `vision.*` / `text.*`; other tensors in the file are ignored) into the towers present.
+func loadInitialWeights(_ store: ParameterStore, config m: ModelSettings) throws {
+    for (path, prefix) in [(m.initVision, "vision."), (m.initText, "text.")] where !path.isEmpty {
+        guard store.parameters.contains(where: { $0.name.hasPrefix(prefix) }) else { continue }
+        let file = try SafeTensorsFile(path: path)
+        let hasOurNames = file.names.contains { $0.hasPrefix(prefix) }
+        try store.load(from: file, prefix: prefix, filePrefix: hasOurNames ? prefix : "",
+                       allowMissing: isLoRAParameterName, ignoreUnexpected: { _ in true })
+    }
+}
+
+// MARK: - Adapters
+
+/// `CLIPITModel` as a `TrainableModel` (the method and its ablations).
+public final class CLIPITTrainable: TrainableModel {
+    public let model: CLIPITModel
+    public init(_ model: CLIPITModel) { self.model = model }
+
+    public var store: ParameterStore { model.store }
+    public var classes: Int { model.config.classes }
+    public var trainingInputs: ModelInputs { model.text == nil ? [.images] : [.images, .tokens] }
+    public var predictionInputs: ModelInputs { [.images] }
+    public var isTraining: Bool {
+        get { model.isTraining }
+        set { model.isTraining = newValue }
+    }
+    public func setDropoutStream(_ stream: DropoutStream) { model.setDropoutStream(stream) }
+
+    public func forwardBackward(_ batch: ModelBatch, globalBatch: Int) -> LossBreakdown {
+        model.forwardBackward(images: batch.images!, labels: batch.labels!, tokens: batch.tokens,
+                              batch: batch.count, globalBatch: globalBatch)
+    }
+
+    public func predict(_ batch: ModelBatch) -> UnsafePointer<Float> {
+        model.predict(images: batch.images!, batch: batch.count)
+    }
+
+    public func mergeLoRA() { model.mergeLoRA() }
+}
+
+/// `UnimodalModel` (linear probe, or LoRA / full fine-tuning + linear head).
+public final class UnimodalTrainable: TrainableModel {
+    public let model: UnimodalModel
+    public init(_ model: UnimodalModel) { self.model = model }
+
+    public var store: ParameterStore { model.store }
+    public var classes: Int { model.classes }
+    public var trainingInputs: ModelInputs { [.images] }
+    public var predictionInputs: ModelInputs { [.images] }
+    public var isTraining: Bool {
+        get { model.isTraining }
+        set { model.isTraining = newValue }
+    }
+    public func setDropoutStream(_ stream: DropoutStream) { model.setDropoutStream(stream) }
+
+    public func forwardBackward(_ batch: ModelBatch, globalBatch: Int) -> LossBreakdown {
+        model.forwardBackward(images: batch.images!, labels: batch.labels!, batch: batch.count,
+                              globalBatch: globalBatch)
+    }
+
+    public func predict(_ batch: ModelBatch) -> UnsafePointer<Float> {
+        model.predict(images: batch.images!, batch: batch.count)
+    }
+
+    public func mergeLoRA() { model.mergeLoRA() }
+}
+
+/// `TextClassifier`: the text tower + linear head on each image's paired report.
+public final class TextOnlyTrainable: TrainableModel {
+    public let model: TextClassifier
+    public init(_ model: TextClassifier) { self.model = model }
+
+    public var store: ParameterStore { model.store }
+    public var classes: Int { model.classes }
+    public var trainingInputs: ModelInputs { [.tokens] }
+    public var predictionInputs: ModelInputs { [.tokens] }
+    public var isTraining: Bool {
+        get { model.text.isTraining }
+        set { model.text.isTraining = newValue }
+    }
+    public func setDropoutStream(_ stream: DropoutStream) { model.text.setDropoutStream(stream) }
+
+    public func forwardBackward(_ batch: ModelBatch, globalBatch: Int) -> LossBreakdown {
+        model.forwardBackward(tokens: batch.tokens!, labels: batch.labels!, batch: batch.count,
+                              globalBatch: globalBatch)
+    }
+
+    public func predict(_ batch: ModelBatch) -> UnsafePointer<Float> {
+        model.predict(tokens: batch.tokens!, batch: batch.count)
+    }
+
+    public func mergeLoRA() { model.text.mergeLoRA() }
+}

@@ -1,0 +1,85 @@
+import Kernels
+import Model
+
+/// Which inputs a model reads.
+public struct ModelInputs: OptionSet, Sendable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    /// Normalised images (B, 3, S, S).
+    public static let images = ModelInputs(rawValue: 1)
+    /// Token ids (B, L) of each image's paired report.
+    public static let tokens = ModelInputs(rawValue: 2)
+}
+
+/// This rank's slice of one global batch, in the layouts the models expect. The pointers
+/// are owned by the caller (the `BatchAssembler`) and stay valid for the call.
+public struct ModelBatch {
+    /// B, the number of local samples (at least 1: an empty slice never reaches a model).
+    public var count: Int
+    /// Normalised images, NCHW `(B, 3, S, S)`; nil when the model reads no images.
+    public var images: UnsafePointer<Float>?
+    /// Token ids of the paired reports, `(B, L)`; nil when the model reads no text.
+    public var tokens: UnsafePointer<Int32>?
+    /// Class labels `(B)` in `0..<C`; nil for inference.
+    public var labels: UnsafePointer<Int32>?
+
+    public init(count: Int, images: UnsafePointer<Float>?, tokens: UnsafePointer<Int32>?,
+                labels: UnsafePointer<Int32>?) {
+        self.count = count
+        self.images = images
+        self.tokens = tokens
+        self.labels = labels
+    }
+}
+
+/// What the data-parallel trainer drives: a model whose trainable parameters and their
+/// gradients live in one flat `ParameterStore` buffer.
+///
+/// Contract (the same as the models of the Model module):
+/// - `forwardBackward` *adds* ∂L/∂θ into `store.gradients` (the trainer zeroes them once
+///   per step) and divides every per-sample term by `globalBatch`, the size of the whole
+///   global batch over all ranks. The sum over ranks of the gradients and of the returned
+///   losses is then the gradient and the loss of the global batch.
+/// - `predict` runs in evaluation mode (no dropout) and returns logits `(B, C)` owned by
+///   the model, valid until its next forward.
+/// - `mergeLoRA` folds every LoRA update into its base weight for inference; training is
+///   not possible afterwards.
+public protocol TrainableModel: AnyObject {
+    /// All parameters; `store.trainable` / `store.gradients` are what the optimiser and
+    /// the gradient allreduce work on.
+    var store: ParameterStore { get }
+    /// C, the number of classes.
+    var classes: Int { get }
+    /// The inputs `forwardBackward` reads.
+    var trainingInputs: ModelInputs { get }
+    /// The inputs `predict` reads (images only for every image model: Stage 3 is
+    /// image-only; tokens for the text-only classifier).
+    var predictionInputs: ModelInputs { get }
+    /// Training mode (LoRA dropout on) or evaluation mode.
+    var isTraining: Bool { get set }
+    /// Sets the stream the LoRA dropout masks are drawn from (once per step).
+    func setDropoutStream(_ stream: DropoutStream)
+    /// One training forward and backward on `batch` (labels required).
+    func forwardBackward(_ batch: ModelBatch, globalBatch: Int) -> LossBreakdown
+    /// Logits `(B, C)` in evaluation mode.
+    func predict(_ batch: ModelBatch) -> UnsafePointer<Float>
+    /// Folds LoRA into the base weights (inference).
+    func mergeLoRA()
+}
+
+extension TrainableModel {
+    /// A 64-bit FNV-1a hash of the bits of every parameter, trainable then frozen: equal
+    /// on two ranks exactly when their weights are bit-identical (up to hash collisions).
+    public func weightChecksum() -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        func fold(_ tensor: Tensor) {
+            for i in 0..<tensor.count {
+                h = (h ^ UInt64(tensor.data[i].bitPattern)) &* 0x0000_0100_0000_01B3
+            }
+        }
+        fold(store.trainable)
+        fold(store.frozen)
+        return h
+    }
+}

@@ -1,0 +1,339 @@
+import Foundation
+import Kernels
+import Model
+import Datasets
+import Distributed
+import Formats
+
+/// The outcome of `Trainer.run`.
+public struct TrainingSummary: Codable, Equatable, Sendable {
+    public var method: String
+    public var seed: Int
+    public var ranks: Int
+    /// Optimiser steps completed (over all runs of a resumed training).
+    public var steps: Int
+    public var epochs: Int
+    /// Whether the run stopped early at `train.stop_after_steps`.
+    public var stopped: Bool
+    /// The last step's global-batch loss.
+    public var finalLoss: Double?
+    public var bestBalancedAccuracy: Double?
+    public var bestStep: Int?
+    /// Wall time of this process's training loop, validations included.
+    public var seconds: Double
+    /// Training images per second (all ranks), validations excluded.
+    public var imagesPerSecond: Double
+    public var trainableParameters: Int
+    public var totalParameters: Int
+}
+
+/// The data-parallel trainer (docs/training.md).
+///
+/// Every rank builds the same model from the seed (checked at start with an allreduce of
+/// a weight checksum), takes its contiguous slice of each global batch from
+/// `ShardedSampler`, and per step:
+///
+/// 1. zeroes the flat gradient buffer;
+/// 2. runs forward and backward on its slice, every per-sample term divided by the
+///    *global* batch size (a rank with an empty slice skips this and contributes zeros);
+/// 3. sums the flat gradient buffer over ranks with ONE allreduce (and the three loss
+///    values with a second, tiny one);
+/// 4. clips the global gradient norm and takes the optimiser step: identical inputs on
+///    every rank, so identical weights after the step.
+///
+/// The loss trajectory therefore does not depend on the number of ranks except through
+/// the order of float additions in the allreduce and inside the per-rank GEMMs.
+public final class Trainer {
+    public let config: TrainingConfig
+    public let method: TrainingMethod
+    public let comm: any Communicator
+    public let model: any TrainableModel
+    public let optimizer: any Optimizer
+    public let schedule: LearningRateSchedule
+    public let classNames: [String]
+    public let tokenizer: (any TextEncoding)?
+    public let outputDirectory: String
+    public let stepsPerEpoch: Int
+    /// Steps the whole run takes (the schedule's length).
+    public let totalSteps: Int
+    public private(set) var state: TrainerState
+    /// The last step's reduced losses (total, ce, distill) and gradient norm.
+    public private(set) var lastLoss: LossBreakdown?
+    public private(set) var lastGradientNorm: Float?
+
+    let trainAssembler: BatchAssembler
+    let valAssembler: BatchAssembler?
+    let sampler: ShardedSampler
+    let log: MetricsLog
+    let progress: ProgressDisplay
+    let seed: UInt64
+    private let validationPoints: Set<Int>
+    private var lastValidatedStep = -1
+
+    /// Sets up a run on every rank: reads the data, builds the model from the seed (or
+    /// from the checkpoint `resume`), checks that all ranks hold identical weights.
+    /// `showProgress` controls rank 0's progress display.
+    public init(config: TrainingConfig, comm: any Communicator, outputDirectory: String, resume: String? = nil,
+                showProgress: Bool = true) throws {
+        try config.validate()
+        self.config = config
+        self.comm = comm
+        self.outputDirectory = outputDirectory
+        method = try config.trainingMethod()
+        seed = UInt64(truncatingIfNeeded: config.seed)
+        let isRoot = comm.rank == 0
+
+        // Data.
+        let train = try DatasetFile(path: config.data.train)
+        classNames = train.classNames
+        let val = config.data.val.isEmpty ? nil : try DatasetFile(path: config.data.val)
+        if let val, val.classNames != classNames {
+            throw TrainingError("'\(val.path)' has classes \(val.classNames), '\(train.path)' has \(classNames): "
+                                + "train and validate on splits of the same dataset")
+        }
+        var resumeHeader: Checkpoint.Header?
+        var resumeFile: SafeTensorsFile?
+        if let resume {
+            let opened = try Checkpoint.open(resume)
+            (resumeFile, resumeHeader) = (opened.file, opened.header)
+            if opened.header.classNames != classNames {
+                throw TrainingError("checkpoint '\(resume)' was trained on classes \(opened.header.classNames), "
+                                    + "the training data has \(classNames)")
+            }
+        }
+
+        let built = try makeModel(config, classes: classNames.count)
+        model = built
+        let readsTokens = built.trainingInputs.contains(.tokens) || built.predictionInputs.contains(.tokens)
+        var trainText: PairedText?, valText: PairedText?
+        if readsTokens {
+            let corpus = try ReportCorpus(path: config.data.reports)
+            let cleaned = corpus.texts.map(ReportCleaning.clean)
+            let encoding: WordTokenizer
+            if let state = resumeHeader?.tokenizerState {
+                encoding = try WordTokenizer(stateJSON: state)
+            } else {
+                encoding = WordTokenizer(corpus: cleaned, vocabularySize: config.model.text.vocabularySize,
+                                         contextLength: config.model.text.contextLength)
+            }
+            guard encoding.vocabularySize == config.model.text.vocabularySize,
+                  encoding.contextLength == config.model.text.contextLength else {
+                throw TrainingError("the tokenizer (vocabulary \(encoding.vocabularySize), context \(encoding.contextLength)) "
+                                    + "does not fit the text tower (model.text.vocabulary_size, context_length)")
+            }
+            tokenizer = encoding
+            let drop = method.wordDropFraction
+            trainText = try PairedText(corpus: corpus, cleaned: cleaned,
+                                       pairs: try PairsFile(contentsOf: URL(fileURLWithPath: config.data.trainPairs)),
+                                       imageCount: train.count, encoding: encoding, wordDropFraction: drop, seed: seed,
+                                       pairsPath: config.data.trainPairs)
+            if let val, built.predictionInputs.contains(.tokens) {
+                valText = try PairedText(corpus: corpus, cleaned: cleaned,
+                                         pairs: try PairsFile(contentsOf: URL(fileURLWithPath: config.data.valPairs)),
+                                         imageCount: val.count, encoding: encoding, wordDropFraction: drop, seed: seed,
+                                         pairsPath: config.data.valPairs)
+            }
+        } else {
+            tokenizer = nil
+        }
+        let normalization = try config.normalization()
+        let size = config.model.vision.imageSize
+        let trainTransform = config.data.augment ? TransformConfig.training(outputSize: size, normalization: normalization)
+            : TransformConfig.evaluation(outputSize: size, normalization: normalization)
+        trainAssembler = BatchAssembler(dataset: train, transform: trainTransform, text: trainText)
+        valAssembler = val.map {
+            BatchAssembler(dataset: $0, transform: .evaluation(outputSize: size, normalization: normalization), text: valText)
+        }
+
+        // Optimiser and schedule.
+        let o = config.optim, count = built.store.trainableCount
+        switch o.optimizer {
+        case "sgd": optimizer = SGD(parameterCount: count, momentum: o.momentum, weightDecay: o.weightDecay)
+        case "adamw": optimizer = Adam(parameterCount: count, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon,
+                                       weightDecay: o.weightDecay, decay: .decoupled)
+        default: optimizer = Adam(parameterCount: count, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon,
+                                  weightDecay: o.weightDecay, decay: .l2)
+        }
+        sampler = ShardedSampler.training(itemCount: train.count, globalBatchSize: config.train.batchSize,
+                                          rank: comm.rank, worldSize: comm.size, seed: seed)
+        let stepsPerEpoch = sampler.batchesPerEpoch
+        self.stepsPerEpoch = stepsPerEpoch
+        guard stepsPerEpoch > 0 else {
+            throw TrainingError("the global batch (\(config.train.batchSize)) is larger than the training set "
+                                + "(\(train.count) images): lower train.batch_size")
+        }
+        let planned = config.train.epochs * stepsPerEpoch
+        totalSteps = config.train.maxSteps > 0 ? min(planned, config.train.maxSteps) : planned
+        switch o.schedule {
+        case "cosine": schedule = .cosine(base: o.lr, minimum: o.etaMin, steps: totalSteps)
+        case "warmup-cosine": schedule = .warmupCosine(base: o.lr, minimum: o.etaMin, warmupSteps: o.warmupSteps,
+                                                       totalSteps: totalSteps)
+        default: schedule = .constant(o.lr)
+        }
+        let perEpoch = config.train.validationsPerEpoch
+        validationPoints = perEpoch == 0 ? [] : Set((1...perEpoch).map { k in
+            (k * stepsPerEpoch + perEpoch - 1) / perEpoch - 1   // ceil(k·S/V) − 1, the last one S − 1
+        })
+
+        // Resume.
+        if let resumeFile, let resumeHeader {
+            try Checkpoint.loadWeights(resumeFile, into: built)
+            try Checkpoint.loadOptimizer(resumeFile, into: optimizer, step: resumeHeader.optimizerStep)
+            state = resumeHeader.state
+            lastValidatedStep = state.step
+        } else {
+            state = TrainerState()
+        }
+
+        // Every rank must start from bit-identical weights.
+        let checksum = Int(truncatingIfNeeded: built.weightChecksum() >> 1)
+        var extremes = [checksum, -checksum]
+        try comm.allreduce(&extremes, .max)
+        if extremes[0] != -extremes[1] {
+            throw TrainingError("the ranks hold different initial weights (checksums differ): every rank must build the "
+                                + "model from the same config, seed and model.init_* / checkpoint files; check that all "
+                                + "ranks read the same files")
+        }
+
+        if isRoot { try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true) }
+        try comm.barrier()
+        log = try MetricsLog(path: outputDirectory + "/metrics.jsonl", enabled: isRoot, truncate: resume == nil)
+        progress = ProgressDisplay(enabled: isRoot && showProgress, every: config.train.logEvery)
+        if isRoot {
+            try Data(try config.yaml().utf8).write(to: URL(fileURLWithPath: outputDirectory + "/config.yaml"), options: .atomic)
+        }
+    }
+
+    /// Trains to the end of the run (or to `train.stop_after_steps`), validating
+    /// `train.validations_per_epoch` times per epoch; rank 0 writes `best.safetensors`
+    /// (best validation balanced accuracy), `last.safetensors`, `metrics.jsonl` and
+    /// `summary.json` in the output directory. Every rank must call it.
+    public func run() throws -> TrainingSummary {
+        let store = model.store
+        let epochs = config.train.epochs
+        let dropoutSeed = derivedSeed(seed, 0x0D0F)
+        var clock = Stopwatch()
+        var trainingSeconds = 0.0, imagesThisRun = 0, stepsThisRun = 0
+        var stopped = false
+        model.isTraining = true
+        if state.step == 0 {
+            progress.message("train: method \(method), \(comm.size) rank\(comm.size == 1 ? "" : "s"), "
+                             + "\(store.trainableCount) trainable of \(store.trainableCount + store.frozenCount) parameters, "
+                             + "\(stepsPerEpoch) steps/epoch, \(totalSteps) steps, global batch \(config.train.batchSize)")
+        } else {
+            progress.message("train: resuming at step \(state.step) (epoch \(state.epoch + 1), batch \(state.nextBatch))")
+        }
+
+        loop: while state.step < totalSteps && state.epoch < epochs {
+            let epoch = state.epoch
+            let batches = sampler.batches(epoch: epoch)
+            for b in state.nextBatch..<stepsPerEpoch {
+                if state.step >= totalSteps { break loop }
+                let stepClock = Stopwatch()
+                let n = sampler.globalBatchCount(b)
+                let local = batches[b]
+                store.zeroGradients()
+                let firstRow = ShardedSampler.slice(of: n, rank: comm.rank, worldSize: comm.size).lowerBound
+                model.setDropoutStream(DropoutStream(seed: dropoutSeed, step: UInt64(state.step), firstGlobalRow: firstRow))
+                var losses: [Float] = [0, 0, 0]
+                if !local.isEmpty {
+                    let batch = trainAssembler.assemble(local, inputs: model.trainingInputs, seed: seed, epoch: epoch)
+                    let loss = model.forwardBackward(batch, globalBatch: n)
+                    losses = [loss.total, loss.ce, loss.distill]
+                }
+                try comm.allreduce(store.gradients.data, count: store.trainableCount, .sum)
+                try comm.allreduce(&losses, .sum)
+                guard losses[0].isFinite else {
+                    throw TrainingError("the loss became \(losses[0]) at step \(state.step + 1): lower optim.lr, "
+                                        + "keep gradient clipping on (optim.grad_clip), or check the input files")
+                }
+                let norm = config.optim.gradClip > 0
+                    ? clipGradientNorm(store.gradients.data, count: store.trainableCount, maxNorm: config.optim.gradClip)
+                    : Float(gradientNorm(store.gradients.data, count: store.trainableCount))
+                let lr = schedule.learningRate(atStep: state.step)
+                optimizer.step(store, learningRate: lr)
+
+                state.step += 1
+                state.imagesSeen += n
+                (state.epoch, state.nextBatch) = b + 1 == stepsPerEpoch ? (epoch + 1, 0) : (epoch, b + 1)
+                lastLoss = LossBreakdown(total: losses[0], ce: losses[1], distill: losses[2])
+                lastGradientNorm = norm
+                let seconds = stepClock.elapsedSeconds
+                trainingSeconds += seconds
+                imagesThisRun += n
+                stepsThisRun += 1
+                let rate = Double(imagesThisRun) / max(trainingSeconds, 1e-9)
+                try log.write([
+                    "type": "step", "step": state.step, "epoch": epoch, "loss": MetricsLog.number(losses[0]),
+                    "ce": MetricsLog.number(losses[1]), "distill": MetricsLog.number(losses[2]),
+                    "lr": MetricsLog.number(lr), "grad_norm": MetricsLog.number(norm),
+                    "images_per_s": Double(n) / max(seconds, 1e-9), "ranks": comm.size,
+                ])
+                progress.step(epoch: epoch, epochs: epochs, step: state.step, steps: totalSteps, imagesPerSecond: rate,
+                              loss: losses[0], eta: trainingSeconds / Double(stepsThisRun) * Double(totalSteps - state.step))
+
+                if validationPoints.contains(b) { try validate(epoch: epoch) }
+                if config.train.checkpointEvery > 0 && state.step % config.train.checkpointEvery == 0 {
+                    try saveCheckpoint("last.safetensors")
+                }
+                if config.train.stopAfterSteps > 0 && state.step >= config.train.stopAfterSteps && state.step < totalSteps {
+                    stopped = true
+                    break loop
+                }
+            }
+        }
+        model.isTraining = false
+        if !stopped && lastValidatedStep != state.step { try validate(epoch: max(state.epoch - (state.nextBatch == 0 ? 1 : 0), 0)) }
+        try saveCheckpoint("last.safetensors")
+        progress.finishLine()
+
+        let summary = TrainingSummary(
+            method: method.description, seed: config.seed, ranks: comm.size, steps: state.step, epochs: epochs,
+            stopped: stopped, finalLoss: lastLoss.map { Double($0.total) }, bestBalancedAccuracy: state.bestBalancedAccuracy,
+            bestStep: state.bestStep, seconds: clock.lap(), imagesPerSecond: Double(imagesThisRun) / max(trainingSeconds, 1e-9),
+            trainableParameters: store.trainableCount, totalParameters: store.trainableCount + store.frozenCount)
+        if comm.rank == 0 {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(summary).write(to: URL(fileURLWithPath: outputDirectory + "/summary.json"), options: .atomic)
+            let best = summary.bestBalancedAccuracy.map { String(format: ", best balanced accuracy %.2f%% at step %d", $0 * 100, summary.bestStep ?? 0) } ?? ""
+            progress.message(String(format: "train: %@ after %d steps in %.1f s (%.1f img/s)%@; checkpoints in %@",
+                                    stopped ? "stopped" : "done", summary.steps, summary.seconds, summary.imagesPerSecond,
+                                    best, outputDirectory))
+        }
+        return summary
+    }
+
+    /// Evaluates on the validation split (all ranks), logs the metrics and, on a new best
+    /// balanced accuracy, writes `best.safetensors`; then `last.safetensors`.
+    func validate(epoch: Int) throws {
+        guard let valAssembler else { return }
+        lastValidatedStep = state.step
+        let result = try evaluate(model, on: valAssembler, comm: comm, batchSize: config.train.evalBatchSize,
+                                  classNames: classNames)
+        model.isTraining = true
+        let ba = result.report.balancedAccuracy
+        let improved = state.bestBalancedAccuracy.map { ba > $0 } ?? true
+        if improved {
+            state.bestBalancedAccuracy = ba
+            state.bestStep = state.step
+        }
+        try log.write([
+            "type": "val", "step": state.step, "epoch": epoch, "balanced_accuracy": ba,
+            "accuracy": result.report.accuracy, "macro_f1": result.report.macroF1,
+            "macro_auroc": MetricsLog.number(result.report.macroAUROC), "loss": MetricsLog.number(result.loss),
+            "samples": result.report.sampleCount, "best": improved,
+        ])
+        progress.message(String(format: "val: step %d  balanced accuracy %.2f%%  accuracy %.2f%%  loss %.4f%@",
+                                state.step, ba * 100, result.report.accuracy * 100, result.loss, improved ? "  (best)" : ""))
+        if improved { try saveCheckpoint("best.safetensors") }
+        try saveCheckpoint("last.safetensors")
+    }
+
+    /// Rank 0 writes the checkpoint `name` in the output directory (atomically).
+    func saveCheckpoint(_ name: String) throws {
+        guard comm.rank == 0 else { return }
+        try Checkpoint.write(to: outputDirectory + "/" + name, model: model, optimizer: optimizer, config: config,
+                             state: state, classNames: classNames, tokenizer: tokenizer)
+    }
+}

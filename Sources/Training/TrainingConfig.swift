@@ -1,0 +1,441 @@
+import Foundation
+import Datasets
+import Model
+import Yams
+
+/// A training run that cannot start or continue: a bad configuration, a missing or
+/// inconsistent input file, a checkpoint that does not fit. `description` says what to do.
+public struct TrainingError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// LoRA settings shared by both towers (the reference: r = 16, α = 8, dropout 0).
+public struct LoRASettings: Codable, Equatable, Sendable {
+    public var rank: Int
+    public var alpha: Float
+    public var dropout: Float
+
+    public init(rank: Int = 16, alpha: Float = 8, dropout: Float = 0) {
+        self.rank = rank
+        self.alpha = alpha
+        self.dropout = dropout
+    }
+}
+
+/// The model: tower architectures, LoRA, heads, loss options, optional pretrained towers.
+public struct ModelSettings: Codable, Equatable, Sendable {
+    /// The preset the other keys start from (`tiny`, `demo`); see `TrainingConfig.preset`.
+    public var preset: String
+    public var vision: VisionConfig
+    public var text: TextConfig
+    public var lora: LoRASettings
+    /// Which layers of each tower get LoRA when the method uses LoRA.
+    public var visionLoraTargets: LoRATargets
+    public var textLoraTargets: LoRATargets
+    /// h_d as Linear(E→E)–LeakyReLU–Linear(E→D).
+    public var twoLayerProjection: Bool
+    /// λ of the distillation term.
+    public var distillationWeight: Float
+    /// `mutual` (the reference) or `stopped` (stop-gradient on t).
+    public var textGradient: TextGradient
+    /// `logits` (the method) or `referenceDoubleSoftmax` (the reference code's bug, as an
+    /// explicit compatibility switch).
+    public var crossEntropy: CrossEntropyMode
+    /// Optional safetensors file with pretrained vision / text tower weights ("" = none).
+    public var initVision: String
+    public var initText: String
+
+    public init(preset: String, vision: VisionConfig, text: TextConfig, lora: LoRASettings = LoRASettings(),
+                visionLoraTargets: LoRATargets = .all, textLoraTargets: LoRATargets = .all,
+                twoLayerProjection: Bool = false, distillationWeight: Float = 1,
+                textGradient: TextGradient = .mutual, crossEntropy: CrossEntropyMode = .logits,
+                initVision: String = "", initText: String = "") {
+        self.preset = preset
+        self.vision = vision
+        self.text = text
+        self.lora = lora
+        self.visionLoraTargets = visionLoraTargets
+        self.textLoraTargets = textLoraTargets
+        self.twoLayerProjection = twoLayerProjection
+        self.distillationWeight = distillationWeight
+        self.textGradient = textGradient
+        self.crossEntropy = crossEntropy
+        self.initVision = initVision
+        self.initText = initText
+    }
+}
+
+/// Input files and how samples are prepared.
+public struct DataSettings: Codable, Equatable, Sendable {
+    /// Training and validation `.cds` files.
+    public var train: String
+    public var val: String
+    /// Pairs files (Stage 1 output) of the training and validation splits ("" when the
+    /// method needs no text; the validation pairs only for the text-only method).
+    public var trainPairs: String
+    public var valPairs: String
+    /// The report corpus the pairs index into.
+    public var reports: String
+    /// `imagenet` (timm ViTs), `clip` or `unit`.
+    public var normalization: String
+    /// Random resized crop, flips, quarter turns and colour jitter on training images.
+    public var augment: Bool
+    /// Text encoding: `word` (the built-in word-level tokenizer, docs/training.md).
+    public var tokenizer: String
+
+    public init(train: String = "", val: String = "", trainPairs: String = "", valPairs: String = "",
+                reports: String = "", normalization: String = "imagenet", augment: Bool = true,
+                tokenizer: String = "word") {
+        self.train = train
+        self.val = val
+        self.trainPairs = trainPairs
+        self.valPairs = valPairs
+        self.reports = reports
+        self.normalization = normalization
+        self.augment = augment
+        self.tokenizer = tokenizer
+    }
+}
+
+/// Optimiser and learning-rate schedule (the reference: Adam, lr 1e-3, weight decay 1e-4,
+/// gradient-norm clipping 0.5, optional cosine annealing to 1e-4).
+public struct OptimSettings: Codable, Equatable, Sendable {
+    /// `adam` (L2 weight decay, `torch.optim.Adam`), `adamw` or `sgd`.
+    public var optimizer: String
+    public var lr: Float
+    public var weightDecay: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var epsilon: Float
+    /// SGD momentum.
+    public var momentum: Float
+    /// Global gradient-norm clipping threshold; 0 disables clipping.
+    public var gradClip: Float
+    /// `constant`, `cosine` or `warmup-cosine`.
+    public var schedule: String
+    public var etaMin: Float
+    public var warmupSteps: Int
+
+    public init(optimizer: String = "adam", lr: Float = 1e-3, weightDecay: Float = 1e-4, beta1: Float = 0.9,
+                beta2: Float = 0.999, epsilon: Float = 1e-8, momentum: Float = 0.9, gradClip: Float = 0.5,
+                schedule: String = "constant", etaMin: Float = 1e-4, warmupSteps: Int = 0) {
+        self.optimizer = optimizer
+        self.lr = lr
+        self.weightDecay = weightDecay
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.momentum = momentum
+        self.gradClip = gradClip
+        self.schedule = schedule
+        self.etaMin = etaMin
+        self.warmupSteps = warmupSteps
+    }
+}
+
+/// Loop length, batching, validation, logging and checkpoints.
+public struct RunSettings: Codable, Equatable, Sendable {
+    public var epochs: Int
+    /// The global batch size B (all ranks together).
+    public var batchSize: Int
+    /// The global batch size of validation and prediction.
+    public var evalBatchSize: Int
+    /// Validations per epoch, evenly spaced (the last one at the end of the epoch); 0: none.
+    public var validationsPerEpoch: Int
+    /// Caps the run at this many optimiser steps (the schedule is sized to it); 0: no cap.
+    public var maxSteps: Int
+    /// Stops after this many steps *without* changing anything else (the schedule still
+    /// spans the whole run) and writes `last.safetensors`: an interrupted run, for
+    /// testing `--resume`. 0: run to the end.
+    public var stopAfterSteps: Int
+    /// Progress lines every this many steps when standard error is not a terminal.
+    public var logEvery: Int
+    /// Also write `last.safetensors` every this many steps (0: only after each
+    /// validation and at the end).
+    public var checkpointEvery: Int
+    /// Store the frozen weights in checkpoints too (otherwise they are rebuilt from the
+    /// seed and `model.init_*`, and verified by checksum on load).
+    public var saveFrozen: Bool
+
+    public init(epochs: Int = 10, batchSize: Int = 64, evalBatchSize: Int = 128, validationsPerEpoch: Int = 10,
+                maxSteps: Int = 0, stopAfterSteps: Int = 0, logEvery: Int = 10, checkpointEvery: Int = 0,
+                saveFrozen: Bool = false) {
+        self.epochs = epochs
+        self.batchSize = batchSize
+        self.evalBatchSize = evalBatchSize
+        self.validationsPerEpoch = validationsPerEpoch
+        self.maxSteps = maxSteps
+        self.stopAfterSteps = stopAfterSteps
+        self.logEvery = logEvery
+        self.checkpointEvery = checkpointEvery
+        self.saveFrozen = saveFrozen
+    }
+}
+
+/// Everything that defines a training run. Read from YAML (snake_case keys, e.g.
+/// `optim.weight_decay`), starting from a preset, with command-line overrides; the
+/// effective configuration is saved beside the checkpoints (`config.yaml`) and inside
+/// every checkpoint. docs/training.md lists the keys.
+public struct TrainingConfig: Codable, Equatable, Sendable {
+    /// `clipit`, `unimodal`, … (`TrainingMethod`).
+    public var method: String
+    /// Seeds the weights, the data order, augmentation and dropout.
+    public var seed: Int
+    public var model: ModelSettings
+    public var data: DataSettings
+    public var optim: OptimSettings
+    public var train: RunSettings
+
+    public init(method: String = "clipit", seed: Int = 0, model: ModelSettings, data: DataSettings = DataSettings(),
+                optim: OptimSettings = OptimSettings(), train: RunSettings = RunSettings()) {
+        self.method = method
+        self.seed = seed
+        self.model = model
+        self.data = data
+        self.optim = optim
+        self.train = train
+    }
+
+    public func trainingMethod() throws -> TrainingMethod { try TrainingMethod(parsing: method) }
+
+    // MARK: Presets
+
+    /// The names `model.preset` accepts.
+    public static let presetNames = ["tiny", "demo"]
+
+    /// A preset configuration:
+    /// - `tiny`: the test towers of docs/model-contract.md (16 px images, patch 8, E = 32,
+    ///   depth 2; text context 16, width 32, depth 2, vocabulary 128), LoRA r = 4, α = 8;
+    ///   seconds per run.
+    /// - `demo`: a small ViT (64 px, patch 8, E = 128, depth 4, 4 heads, MLP 256) and a
+    ///   small text transformer (context 32, width 96, depth 2, vocabulary 512, 128-d
+    ///   projection), LoRA r = 8, α = 8, 3 epochs of batch 32: sized so a run on the
+    ///   synthetic benchmark takes well under a minute on two cores.
+    public static func preset(_ name: String) throws -> TrainingConfig {
+        switch name {
+        case "tiny":
+            let text = TextConfig(vocabularySize: 128, contextLength: 16, width: 32, depth: 2, heads: 4, mlpHidden: 64,
+                                  activation: .quickGELU, layerNormEps: 1e-5, projectionDim: 24, endOfTextId: 127)
+            return TrainingConfig(
+                model: ModelSettings(preset: name, vision: .tiny, text: text, lora: LoRASettings(rank: 4, alpha: 8)),
+                data: DataSettings(augment: false),
+                train: RunSettings(epochs: 2, batchSize: 8, evalBatchSize: 16, validationsPerEpoch: 2, logEvery: 1))
+        case "demo":
+            let vision = VisionConfig(imageSize: 64, patchSize: 8, width: 128, depth: 4, heads: 4, mlpHidden: 256,
+                                      activation: .gelu, layerNormEps: 1e-6, layerScaleInit: nil, preNorm: false,
+                                      pooling: .cls, projectionDim: nil, patchBias: true)
+            let text = TextConfig(vocabularySize: 512, contextLength: 32, width: 96, depth: 2, heads: 4, mlpHidden: 192,
+                                  activation: .quickGELU, layerNormEps: 1e-5, projectionDim: 128, endOfTextId: 511)
+            return TrainingConfig(
+                model: ModelSettings(preset: name, vision: vision, text: text, lora: LoRASettings(rank: 8, alpha: 8)),
+                data: DataSettings(augment: true),
+                train: RunSettings(epochs: 3, batchSize: 32, evalBatchSize: 64, validationsPerEpoch: 2, logEvery: 5))
+        default:
+            throw TrainingError("unknown model preset '\(name)'; choose one of \(presetNames.joined(separator: ", "))")
+        }
+    }
+
+    // MARK: Validation
+
+    /// Checks values that would otherwise fail deep inside the run.
+    public func validate() throws {
+        func require(_ condition: Bool, _ message: @autoclosure () -> String) throws {
+            if !condition { throw TrainingError("config: " + message()) }
+        }
+        let method = try trainingMethod()
+        try require(train.epochs >= 1, "train.epochs must be at least 1, got \(train.epochs)")
+        try require(train.batchSize >= 1, "train.batch_size must be at least 1, got \(train.batchSize)")
+        try require(train.evalBatchSize >= 1, "train.eval_batch_size must be at least 1, got \(train.evalBatchSize)")
+        try require(train.validationsPerEpoch >= 0, "train.validations_per_epoch must be non-negative")
+        try require(train.maxSteps >= 0 && train.stopAfterSteps >= 0, "train.max_steps and train.stop_after_steps must be non-negative")
+        try require(train.logEvery >= 1, "train.log_every must be at least 1")
+        try require(["adam", "adamw", "sgd"].contains(optim.optimizer),
+                    "optim.optimizer must be adam, adamw or sgd, got '\(optim.optimizer)'")
+        try require(["constant", "cosine", "warmup-cosine"].contains(optim.schedule),
+                    "optim.schedule must be constant, cosine or warmup-cosine, got '\(optim.schedule)'")
+        try require(optim.lr > 0, "optim.lr must be positive")
+        try require(optim.gradClip >= 0, "optim.grad_clip must be non-negative (0 disables clipping)")
+        try require(model.lora.rank >= 1, "model.lora.rank must be at least 1")
+        try require(model.lora.dropout >= 0 && model.lora.dropout < 1, "model.lora.dropout must be in [0, 1)")
+        try require(model.vision.imageSize % model.vision.patchSize == 0,
+                    "model.vision.image_size \(model.vision.imageSize) is not a multiple of patch_size \(model.vision.patchSize)")
+        try require(model.vision.width % model.vision.heads == 0, "model.vision.width must be a multiple of heads")
+        try require(model.text.width % model.text.heads == 0, "model.text.width must be a multiple of heads")
+        try require(Int(model.text.endOfTextId) == model.text.vocabularySize - 1,
+                    "model.text.end_of_text_id must be vocabulary_size − 1 (\(model.text.vocabularySize - 1)) for the word tokenizer")
+        try require(data.tokenizer == "word", "data.tokenizer must be 'word' (the only built-in text encoding)")
+        _ = try normalization()
+        try require(!data.train.isEmpty, "no training data: pass --data DIR or --train FILE (data.train)")
+        if method.needsText {
+            try require(!data.trainPairs.isEmpty && !data.reports.isEmpty,
+                        "method \(method) reads each image's paired report: pass --pairs and --reports (data.train_pairs, data.reports)")
+        }
+        if method == .textOnly && !data.val.isEmpty {
+            try require(!data.valPairs.isEmpty, "the text-only method validates on the validation images' paired reports: pass the validation pairs (data.val_pairs)")
+        }
+    }
+
+    /// The image normalisation named by `data.normalization`.
+    public func normalization() throws -> Normalization {
+        switch data.normalization {
+        case "imagenet": return .imagenet
+        case "clip": return .clip
+        case "unit": return .unit
+        default: throw TrainingError("config: data.normalization must be imagenet, clip or unit, got '\(data.normalization)'")
+        }
+    }
+
+    // MARK: YAML
+
+    /// Builds the effective configuration.
+    ///
+    /// 1. `yaml` (a config file's text) is read, then each override `key.path=value`
+    ///    is set in it (the value is parsed as a YAML scalar: `0.5`, `true`, `cosine`).
+    /// 2. The result is laid over `base` (a checkpoint's configuration when resuming) or
+    ///    over the preset named by its `model.preset` (default `tiny`): keys not given
+    ///    keep the base's values.
+    /// 3. Every key given must exist: a misspelt key is an error, not silently ignored.
+    public static func resolve(yaml: String?, overrides: [String] = [], base: TrainingConfig? = nil) throws -> TrainingConfig {
+        var user = Node([(Node, Node)]())
+        if let yaml, !yaml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            guard let node = try compose(yaml: yaml) else { throw TrainingError("config: the YAML document is empty") }
+            guard case .mapping = node else { throw TrainingError("config: the top level must be a mapping of keys") }
+            user = node
+        }
+        for override in overrides {
+            guard let equals = override.firstIndex(of: "="), equals != override.startIndex else {
+                throw TrainingError("--set '\(override)': expected key.path=value, e.g. optim.lr=0.0005")
+            }
+            let path = override[..<equals].split(separator: ".").map(String.init)
+            let text = String(override[override.index(after: equals)...])
+            let value = (try? compose(yaml: text)).flatMap { $0 } ?? Node(text)
+            if case .mapping = value {
+                throw TrainingError("--set '\(override)': the value must be a single value")
+            }
+            user = settingPath(user, path[...], to: value)
+        }
+        let baseConfig: TrainingConfig
+        if let base {
+            baseConfig = base
+        } else {
+            let presetName = user["model"]?["preset"]?.string ?? "tiny"
+            baseConfig = try preset(presetName)
+        }
+        let merged = merging(try snakeNode(of: baseConfig), user)
+        let config: TrainingConfig
+        do {
+            config = try YAMLDecoder().decode(TrainingConfig.self, from: try serialize(node: keysMapped(merged, camelCase)))
+        } catch let error as DecodingError {
+            throw TrainingError("config: " + describe(error))
+        }
+        let known = leafPaths(try snakeNode(of: config), prefix: "")
+        for path in leafPaths(user, prefix: "") where !known.contains(path) {
+            throw TrainingError("config: unknown key '\(path)' (docs/training.md lists the keys)")
+        }
+        return config
+    }
+
+    /// The configuration as YAML with snake_case keys (what `config.yaml` holds).
+    public func yaml() throws -> String { try serialize(node: try Self.snakeNode(of: self)) }
+
+    /// The configuration as one-line JSON (checkpoint metadata).
+    public func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    /// Parses `json()`.
+    public static func fromJSON(_ text: String) throws -> TrainingConfig {
+        try JSONDecoder().decode(TrainingConfig.self, from: Data(text.utf8))
+    }
+
+    static func snakeNode(of config: TrainingConfig) throws -> Node {
+        guard let node = try compose(yaml: try YAMLEncoder().encode(config)) else {
+            throw TrainingError("config: could not encode the configuration")
+        }
+        return keysMapped(node, snakeCase)
+    }
+}
+
+// MARK: - YAML node helpers
+
+/// `weightDecay` → `weight_decay`.
+func snakeCase(_ key: String) -> String {
+    var out = ""
+    for c in key {
+        if c.isUppercase { out += "_" + c.lowercased() } else { out.append(c) }
+    }
+    return out
+}
+
+/// `weight_decay` → `weightDecay`.
+func camelCase(_ key: String) -> String {
+    let parts = key.split(separator: "_", omittingEmptySubsequences: false)
+    guard let first = parts.first else { return key }
+    return String(first) + parts.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
+}
+
+private func keysMapped(_ node: Node, _ transform: (String) -> String) -> Node {
+    switch node {
+    case .mapping(let mapping):
+        return Node(mapping.map { (Node(transform($0.key.string ?? "")), keysMapped($0.value, transform)) })
+    case .sequence(let sequence):
+        return Node(sequence.map { keysMapped($0, transform) })
+    case .scalar:
+        return node
+    }
+}
+
+/// `over` laid onto `base`: mappings merge key by key, anything else replaces.
+private func merging(_ base: Node, _ over: Node) -> Node {
+    guard case .mapping(let b) = base, case .mapping(let o) = over else { return over }
+    var pairs: [(Node, Node)] = b.map { pair in
+        if let replacement = o[pair.key] { return (pair.key, merging(pair.value, replacement)) }
+        return (pair.key, pair.value)
+    }
+    for pair in o where b[pair.key] == nil { pairs.append((pair.key, pair.value)) }
+    return Node(pairs)
+}
+
+private func settingPath(_ node: Node, _ path: ArraySlice<String>, to value: Node) -> Node {
+    guard let key = path.first else { return value }
+    var pairs: [(Node, Node)] = []
+    if case .mapping(let mapping) = node { pairs = mapping.map { ($0.key, $0.value) } }
+    if let i = pairs.firstIndex(where: { $0.0.string == key }) {
+        pairs[i].1 = settingPath(pairs[i].1, path.dropFirst(), to: value)
+    } else {
+        pairs.append((Node(key), settingPath(Node([(Node, Node)]()), path.dropFirst(), to: value)))
+    }
+    return Node(pairs)
+}
+
+/// Dotted paths of the non-mapping values (null values are skipped).
+private func leafPaths(_ node: Node, prefix: String) -> Set<String> {
+    switch node {
+    case .mapping(let mapping):
+        var paths = Set<String>()
+        for pair in mapping {
+            let key = prefix.isEmpty ? (pair.key.string ?? "") : prefix + "." + (pair.key.string ?? "")
+            paths.formUnion(leafPaths(pair.value, prefix: key))
+        }
+        return paths
+    default:
+        return node.null != nil ? [] : [prefix]
+    }
+}
+
+private func describe(_ error: DecodingError) -> String {
+    func path(_ context: DecodingError.Context) -> String {
+        context.codingPath.map { snakeCase($0.stringValue) }.joined(separator: ".")
+    }
+    switch error {
+    case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c):
+        return "'\(path(c))': \(c.debugDescription)"
+    case .keyNotFound(let key, let c):
+        return "missing key '\(path(c)).\(snakeCase(key.stringValue))'"
+    @unknown default:
+        return String(describing: error)
+    }
+}
