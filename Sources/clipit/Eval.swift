@@ -1,0 +1,121 @@
+import ArgumentParser
+import Datasets
+import Distributed
+import Foundation
+import Kernels
+import Training
+
+/// `clipit eval`: Stage 3 (image-only inference, LoRA merged) and the Ω score.
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Evaluate a checkpoint on a labelled split: image-only inference with LoRA merged.",
+        discussion: """
+            Prints and writes (JSON) balanced accuracy (the primary metric), accuracy, macro-F1, \
+            macro one-vs-rest AUROC, per-class metrics and the confusion matrix. With \
+            --text-checkpoint (a text-only model) and --pairs (the split's pairs), also the \
+            text-only model's metrics and the Ω score: the fraction of samples the text-only \
+            model gets right and the image model gets wrong. Runs on one rank or under mpirun.
+            """)
+
+    @OptionGroup var communicator: CommunicatorOptions
+
+    @Option(help: "Checkpoint to evaluate (best.safetensors of a run).")
+    var checkpoint: String
+
+    @Option(help: "Labelled .cds file, or a directory holding test.cds.")
+    var data: String
+
+    @Option(help: "Checkpoint of a text-only model, for the Ω score.")
+    var textCheckpoint: String?
+
+    @Option(help: "Pairs file of the evaluated split (or the pairs directory): needed by text models.")
+    var pairs: String?
+
+    @Option(help: "Report corpus the pairs index into (default: the text model's data.reports).")
+    var reports: String?
+
+    @Option(help: "Global evaluation batch size.")
+    var batch = 128
+
+    @Option(help: "Write the results here as JSON.")
+    var out: String?
+
+    @Flag(help: "Keep LoRA unmerged (for checking that merging does not change predictions).")
+    var noMerge = false
+
+    func validate() throws {
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+    }
+
+    func run() throws {
+        let comm = try communicator.make()
+        comm.runOrAbort { try evaluateCheckpoints(comm) }
+        comm.shutdown()
+    }
+
+    private func evaluateCheckpoints(_ comm: any Communicator) throws {
+        var isDirectory: ObjCBool = false
+        let dataPath = FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory) && isDirectory.boolValue
+            ? data + "/test.cds" : data
+        let dataset = try DatasetFile(path: dataPath)
+        let pairsPath = try pairs.map { try resolvePairsPath($0, split: dataset.split) }
+
+        var clock = Stopwatch()
+        let (model, header) = try Checkpoint.loadModel(checkpoint)
+        if !noMerge { model.mergeLoRA() }
+        let assembler = try evaluationAssembler(for: model, header: header, dataset: dataset, pairsPath: pairsPath,
+                                                reportsPath: reports)
+        let result = try evaluate(model, on: assembler, comm: comm, batchSize: batch)
+
+        var textResult: EvaluationResult?
+        var omega: Double?
+        if let textCheckpoint {
+            let (textModel, textHeader) = try Checkpoint.loadModel(textCheckpoint)
+            guard textModel.predictionInputs.contains(.tokens) else {
+                throw TrainingError("--text-checkpoint '\(textCheckpoint)' is a \(textHeader.config.method) model; "
+                                    + "pass a checkpoint trained with --method text-only")
+            }
+            textModel.mergeLoRA()
+            let textAssembler = try evaluationAssembler(for: textModel, header: textHeader, dataset: dataset,
+                                                        pairsPath: pairsPath, reportsPath: reports)
+            let text = try evaluate(textModel, on: textAssembler, comm: comm, batchSize: batch)
+            let c = result.predictions.classCount
+            omega = omegaScore(labels: result.predictions.labels,
+                               textPredictions: argmaxPredictions(scores: text.predictions.scores, classCount: c),
+                               visionPredictions: argmaxPredictions(scores: result.predictions.scores, classCount: c))
+            textResult = text
+        }
+        let seconds = clock.lap()
+        guard comm.rank == 0 else { return }
+
+        print("eval: \(checkpoint) (\(header.config.method), seed \(header.config.seed)) on \(dataPath)"
+              + (noMerge ? "" : ", LoRA merged"))
+        print(result.report.renderTable(), terminator: "")
+        if let textResult, let omega {
+            print("\ntext-only model \(textCheckpoint!):")
+            print(textResult.report.renderTable(), terminator: "")
+            print(String(format: "\nOmega (text right, image wrong): %.2f%%", omega * 100))
+        }
+        if let out {
+            var object: [String: Any] = [
+                "checkpoint": checkpoint, "data": dataPath, "method": header.config.method, "seed": header.config.seed,
+                "step": header.state.step, "lora_merged": !noMerge, "ranks": comm.size, "seconds": seconds,
+                "loss": result.loss, "metrics": try jsonObject(result.report),
+            ]
+            if let textResult, let omega {
+                object["text_checkpoint"] = textCheckpoint!
+                object["text_metrics"] = try jsonObject(textResult.report)
+                object["omega"] = omega
+            }
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            try data.write(to: URL(fileURLWithPath: out), options: .atomic)
+            print("eval: wrote \(out)")
+        }
+    }
+}
+
+/// An Encodable value as a JSON object (for embedding in a larger document).
+func jsonObject<T: Encodable>(_ value: T) throws -> Any {
+    try JSONSerialization.jsonObject(with: try JSONEncoder().encode(value))
+}

@@ -1,0 +1,72 @@
+import ArgumentParser
+import Datasets
+import Distributed
+import Foundation
+import Training
+
+/// `clipit predict`: image-only predictions of a checkpoint (LoRA merged) as JSON lines.
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "predict",
+        abstract: "Write a checkpoint's predictions for every image of a .cds file (JSON lines).",
+        discussion: """
+            One line per image, in file order: {"index":i,"id":"…","prediction":k,"class":"…",\
+            "probabilities":[…],"label":y} (id when the file has ids; label is the file's \
+            label). Image-only, LoRA merged into the base weights. Runs on one rank or under \
+            mpirun (the ranks split the images; rank 0 writes the file).
+            """)
+
+    @OptionGroup var communicator: CommunicatorOptions
+
+    @Option(help: "Checkpoint (best.safetensors of a run).")
+    var checkpoint: String
+
+    @Option(help: "Images to classify (.cds).")
+    var images: String
+
+    @Option(help: "Output JSON-lines file.")
+    var out: String
+
+    @Option(help: "Pairs file of the images (only for a text-only checkpoint).")
+    var pairs: String?
+
+    @Option(help: "Report corpus (only for a text-only checkpoint).")
+    var reports: String?
+
+    @Option(help: "Global batch size.")
+    var batch = 128
+
+    func validate() throws {
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+    }
+
+    func run() throws {
+        let comm = try communicator.make()
+        comm.runOrAbort {
+            let dataset = try DatasetFile(path: images)
+            let (model, header) = try Checkpoint.loadModel(checkpoint)
+            model.mergeLoRA()
+            let pairsPath = try pairs.map { try resolvePairsPath($0, split: dataset.split) }
+            let assembler = try evaluationAssembler(for: model, header: header, dataset: dataset, pairsPath: pairsPath,
+                                                    reportsPath: reports)
+            let result = try evaluate(model, on: assembler, comm: comm, batchSize: batch)
+            guard comm.rank == 0 else { return }
+            let p = result.predictions, c = p.classCount
+            let predictions = argmaxPredictions(scores: p.scores, classCount: c)
+            var text = ""
+            for (row, index) in p.globalIndices.enumerated() {
+                var object: [String: Any] = [
+                    "index": index, "prediction": predictions[row], "class": header.classNames[predictions[row]],
+                    "probabilities": p.scores[row * c ..< (row + 1) * c].map { Double($0) }, "label": p.labels[row],
+                ]
+                if let ids = dataset.ids { object["id"] = ids[index] }
+                let line = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+                text += String(decoding: line, as: UTF8.self) + "\n"
+            }
+            try Data(text.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
+            print("predict: \(p.sampleCount) images → \(out) (balanced accuracy against the file's labels "
+                  + String(format: "%.2f%%)", result.report.balancedAccuracy * 100))
+        }
+        comm.shutdown()
+    }
+}

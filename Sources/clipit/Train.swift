@@ -1,0 +1,155 @@
+import ArgumentParser
+import Distributed
+import Foundation
+import Training
+
+/// `clipit train`: Stage 2, data-parallel (docs/training.md).
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train CLIP-IT, a baseline or an ablation, data-parallel over the ranks of the job.",
+        discussion: """
+            The configuration starts from a preset (model.preset, default tiny), then the YAML \
+            file of --config, then --set key=value overrides and the explicit flags below. \
+            The output directory receives config.yaml (the effective configuration), \
+            metrics.jsonl, best.safetensors (best validation balanced accuracy), \
+            last.safetensors and summary.json. --resume CKPT continues a run exactly where \
+            its checkpoint stopped, with the checkpoint's configuration (overrides still apply).
+
+            Data: --data DIR reads DIR/train.cds, DIR/val.cds (if present) and DIR/reports.jsonl \
+            (if present); --pairs DIR reads DIR/train.pairs.jsonl (or train.jsonl, \
+            pairs-train.jsonl) and the same for val. Run unchanged on one rank or under \
+            mpirun/srun; the loss trajectory does not depend on the number of ranks.
+            """)
+
+    @OptionGroup var communicator: CommunicatorOptions
+
+    @Option(help: "YAML configuration file (configs/*.yaml).")
+    var config: String?
+
+    @Option(help: "Model preset: tiny or demo (model.preset).")
+    var preset: String?
+
+    @Option(help: "Directory with train.cds, val.cds and optionally reports.jsonl.")
+    var data: String?
+
+    @Option(help: "Training .cds file (data.train).")
+    var train: String?
+
+    @Option(help: "Validation .cds file (data.val).")
+    var val: String?
+
+    @Option(help: "Pairs file of the training split, or the directory with the pairs of every split.")
+    var pairs: String?
+
+    @Option(help: "Pairs file of the validation split (data.val_pairs; the text-only method needs it).")
+    var valPairs: String?
+
+    @Option(help: "Report corpus the pairs index into (data.reports).")
+    var reports: String?
+
+    @Option(help: "Training method: unimodal, unimodal-lora, clipit, text-only, no-distill, vision-logits-only, no-text-lora, no-vision-lora, early-fusion, full-finetune, text-drop:K.")
+    var method: String?
+
+    @Option(help: "Seed of the weights, data order, augmentation and dropout.")
+    var seed: Int?
+
+    @Option(help: "Output directory (default with --resume: the checkpoint's directory).")
+    var out: String?
+
+    @Option(help: "Checkpoint to resume from (last.safetensors of an interrupted run).")
+    var resume: String?
+
+    @Option(help: "Epochs (train.epochs).")
+    var epochs: Int?
+
+    @Option(help: "Global batch size over all ranks (train.batch_size).")
+    var batch: Int?
+
+    @Option(help: "Learning rate (optim.lr).")
+    var lr: Float?
+
+    @Option(help: "Cap the run at this many steps; the schedule is sized to it (train.max_steps).")
+    var maxSteps: Int?
+
+    @Option(help: "Stop after this many steps as if interrupted, writing last.safetensors (train.stop_after_steps).")
+    var stopAfterSteps: Int?
+
+    @Option(help: "Validations per epoch (train.validations_per_epoch).")
+    var validationsPerEpoch: Int?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override any config key, e.g. --set optim.schedule=cosine (repeatable).", valueName: "key=value"))
+    var overrides: [String] = []
+
+    @Flag(help: "No progress display.")
+    var quiet = false
+
+    func validate() throws {
+        if resume == nil && out == nil { throw ValidationError("--out RUNDIR is required (or --resume CKPT)") }
+        if let method { _ = try TrainingMethod(parsing: method) }
+        for value in [epochs, batch, maxSteps, stopAfterSteps, validationsPerEpoch].compactMap({ $0 }) where value < 0 {
+            throw ValidationError("counts must not be negative, got \(value)")
+        }
+    }
+
+    func run() throws {
+        let comm = try communicator.make()
+        comm.runOrAbort {
+            let config = try resolveConfig()
+            let output = out ?? ((resume ?? ".") as NSString).deletingLastPathComponent
+            let trainer = try Trainer(config: config, comm: comm, outputDirectory: output.isEmpty ? "." : output,
+                                      resume: resume, showProgress: !quiet)
+            _ = try trainer.run()
+        }
+        comm.shutdown()
+    }
+
+    /// Preset ← config file ← --set ← explicit flags (or the checkpoint's configuration
+    /// when resuming, with the same overrides on top).
+    func resolveConfig() throws -> TrainingConfig {
+        var sets = overrides
+        func set(_ key: String, _ value: CustomStringConvertible?) {
+            if let value { sets.append("\(key)=\(value)") }
+        }
+        func quoted(_ path: String) -> String { "'" + path.replacingOccurrences(of: "'", with: "''") + "'" }
+        set("model.preset", preset)
+        set("method", method)
+        set("seed", seed)
+        set("train.epochs", epochs)
+        set("train.batch_size", batch)
+        set("optim.lr", lr)
+        set("train.max_steps", maxSteps)
+        set("train.stop_after_steps", stopAfterSteps ?? (resume != nil ? 0 : nil))
+        set("train.validations_per_epoch", validationsPerEpoch)
+        if let data {
+            let exists = { FileManager.default.fileExists(atPath: data + "/" + $0) }
+            guard exists("train.cds") else {
+                throw TrainingError("--data '\(data)' has no train.cds; make the benchmark with clipit synth --out \(data)")
+            }
+            set("data.train", quoted(data + "/train.cds"))
+            if exists("val.cds") && val == nil { set("data.val", quoted(data + "/val.cds")) }
+            if exists("reports.jsonl") && reports == nil { set("data.reports", quoted(data + "/reports.jsonl")) }
+        }
+        set("data.train", train.map(quoted))
+        set("data.val", val.map(quoted))
+        set("data.reports", reports.map(quoted))
+        if let pairs {
+            set("data.train_pairs", quoted(try resolvePairsPath(pairs, split: "train")))
+            var isDirectory: ObjCBool = false
+            if valPairs == nil, FileManager.default.fileExists(atPath: pairs, isDirectory: &isDirectory), isDirectory.boolValue,
+               let found = try? resolvePairsPath(pairs, split: "val") {
+                set("data.val_pairs", quoted(found))
+            }
+        }
+        set("data.val_pairs", valPairs.map(quoted))
+
+        let yaml = try config.map { path -> String in
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw TrainingError("cannot read the config file '\(path)'")
+            }
+            return text
+        }
+        let base = try resume.map { try Checkpoint.open($0).header.config }
+        return try TrainingConfig.resolve(yaml: yaml, overrides: sets, base: base)
+    }
+}
