@@ -311,6 +311,7 @@ comm.runOrAbort {
     try gatherCases(suite)
     try samplerCases(suite)
     try retrievalCases(suite)
+    try pretrainCases(suite)
 }
 if comm.rank == 0 {
     print("\(suite.passed) passed, \(suite.failed) failed")
