@@ -170,7 +170,7 @@ public final class Inflater {
                     return
                 case Z_DATA_ERROR:
                     let message = stream.pointee.msg.map { String(cString: $0) } ?? "invalid data"
-                    let kind: ImportError.Kind = message.contains("check") ? .checksumMismatch : .corrupt
+                    let kind: ImportError.Kind = message == "incorrect data check" || message == "incorrect length check" ? .checksumMismatch : .corrupt
                     throw fail(kind, "corrupt \(format.name) data after \(bytesIn) compressed bytes (zlib: \(message)); the file is damaged — download or copy it again")
                 case Z_MEM_ERROR:
                     throw fail(.io, "zlib ran out of memory")
