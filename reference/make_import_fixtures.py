@@ -19,6 +19,7 @@ Outputs (under Tests/ImportTests/Fixtures/):
                  a truncated bpe .txt.gz) + expected.safetensors
     timm/        timm ViT with LayerScale (config.json in the hub format, model.safetensors)
                  + expected.safetensors
+    preprocessing/resize.safetensors   Pillow's resize of deterministic pattern images
 
 The tiny text towers use a truncated CLIP BPE (the first MERGES merges of the real file, a
 valid BPE in its own right) so that their token embedding stays small; the tokenizer test
@@ -270,6 +271,33 @@ def timm_fixture(images, init):
     return files
 
 
+def pattern_image(height, width):
+    """A deterministic uint8 HWC test pattern (sharp and smooth parts), also built by the Swift
+    test: v = (3x² + 5y + xy + 85c) mod 256."""
+    y, x, c = np.meshgrid(np.arange(height), np.arange(width), np.arange(3), indexing="ij")
+    return ((3 * x * x + 5 * y + x * y + 85 * c) % 256).astype(np.uint8)
+
+
+RESIZE_CASES = [  # (name, (height, width), (to_height, to_width), PIL filter)
+    ("down_bicubic", (150, 200), (64, 85), Image.BICUBIC),
+    ("up_bicubic", (31, 23), (71, 52), Image.BICUBIC),
+    ("down_bilinear", (150, 200), (50, 66), Image.BILINEAR),
+    ("mixed_bicubic", (40, 90), (120, 45), Image.BICUBIC),
+]
+
+
+def resize_fixture():
+    """Pillow's Image.resize on pattern images: the resampling alone, at larger scale factors."""
+    state = {}
+    for name, (h, w), (th, tw), resample in RESIZE_CASES:
+        out = np.asarray(Image.fromarray(pattern_image(h, w)).resize((tw, th), resample))
+        state[f"resize.{name}"] = torch.from_numpy(out.copy())
+    return {"preprocessing/resize.safetensors": save(state, metadata=metadata(
+        "PIL Image.resize of pattern_image(h, w) = (3x^2 + 5y + xy + 85c) mod 256: "
+        + "; ".join(f"{n}: {hw} -> {t} {'bicubic' if r == Image.BICUBIC else 'bilinear'}"
+                    for n, hw, t, r in RESIZE_CASES)))}
+
+
 def metadata(description, texts=None):
     out = {"description": description, "generator": COMMAND, "seed": str(SEED),
            "torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
@@ -293,6 +321,7 @@ def build():
     files.update(hf_clip_fixture(texts, images, init))
     files.update(open_clip_fixture(texts, images, init))
     files.update(timm_fixture(images, init))
+    files.update(resize_fixture())
     return files
 
 
@@ -328,7 +357,7 @@ def same_file(path, blob):
     if old.keys() != new.keys() or header_metadata(stored) != header_metadata(blob):
         return False
     return all(old[k].dtype == new[k].dtype and old[k].shape == new[k].shape
-               and old[k].view(torch.uint8).equal(new[k].view(torch.uint8)) for k in old)
+               and old[k].reshape(-1).view(torch.uint8).equal(new[k].reshape(-1).view(torch.uint8)) for k in old)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,75 @@
+import Formats
+import Kernels
+import Model
+
+/// Frozen towers of a pretrained model, ready to embed: one `ParameterStore` holding the
+/// imported weights, the vision and/or text tower, the tokenizer and the preprocessing.
+public final class PretrainedEncoders {
+    public let model: PretrainedModel
+    public let store: ParameterStore
+    public let vision: VisionTransformer?
+    public let text: TextTransformer?
+    public let tokenizer: CLIPTokenizer?
+    public let report: ImportReport
+
+    /// Builds the requested towers (frozen, no LoRA) and imports their weights.
+    public init(_ model: PretrainedModel, vision wantVision: Bool = true, text wantText: Bool = true) throws {
+        self.model = model
+        if wantVision && model.vision == nil {
+            throw ImportFileError(path: model.directory, reason: "this \(model.family.rawValue) model has no image tower")
+        }
+        if wantText && model.text == nil {
+            throw ImportFileError(path: model.directory, reason: "this \(model.family.rawValue) model has no text tower "
+                                  + "(timm checkpoints are image-only)")
+        }
+        let store = ParameterStore()
+        vision = wantVision ? VisionTransformer(config: model.vision!, training: .frozen, store: store) : nil
+        text = wantText ? TextTransformer(config: model.text!, training: .frozen, store: store) : nil
+        vision?.isTraining = false
+        text?.isTraining = false
+        tokenizer = wantText ? try model.makeTokenizer() : nil
+        store.allocate(seed: 0)
+        report = try model.importWeights(into: store, vision: wantVision, text: wantText)
+        self.store = store
+    }
+
+    /// Width of the embeddings of each tower.
+    public var imageEmbeddingDim: Int? { vision?.outputDim }
+    public var textEmbeddingDim: Int? { text?.outputDim }
+
+    /// Projected image embeddings (batch, imageEmbeddingDim) of preprocessed images
+    /// (batch, 3, S, S), S = the tower's image size.
+    public func embedImages(_ pixels: UnsafePointer<Float>, batch: Int) -> [Float] {
+        guard let vision else { preconditionFailure("PretrainedEncoders: no image tower loaded") }
+        let out = vision.forward(images: pixels, batch: batch)
+        return Array(UnsafeBufferPointer(start: out, count: batch * vision.outputDim))
+    }
+
+    /// Projected text embeddings (batch, textEmbeddingDim) of token ids (batch, contextLength).
+    public func embedTokens(_ ids: [Int32], batch: Int) -> [Float] {
+        guard let text else { preconditionFailure("PretrainedEncoders: no text tower loaded") }
+        precondition(ids.count == batch * text.config.contextLength, "embedTokens: \(ids.count) ids for \(batch) rows")
+        return ids.withUnsafeBufferPointer { p in
+            let out = text.forward(tokens: p.baseAddress!, batch: batch)
+            return Array(UnsafeBufferPointer(start: out, count: batch * text.outputDim))
+        }
+    }
+
+    /// Tokenises and embeds texts.
+    public func embedTexts(_ texts: [String]) -> [Float] {
+        guard let tokenizer else { preconditionFailure("PretrainedEncoders: no text tower loaded") }
+        return embedTokens(tokenizer.tokenize(texts), batch: texts.count)
+    }
+}
+
+/// Scales each row of a row-major (rows, width) matrix to unit L2 norm (rows of zeros stay zero).
+public func normalizeRows(_ x: inout [Float], width: Int) {
+    precondition(width > 0 && x.count % width == 0, "normalizeRows: \(x.count) values are not rows of \(width)")
+    for r in 0..<(x.count / width) {
+        var s: Double = 0
+        for j in 0..<width { s += Double(x[r * width + j]) * Double(x[r * width + j]) }
+        guard s > 0 else { continue }
+        let inverse = Float(1 / s.squareRoot())
+        for j in 0..<width { x[r * width + j] *= inverse }
+    }
+}
