@@ -24,7 +24,7 @@ public enum TensorSource: Equatable, Sendable {
 }
 
 /// Everything that kept an upstream checkpoint from loading, reported at once.
-public struct ImportError: Error, CustomStringConvertible {
+public struct WeightImportError: Error, CustomStringConvertible {
     public var path: String
     public var family: String
     /// Upstream tensors the model needs and the file lacks ("upstream ← internal").
@@ -137,7 +137,7 @@ extension ParameterStore {
     /// checkpoint through `mapping`. `allNames` are the internal names of the complete model
     /// the file describes (both towers even when one is loaded): a file tensor none of them
     /// uses, and that the mapping does not ignore, is reported as unexpected. All missing,
-    /// unexpected and mismatched tensors are collected and thrown as one `ImportError`;
+    /// unexpected and mismatched tensors are collected and thrown as one `WeightImportError`;
     /// nothing is loaded in that case. Parameters for which `allowMissing` is true (LoRA
     /// factors by default) keep their initial values when the file lacks them.
     @discardableResult
@@ -145,7 +145,7 @@ extension ParameterStore {
                               prefixes: [String], allNames: [String],
                               allowMissing: (String) -> Bool = isLoRAParameterName) throws -> ImportReport {
         precondition(isAllocated, "ParameterStore.importWeights: allocate the store first")
-        var error = ImportError(path: file.path, family: family)
+        var error = WeightImportError(path: file.path, family: family)
         var report = ImportReport()
         var plan: [(Parameter, TensorSource)] = []
         for p in parameters where prefixes.contains(where: { p.name.hasPrefix($0) }) {

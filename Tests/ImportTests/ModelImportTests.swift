@@ -117,7 +117,7 @@ final class ModelImportTests: XCTestCase {
         try writer.write(to: dir + "/model.safetensors")
         let model = try PretrainedModel(directory: dir)
         XCTAssertThrowsError(try PretrainedEncoders(model)) { error in
-            guard let e = error as? ImportError else { return XCTFail("\(error)") }
+            guard let e = error as? WeightImportError else { return XCTFail("\(error)") }
             XCTAssertEqual(e.missing, ["vision_model.encoder.layers.1.self_attn.k_proj.weight ← vision.blocks.1.attn.qkv.weight",
                                        "text_model.final_layer_norm.weight ← text.final_layer_norm.weight"])
             XCTAssertEqual(e.unexpected, ["text_model.final_norm.weight"])
