@@ -112,6 +112,10 @@ public final class Trainer {
             let encoding: WordTokenizer
             if let state = resumeHeader?.tokenizerState {
                 encoding = try WordTokenizer(stateJSON: state)
+            } else if !config.model.initText.isEmpty,
+                      let state = try SafeTensorsFile(path: config.model.initText).metadata["clipit.tokenizer"] {
+                // A pretrained text tower (a retriever export) reads the ids of its own vocabulary.
+                encoding = try WordTokenizer(stateJSON: state)
             } else {
                 encoding = WordTokenizer(corpus: cleaned, vocabularySize: config.model.text.vocabularySize,
                                          contextLength: config.model.text.contextLength)

@@ -1,0 +1,79 @@
+import XCTest
+import Foundation
+import Distributed
+import Formats
+@testable import Training
+
+final class CheckpointTests: XCTestCase {
+    var data: TinyTrainingData!
+
+    override func setUpWithError() throws { data = try TinyTrainingData() }
+    override func tearDown() { data.remove() }
+
+    func testRoundTripOfWeightsOptimiserAndHeader() throws {
+        let config = try data.config(overrides: ["train.max_steps=3"])
+        let out = data.directory + "/run"
+        let trainer = try Trainer(config: config, comm: SingleRankCommunicator(), outputDirectory: out, showProgress: false)
+        _ = try trainer.run()
+        let path = out + "/last.safetensors"
+        let (file, header) = try Checkpoint.open(path)
+        XCTAssertEqual(header.config, config)
+        XCTAssertEqual(header.state, trainer.state)
+        XCTAssertEqual(header.classNames, TinyTrainingData.classNames)
+        XCTAssertEqual(header.optimizerStep, 3)
+        XCTAssertNotNil(header.tokenizerState)
+        XCTAssertEqual(file.metadata["clipit.frozen_saved"], "false")
+        // Only trainable parameters (and the optimiser) are stored.
+        let store = trainer.model.store
+        let stored = Set(file.names.filter { !$0.hasPrefix("optimizer.") })
+        XCTAssertEqual(stored, Set(store.trainableParameters.map(\.name)))
+        XCTAssertEqual(try file.entry("optimizer.exp_avg").count, store.trainableCount)
+
+        let (model, _) = try Checkpoint.loadModel(path)
+        XCTAssertEqual(model.store.trainable.array.map(\.bitPattern), store.trainable.array.map(\.bitPattern))
+        XCTAssertEqual(model.store.frozen.array.map(\.bitPattern), store.frozen.array.map(\.bitPattern))
+        XCTAssertFalse(model.isTraining)
+        // No temporary files are left beside the checkpoints.
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.contains(".tmp") }
+        XCTAssertEqual(leftovers, [])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/summary.json"))
+        let yaml = try String(contentsOfFile: out + "/config.yaml", encoding: .utf8)
+        XCTAssertEqual(try TrainingConfig.resolve(yaml: yaml), config)
+    }
+
+    func testFullFineTuningAndSaveFrozenStoreEverything() throws {
+        let config = try data.config(method: "unimodal-lora", overrides: ["train.max_steps=1", "train.save_frozen=true"])
+        let out = data.directory + "/frozen"
+        let trainer = try Trainer(config: config, comm: SingleRankCommunicator(), outputDirectory: out, showProgress: false)
+        _ = try trainer.run()
+        let (file, _) = try Checkpoint.open(out + "/last.safetensors")
+        XCTAssertEqual(file.metadata["clipit.frozen_saved"], "true")
+        XCTAssertEqual(Set(file.names.filter { !$0.hasPrefix("optimizer.") }), Set(trainer.model.store.parameters.map(\.name)))
+    }
+
+    func testFrozenWeightsThatDoNotComeBackAreRefused() throws {
+        let config = try data.config(method: "unimodal-lora", overrides: ["train.max_steps=1"])
+        let out = data.directory + "/check"
+        let trainer = try Trainer(config: config, comm: SingleRankCommunicator(), outputDirectory: out, showProgress: false)
+        _ = try trainer.run()
+        // A model built from another seed has other frozen weights: loading must refuse.
+        var other = config
+        other.seed = 99
+        let model = try makeModel(other, classes: 3)
+        let (file, _) = try Checkpoint.open(out + "/last.safetensors")
+        XCTAssertThrowsError(try Checkpoint.loadWeights(file, into: model)) {
+            XCTAssertTrue("\($0)".contains("frozen weights"), "\($0)")
+        }
+        // A model of another architecture lacks parameters.
+        let clipit = try makeModel(try data.config(method: "clipit"), classes: 3)
+        XCTAssertThrowsError(try Checkpoint.loadWeights(file, into: clipit))
+    }
+
+    func testNotACheckpoint() throws {
+        let path = data.directory + "/plain.safetensors"
+        var writer = SafeTensorsWriter()
+        writer.add("x", shape: [2], floats: [1, 2])
+        try writer.write(to: path)
+        XCTAssertThrowsError(try Checkpoint.open(path)) { XCTAssertTrue("\($0)".contains("not a clipit checkpoint")) }
+    }
+}
