@@ -1,4 +1,5 @@
 import Formats
+import Foundation
 import Kernels
 import Model
 
@@ -59,6 +60,22 @@ public final class PretrainedEncoders {
     public func embedTexts(_ texts: [String]) -> [Float] {
         guard let tokenizer else { preconditionFailure("PretrainedEncoders: no text tower loaded") }
         return embedTokens(tokenizer.tokenize(texts), batch: texts.count)
+    }
+}
+
+extension PretrainedEncoders {
+    /// Writes the imported towers with our parameter names (docs/model-contract.md), the
+    /// format `model.init_vision` / `model.init_text` and `ParameterStore.load` read. The
+    /// metadata records the source folder, the family and the encoder configs as JSON.
+    public func writeInternalWeights(to path: String) throws {
+        var metadata = ["source": model.directory, "family": model.family.rawValue]
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        if let v = vision { metadata["vision_config"] = String(decoding: try encoder.encode(v.config), as: UTF8.self) }
+        if let t = text { metadata["text_config"] = String(decoding: try encoder.encode(t.config), as: UTF8.self) }
+        var writer = SafeTensorsWriter(metadata: metadata)
+        for p in store.parameters { writer.add(p.name, shape: p.shape, pointer: p.value, count: p.count) }
+        try writer.write(to: path)
     }
 }
 

@@ -127,6 +127,28 @@ final class ModelImportTests: XCTestCase {
         }
     }
 
+    /// The imported towers written with our names load back through Model's own loader.
+    func testInternalExportLoadsWithContractNames() throws {
+        let model = try PretrainedModel(directory: try ImportFixtures.path("open_clip"))
+        let encoders = try PretrainedEncoders(model)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("clipit-export-\(getpid()).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try encoders.writeInternalWeights(to: path)
+        let file = try SafeTensorsFile(path: path)
+        XCTAssertEqual(file.metadata["family"], "open_clip")
+        let store = ParameterStore()
+        let vision = VisionTransformer(config: model.vision!, training: .frozen, store: store)
+        let text = TextTransformer(config: model.text!, training: .frozen, store: store)
+        store.allocate(seed: 9)
+        try vision.load(from: file, store: store)
+        try text.load(from: file, store: store)
+        for p in store.parameters {
+            let original = try XCTUnwrap(encoders.store.parameter(named: p.name))
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: p.value, count: p.count)),
+                           Array(UnsafeBufferPointer(start: original.value, count: original.count)), p.name)
+        }
+    }
+
     func testLoRATowerKeepsFactorsAndLoadsBase() throws {
         let model = try PretrainedModel(directory: try ImportFixtures.path("open_clip"))
         let store = ParameterStore()
