@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Integration test of data-parallel training: the loss trajectory must not depend on the
+# number of ranks, a stopped-and-resumed run must end bit-identical to an uninterrupted
+# one, evaluation must give the same metrics on any rank count, and a failing rank must
+# end the job promptly.
+#
+# Usage: Tests/Integration/train_ranks.sh BIN_DIR [RANK_COUNTS...]
+#   BIN_DIR      folder holding the built clipit (e.g. .build/release)
+#   RANK_COUNTS  rank counts to compare; default "1 2 4" (the first is the reference)
+# Environment: MPIRUN (default mpirun), RTOL relative loss tolerance (default 1e-4),
+#   ABORT_TIMEOUT seconds (default 60), KEEP=1 keeps the work directory.
+#
+# Data: `clipit synth --preset tiny` (24 train, 12 val, 12 test images, 40 reports) and
+# pairs files made here by cycling through the reports (image i → report i mod M; this
+# test checks the data-parallel arithmetic, not pairing quality). Model: configs/tiny.yaml,
+# method clipit, global batch 3 (slices 2/1 on 2 ranks, 1/1/1/0 on 4: uneven and empty
+# slices), augmentation and LoRA dropout on, 3 epochs = 24 steps.
+#
+# Cases (one line each, then "N passed, N failed"; exit status non-zero on any failure):
+#   train-npN       `clipit train` under mpirun -np N exits 0 with a complete metrics log
+#   losses-npN      every step's loss equals the reference run's within RTOL (relative)
+#   resume-npN      (largest N) stop after 10 steps, --resume, compare last.safetensors
+#                   byte for byte with the uninterrupted run
+#   eval-npN        (largest N) `clipit eval` metrics equal the single-rank evaluation's
+#   predict-npN     (largest N) `clipit predict` writes one line per test image
+#   abort           a missing input file on every rank: non-zero exit within
+#                   ABORT_TIMEOUT with the rank's message
+set -u
+
+bin_dir=${1:?usage: Tests/Integration/train_ranks.sh BIN_DIR [RANK_COUNTS...]}
+shift
+rank_counts=(${*:-1 2 4})
+clipit="$bin_dir/clipit"
+mpirun=${MPIRUN:-mpirun}
+rtol=${RTOL:-1e-4}
+abort_timeout=${ABORT_TIMEOUT:-60}
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+if [[ ! -x "$clipit" ]]; then
+    echo "train_ranks.sh: $clipit not found; build it with: swift build -c release --product clipit" >&2
+    exit 2
+fi
+if ! command -v "$mpirun" >/dev/null; then
+    echo "train_ranks.sh: $mpirun not found; install openmpi-bin or set MPIRUN" >&2
+    exit 2
+fi
+
+cores=$(nproc)
+passed=0
+failed=0
+work=$(mktemp -d)
+if [[ "${KEEP:-0}" == 1 ]]; then echo "work directory: $work"; else trap 'rm -rf "$work"' EXIT; fi
+
+mpirun_options() {  # mpirun options for $1 ranks
+    local options=(-np "$1" -x OPENBLAS_NUM_THREADS=1)
+    [[ $(id -u) -eq 0 ]] && options+=(--allow-run-as-root)
+    (( $1 > cores )) && options+=(--oversubscribe)
+    echo "${options[@]}"
+}
+
+record() {  # record NAME OK(0|1) DETAIL
+    if [[ $2 -eq 0 ]]; then
+        passed=$((passed + 1)); echo "PASS $1 ($3)"
+    else
+        failed=$((failed + 1)); echo "FAIL $1 ($3)"
+    fi
+}
+
+# A pairs file for split $1 with $2 images over $3 reports: image i → report i mod M.
+make_pairs() {
+    local split=$1 images=$2 reports=$3 out=$4 i
+    {
+        printf '{"format":"clipit-pairs","imageCount":%d,"recordedK":1,"reportCount":%d,"seed":0,"split":"%s","strategy":"random","version":1}\n' \
+            "$images" "$reports" "$split"
+        for ((i = 0; i < images; i++)); do
+            printf '{"image":%d,"report":%d,"score":0,"top":[%d],"topScores":[0]}\n' "$i" $((i % reports)) $((i % reports))
+        done
+    } >"$out"
+}
+
+# The count of a file in the synth manifest ("path": "NAME", ..., "count": N).
+manifest_count() {
+    grep -o "\"path\": \"$1\"[^}]*\"count\": [0-9]*" "$work/data/manifest.json" | grep -o '[0-9]*$'
+}
+
+# Step losses of a metrics log, one per line.
+step_losses() {
+    grep '"type":"step"' "$1" | sed -E 's/.*"loss":([^,}]*).*/\1/'
+}
+
+echo "train_ranks.sh: ranks ${rank_counts[*]}, relative tolerance $rtol, work $work"
+if ! "$clipit" synth --preset tiny --seed 0 --out "$work/data" >"$work/synth.log" 2>&1; then
+    cat "$work/synth.log"
+    record synth 1 "clipit synth --preset tiny failed"
+    echo "$passed passed, $failed failed"
+    exit 1
+fi
+reports=$(manifest_count reports.jsonl)
+mkdir -p "$work/pairs"
+for split in train val test; do make_pairs "$split" "$(manifest_count "$split.cds")" "$reports" "$work/pairs/$split.pairs.jsonl"; done
+
+train_args=(train --config "$root/configs/tiny.yaml" --data "$work/data" --pairs "$work/pairs" --method clipit
+            --seed 0 --batch 3 --epochs 3 --quiet --set data.augment=true --set model.lora.dropout=0.1)
+
+reference=""
+for ranks in "${rank_counts[@]}"; do
+    out="$work/run-np$ranks"
+    start=$(date +%s%N)
+    # shellcheck disable=SC2046
+    $mpirun $(mpirun_options "$ranks") "$clipit" "${train_args[@]}" --out "$out" >"$out.log" 2>&1
+    status=$?
+    seconds=$(( ($(date +%s%N) - start) / 1000000 ))
+    steps=$(step_losses "$out/metrics.jsonl" 2>/dev/null | wc -l)
+    if [[ $status -ne 0 || $steps -ne 24 ]]; then
+        tail -n 20 "$out.log"
+        record "train-np$ranks" 1 "status $status, $steps of 24 steps logged"
+        continue
+    fi
+    record "train-np$ranks" 0 "24 steps in ${seconds} ms"
+    if [[ -z "$reference" ]]; then reference="$out"; continue; fi
+    verdict=$(paste <(step_losses "$reference/metrics.jsonl") <(step_losses "$out/metrics.jsonl") | awk -v rtol="$rtol" '
+        { d = $1 - $2; if (d < 0) d = -d; m = $1 < 0 ? -$1 : $1; r = m > 0 ? d / m : d
+          if (r > worst) worst = r; if (r > rtol) bad++ }
+        END { printf "%d %.3g", bad, worst }')
+    read -r bad worst <<<"$verdict"
+    record "losses-np$ranks" $(( bad == 0 ? 0 : 1 )) "largest relative deviation from -np ${rank_counts[0]}: $worst, $bad steps above $rtol"
+done
+
+largest=${rank_counts[-1]}
+full="$work/run-np$largest"
+if [[ -f "$full/last.safetensors" ]]; then
+    # Resume: stop after 10 of 24 steps, continue from last.safetensors, compare the files.
+    split_run="$work/resume-np$largest"
+    # shellcheck disable=SC2046
+    $mpirun $(mpirun_options "$largest") "$clipit" "${train_args[@]}" --out "$split_run" --stop-after-steps 10 \
+        >"$split_run.log" 2>&1 \
+    && $mpirun $(mpirun_options "$largest") "$clipit" train --resume "$split_run/last.safetensors" --quiet \
+        >>"$split_run.log" 2>&1
+    status=$?
+    if [[ $status -eq 0 ]] && cmp -s "$full/last.safetensors" "$split_run/last.safetensors"; then
+        record "resume-np$largest" 0 "10 + 14 steps give a byte-identical last.safetensors"
+    else
+        tail -n 20 "$split_run.log"
+        record "resume-np$largest" 1 "status $status; last.safetensors differs from the uninterrupted run's"
+    fi
+
+    # Evaluation: the same metrics on 1 rank and on the largest count.
+    for ranks in 1 "$largest"; do
+        # shellcheck disable=SC2046
+        $mpirun $(mpirun_options "$ranks") "$clipit" eval --checkpoint "$full/best.safetensors" --data "$work/data" \
+            --out "$work/eval-np$ranks.json" >"$work/eval-np$ranks.log" 2>&1
+    done
+    metrics() { grep -E '"(balanced_accuracy|accuracy|macro_f1|sample_count)"|balancedAccuracy|macroF1|sampleCount' "$1" | tr -d ' ,'; }
+    if [[ -s "$work/eval-np1.json" && -s "$work/eval-np$largest.json" ]] \
+        && [[ "$(metrics "$work/eval-np1.json")" == "$(metrics "$work/eval-np$largest.json")" ]]; then
+        record "eval-np$largest" 0 "$(grep -m1 balancedAccuracy "$work/eval-np1.json" | tr -d ' ,')"
+    else
+        tail -n 10 "$work/eval-np$largest.log"
+        record "eval-np$largest" 1 "metrics differ from the single-rank evaluation or eval failed"
+    fi
+
+    # shellcheck disable=SC2046
+    $mpirun $(mpirun_options "$largest") "$clipit" predict --checkpoint "$full/best.safetensors" \
+        --images "$work/data/test.cds" --out "$work/preds.jsonl" >"$work/predict.log" 2>&1
+    status=$?
+    lines=$(wc -l <"$work/preds.jsonl" 2>/dev/null || echo 0)
+    expected=$(manifest_count test.cds)
+    record "predict-np$largest" $(( status == 0 && lines == expected ? 0 : 1 )) "status $status, $lines of $expected lines"
+fi
+
+# Abort: every rank fails to open the training file; the job must end promptly, non-zero.
+abort_ranks=$(( largest > 1 ? largest : 2 ))
+start=$(date +%s%N)
+# shellcheck disable=SC2046
+timeout "$abort_timeout" $mpirun $(mpirun_options "$abort_ranks") "$clipit" train --train "$work/missing.cds" \
+    --method unimodal --out "$work/abort" --quiet >"$work/abort.log" 2>&1
+status=$?
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+if [[ $status -ne 0 && $status -ne 124 ]] && grep -q "clipit: rank [0-9]*: .*missing.cds" "$work/abort.log"; then
+    record abort 0 "exit $status after ${ms} ms with the rank's message"
+else
+    tail -n 10 "$work/abort.log"
+    record abort 1 "exit $status after ${ms} ms"
+fi
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
