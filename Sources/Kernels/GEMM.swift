@@ -30,9 +30,15 @@ public func gemm(_ transA: Transpose, _ transB: Transpose,
         scaleInPlace(c, rows: m, cols: n, ld: ldc, by: beta)
         return
     }
+    let profiling = GEMMStatistics.isEnabled   // off: one predictable branch per call
+    let start = profiling ? Stopwatch.nanoseconds() : 0
     cblas_sgemm(CblasRowMajor, transA.cblas, transB.cblas,
                 Int32(m), Int32(n), Int32(k), alpha,
                 a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    if profiling {
+        GEMMStatistics.record(flops: gemmFlops(m: m, n: n, k: k),
+                              nanoseconds: Stopwatch.nanoseconds() &- start)
+    }
 }
 
 /// `gemm` with densely packed operands: leading dimensions follow from the shapes.
