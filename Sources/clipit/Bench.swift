@@ -5,6 +5,6 @@ import ArgumentParser
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Micro-benchmarks: GEMM throughput and allreduce latency/bandwidth.",
-        subcommands: [BenchGEMM.self, BenchAllreduce.self])
+        abstract: "Benchmarks: GEMM throughput, allreduce latency/bandwidth, training-step throughput.",
+        subcommands: [BenchGEMM.self, BenchAllreduce.self, BenchStep.self])
 }
