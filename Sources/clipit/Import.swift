@@ -1,0 +1,117 @@
+import ArgumentParser
+import Datasets
+import Foundation
+
+/// `clipit import`: public datasets and report files into clipit's formats (docs/importing.md).
+struct ImportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Convert public datasets (MedMNIST .npz, folders of PNGs) to .cds files and report tables to JSONL.",
+        discussion: "PCam HDF5 files are converted by reference/convert_pcam.py. See docs/importing.md.",
+        subcommands: [ImportMedMNIST.self, ImportFolder.self, ImportReports.self])
+}
+
+/// `clipit import medmnist`
+struct ImportMedMNIST: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "medmnist",
+        abstract: "MedMNIST-style .npz (train/val/test _images and _labels) to DIR/{train,val,test}.cds.",
+        discussion: """
+            Images: uint8 (N, H, W) greyscale or (N, H, W, C) with C = 1, 3 or 4; labels: integers \
+            (N,) or (N, 1) (multi-label targets are refused). Stored and deflated archives \
+            (numpy.savez / savez_compressed) are read as streams, so large files need little memory.
+            """)
+
+    @Option(help: "The .npz archive.")
+    var npz: String
+
+    @Option(help: "Output directory (created if missing).")
+    var out: String
+
+    @Option(parsing: .upToNextOption, help: "Class names, one per label value 0, 1, … (default: the label values).")
+    var classes: [String] = []
+
+    func run() throws {
+        let splits = try MedMNISTImporter.importNPZ(path: npz, outputDirectory: out,
+                                                    classNames: classes.isEmpty ? nil : classes)
+        for split in splits {
+            print("import medmnist: \(split.path): \(split.count) images \(split.height)×\(split.width)×\(split.channels), per class \(zip(split.classNames, split.classCounts).map { "\($0) \($1)" }.joined(separator: ", "))")
+        }
+    }
+}
+
+/// `clipit import folder`
+struct ImportFolder: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "folder",
+        abstract: "A folder of class sub-folders of PNG images to one .cds file (classes = sorted sub-folder names).",
+        discussion: """
+            Layout root/<class>/**/*.png; hidden files and non-image files are skipped; JPEG, TIFF, \
+            BMP, GIF and WebP files are errors. Without --size every image must have the size of \
+            the first; with --size N each image is resized (bicubic, antialiased; shorter side to N \
+            then centre crop) to N×N. Image ids are the paths relative to the root.
+            """)
+
+    @Option(help: "Folder holding one sub-folder per class.")
+    var root: String
+
+    @Option(help: "Output .cds file.")
+    var out: String
+
+    @Option(help: "Resize every image to SIZE×SIZE.")
+    var size: Int?
+
+    @Option(help: "Split name recorded in the file.")
+    var split = "train"
+
+    func validate() throws {
+        if let size, size < 1 { throw ValidationError("--size must be positive, got \(size)") }
+        guard out.hasSuffix(".cds") else { throw ValidationError("--out must end in .cds, got '\(out)'") }
+    }
+
+    func run() throws {
+        let result = try FolderImporter.importFolder(root: root, output: out, size: size, split: split)
+        print("import folder: \(result.path): \(result.count) images \(result.height)×\(result.width) RGB, per class \(zip(result.classNames, result.classCounts).map { "\($0) \($1)" }.joined(separator: ", "))")
+    }
+}
+
+/// `clipit import reports`
+struct ImportReports: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reports",
+        abstract: "A report file (.txt one per line, .jsonl, .csv/.tsv table) to the JSONL corpus format.",
+        discussion: """
+            CSV: a header row, RFC 4180 quoting (commas, doubled quotes and line breaks inside \
+            quoted fields), optional UTF-8 BOM. Default columns: text "text" (or the only column), \
+            id "id" (else row-<line>), label "label", tissue "tissue" when present.
+            """)
+
+    @Option(name: .customLong("in"), help: "Input file (.txt, .jsonl, .csv or .tsv).")
+    var input: String
+
+    @Option(help: "Output .jsonl file.")
+    var out: String
+
+    @Option(help: "CSV column holding the report text.")
+    var textColumn: String?
+
+    @Option(help: "CSV column holding a unique report id.")
+    var idColumn: String?
+
+    @Option(help: "CSV column holding a label (class name or index); may be empty per row.")
+    var labelColumn: String?
+
+    @Option(help: "CSV column holding the tissue / site; may be empty per row.")
+    var tissueColumn: String?
+
+    func validate() throws {
+        guard out.hasSuffix(".jsonl") else { throw ValidationError("--out must end in .jsonl, got '\(out)'") }
+    }
+
+    func run() throws {
+        let columns = ReportImporter.CSVColumns(text: textColumn, id: idColumn, label: labelColumn, tissue: tissueColumn)
+        let corpus = try ReportImporter.convert(input: input, output: out, columns: columns)
+        let labelled = corpus.labelNames.filter { $0 != nil }.count
+        print("import reports: \(out): \(corpus.count) reports, \(labelled) with a label")
+    }
+}
