@@ -6,21 +6,6 @@ final class ImporterTests: XCTestCase {
     override func setUp() { directory = makeTemporaryDirectory() }
     override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
 
-    func assertImportError(_ kind: ImportError.Kind, _ fragments: [String], file: StaticString = #filePath,
-                           line: UInt = #line, _ body: () throws -> Void) {
-        do {
-            try body()
-            XCTFail("expected an ImportError of kind \(kind)", file: file, line: line)
-        } catch let error as ImportError {
-            XCTAssertEqual(error.kind, kind, "\(error)", file: file, line: line)
-            for fragment in fragments {
-                XCTAssertTrue(error.description.contains(fragment), "'\(error)' lacks '\(fragment)'", file: file, line: line)
-            }
-        } catch {
-            XCTFail("expected an ImportError, got \(error)", file: file, line: line)
-        }
-    }
-
     // MARK: PCam (reference/convert_pcam.py)
 
     /// `convert_pcam.py --chunk 2` on a fake PCam train split made with h5py: 3 images of

@@ -48,21 +48,6 @@ final class NPZTests: XCTestCase {
     override func setUp() { directory = makeTemporaryDirectory() }
     override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
 
-    func assertImportError(_ kind: ImportError.Kind, _ fragments: [String], file: StaticString = #filePath,
-                           line: UInt = #line, _ body: () throws -> Void) {
-        do {
-            try body()
-            XCTFail("expected an ImportError of kind \(kind)", file: file, line: line)
-        } catch let error as ImportError {
-            XCTAssertEqual(error.kind, kind, "\(error)", file: file, line: line)
-            for fragment in fragments {
-                XCTAssertTrue(error.description.contains(fragment), "'\(error)' lacks '\(fragment)'", file: file, line: line)
-            }
-        } catch {
-            XCTFail("expected an ImportError, got \(error)", file: file, line: line)
-        }
-    }
-
     // MARK: Inflate
 
     func testInflateFormatsInPiecesAndErrors() throws {

@@ -100,6 +100,22 @@ func patternSample(_ x: Int, _ y: Int, _ s: Int, depth: Int) -> Int {
     return v & ((1 << depth) - 1)
 }
 
+/// Asserts that `body` throws an `ImportError` of `kind` whose text contains every fragment.
+func assertImportError(_ kind: ImportError.Kind, _ fragments: [String], file: StaticString = #filePath,
+                       line: UInt = #line, _ body: () throws -> Void) {
+    do {
+        try body()
+        XCTFail("expected an ImportError of kind \(kind)", file: file, line: line)
+    } catch let error as ImportError {
+        XCTAssertEqual(error.kind, kind, "\(error)", file: file, line: line)
+        for fragment in fragments {
+            XCTAssertTrue(error.description.contains(fragment), "'\(error)' lacks '\(fragment)'", file: file, line: line)
+        }
+    } catch {
+        XCTFail("expected an ImportError, got \(error)", file: file, line: line)
+    }
+}
+
 final class PNGTests: XCTestCase {
     func decode(_ bytes: [UInt8], path: String = "test.png") throws -> PNGImage {
         try bytes.withUnsafeBytes { try PNGDecoder.decode($0, path: path) }
@@ -191,21 +207,6 @@ final class PNGTests: XCTestCase {
     }
 
     // MARK: Malformed input
-
-    func assertImportError(_ kind: ImportError.Kind, _ fragments: [String], file: StaticString = #filePath,
-                           line: UInt = #line, _ body: () throws -> Void) {
-        do {
-            try body()
-            XCTFail("expected an ImportError of kind \(kind)", file: file, line: line)
-        } catch let error as ImportError {
-            XCTAssertEqual(error.kind, kind, "\(error)", file: file, line: line)
-            for fragment in fragments {
-                XCTAssertTrue(error.description.contains(fragment), "'\(error)' lacks '\(fragment)'", file: file, line: line)
-            }
-        } catch {
-            XCTFail("expected an ImportError, got \(error)", file: file, line: line)
-        }
-    }
 
     func testMalformedFilesAreRejectedNamingTheFile() throws {
         let good = TestPNGEncoder(width: 8, height: 8, colorType: 2, bitDepth: 8).encode { x, y, s in patternSample(x, y, s, depth: 8) }
