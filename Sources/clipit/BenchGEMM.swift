@@ -7,8 +7,9 @@ import Kernels
 /// training step, each as a fraction of that peak.
 ///
 /// Every row is timed as: one untimed call, then `--repeats` timings of a loop of
-/// calls long enough to last ≥ 50 ms; the fastest timing is reported (the least
-/// disturbed by other processes). GFLOP/s = 2·m·n·k·batch / seconds / 10⁹.
+/// calls long enough to last ≥ `minimumTiming` seconds; the fastest timing is reported
+/// (the least disturbed by other processes: short timings and many repeats give a
+/// busy machine more chances of an undisturbed window). GFLOP/s = 2·m·n·k·batch / seconds / 10⁹.
 struct BenchGEMM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gemm",
@@ -25,10 +26,10 @@ struct BenchGEMM: ParsableCommand {
 
     @Option(name: .customLong("size"),
             help: "Square size n for the peak (n×n×n); repeat the option for several, the best is the peak.")
-    var sizes: [Int] = [1024, 2048, 4096]
+    var sizes: [Int] = [1024, 2048]
 
     @Option(help: "Timings per row; the fastest is reported.")
-    var repeats = 5
+    var repeats = 10
 
     @Option(help: "Images per training step.")
     var batch = 32
@@ -59,7 +60,7 @@ struct BenchGEMM: ParsableCommand {
         let reporter = Reporter(json: json, core: core, threads: BLASRuntime.threads)
         if !json {
             print("clipit bench gemm: OpenBLAS core \(core), \(BLASRuntime.threads) thread(s), "
-                  + "best of \(repeats) timings (each ≥ 50 ms)")
+                  + "best of \(repeats) timings (each ≥ \(Int(Self.minimumTiming * 1e3)) ms)")
             print("  \(BLASRuntime.config)")
             reporter.printHeader()
         }
@@ -91,6 +92,9 @@ struct BenchGEMM: ParsableCommand {
         }
     }
 
+    /// Shortest wall time of one timing (a loop of calls of one shape).
+    static let minimumTiming = 0.02
+
     /// Seconds for one call of `shape` (fastest of `repeats`), on random operands.
     private func measure(_ shape: GEMMShape) -> Double {
         let a = Tensor(shape: [shape.batch * shape.m * shape.k])
@@ -111,7 +115,7 @@ struct BenchGEMM: ParsableCommand {
         var watch = Stopwatch()
         call()   // untimed: first-touch of C, OpenBLAS thread start-up
         let first = max(watch.lap(), 1e-6)
-        let calls = max(1, Int((0.05 / first).rounded(.up)))
+        let calls = max(1, Int((Self.minimumTiming / first).rounded(.up)))
         var best = Double.infinity
         for _ in 0..<repeats {
             watch.reset()
