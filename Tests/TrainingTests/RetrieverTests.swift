@@ -1,3 +1,4 @@
+import Datasets
 import Distributed
 import Foundation
 import Kernels
@@ -203,6 +204,91 @@ final class RetrieverTests: XCTestCase {
         config.vision.projectionDim = 16
         XCTAssertThrowsError(try RetrieverModel(config, seed: 0)) { error in
             XCTAssertTrue(String(describing: error).contains("different widths"))
+        }
+    }
+}
+
+/// Pretraining and Stage-1 pairing on the tiny synthetic benchmark, on 1 and 2 thread ranks.
+final class RetrieverPipelineTests: XCTestCase {
+    static let directory: String = {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("clipit-retriever-\(getpid())").path
+        _ = try! SyntheticBenchmark.generate(config: SyntheticBenchmarkConfig.preset("tiny")!, seed: 1, preset: "tiny",
+                                             directory: path, threads: 1)
+        return path
+    }()
+
+    static var settings: PretrainSettings {
+        var s = PretrainSettings()
+        s.epochs = 2
+        s.batchSize = 12
+        s.holdoutFraction = 0.25
+        s.warmupSteps = 1
+        s.evaluateEvery = 0
+        return s
+    }
+
+    /// Pretrains on `ranks` thread ranks, exports the model from rank 0 to `export`.
+    func pretrain(ranks: Int, export: String? = nil) throws -> [PretrainSummary] {
+        let dir = Self.directory
+        return try ThreadRankCommunicator.run(size: ranks) { comm -> PretrainSummary in
+            let config = try RetrieverPresets.config("tiny")
+            let data = try PairedRetrievalData(imagesPath: dir + "/paired.cds", reportsPath: dir + "/paired.jsonl",
+                                               holdoutFraction: Self.settings.holdoutFraction, text: config.text)
+            let model = try RetrieverModel(config, seed: 7)
+            let trainer = try RetrieverPretrainer(model: model, data: data, settings: Self.settings, comm: comm,
+                                                  outputDirectory: nil, showProgress: false)
+            let summary = try trainer.run()
+            if comm.rank == 0, let export {
+                try model.export(to: export, metadata: ["clipit.tokenizer": data.tokenizer.stateJSON])
+            }
+            return summary
+        }
+    }
+
+    func testPretrainingDoesNotDependOnTheRankCount() throws {
+        let one = try pretrain(ranks: 1)[0]
+        let two = try pretrain(ranks: 2)
+        func untimed(_ s: PretrainSummary) -> PretrainSummary {
+            var s = s
+            (s.seconds, s.pairsPerSecond) = (0, 0)
+            return s
+        }
+        XCTAssertEqual(untimed(two[0]), untimed(two[1]), "the ranks disagree on the summary")
+        XCTAssertEqual(one.steps, 6)   // 36 training pairs, global batch 12: 3 steps per epoch
+        XCTAssertEqual(one.steps, two[0].steps)
+        XCTAssertEqual(one.finalLoss!, two[0].finalLoss!, accuracy: 1e-3 * max(1, abs(one.finalLoss!)))
+        XCTAssertEqual(one.after?.pairs, 12)
+        XCTAssertEqual(one.after?.imageToTextTop5 ?? -1, two[0].after?.imageToTextTop5 ?? -2, accuracy: 1e-9)
+        XCTAssertEqual(one.after?.labelMatchTop1 ?? -1, two[0].after?.labelMatchTop1 ?? -2, accuracy: 1e-9)
+    }
+
+    func testPairingPipelineMatchesOnOneAndTwoRanks() throws {
+        let export = FileManager.default.temporaryDirectory.appendingPathComponent("retriever-pipe-\(getpid()).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: export) }
+        _ = try pretrain(ranks: 1, export: export)
+        let dir = Self.directory
+        func pairs(ranks: Int, strategy: PairingStrategy) throws -> [PairsFile] {
+            try ThreadRankCommunicator.run(size: ranks) { comm -> PairsFile in
+                let pipeline = try PairingPipeline(retrieverPath: export, comm: comm, batchSize: 5)
+                let dataset = try DatasetFile(path: dir + "/val.cds")
+                let corpus = try ReportCorpus(path: dir + "/reports.jsonl", classNames: dataset.classNames)
+                return try pipeline.pair(dataset, split: "val", localReports: pipeline.embedReports(corpus),
+                                         reportLabels: corpus.labels, options: PairingOptions(strategy: strategy, seed: 2))
+            }
+        }
+        for strategy in [PairingStrategy.top1, .sampleTopK(3), .oracle] {
+            let one = try pairs(ranks: 1, strategy: strategy)[0]
+            let two = try pairs(ranks: 2, strategy: strategy)
+            XCTAssertEqual(one.imageCount, 12)
+            XCTAssertEqual(one.reportCount, 40)
+            XCTAssertEqual(two[0], two[1])
+            XCTAssertEqual(one.reportIndices, two[0].reportIndices, "\(strategy)")
+            for (a, b) in zip(one.records, two[0].records) {
+                XCTAssertEqual(a.score, b.score, accuracy: 1e-5)
+                XCTAssertNotNil(a.reportLabel)
+                XCTAssertEqual(a.imageLabel, b.imageLabel)
+            }
+            if strategy == .oracle { XCTAssertEqual(one.summary().labelMatchRate, 1) }
         }
     }
 }

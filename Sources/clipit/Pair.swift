@@ -1,0 +1,100 @@
+import ArgumentParser
+import Datasets
+import Foundation
+import Kernels
+import Training
+
+/// `clipit pair`: Stage 1, distributed retrieval of a report for every image.
+struct Pair: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pair",
+        abstract: "Stage 1: pair every image of every split with a report using a pretrained retriever.",
+        discussion: """
+            Ranks embed disjoint slices of the reports and of each split's images, share the \
+            report embeddings and search exactly (blocked top-k of cosine similarities). Rank 0 \
+            writes OUT/<split>.pairs.jsonl for each split found in DIR (train, val, test) and \
+            OUT/pairing-summary.json (score histogram, distinct reports, label-match rate where \
+            the reports carry labels). Test pairs are for analysis only. Runs unchanged on one \
+            rank or under mpirun/srun. See docs/retriever.md.
+            """)
+
+    @OptionGroup var communicator: CommunicatorOptions
+
+    @Option(help: "Retriever export written by `clipit pretrain` (retriever.safetensors).")
+    var retriever: String
+
+    @Option(help: "Directory holding the splits (<split>.cds).")
+    var data: String
+
+    @Option(help: "Report corpus (.jsonl or .txt).")
+    var reports: String
+
+    @Option(help: "Output directory (created if missing).")
+    var out: String
+
+    @Option(help: "top1, sample-top-k:K, random, least-similar or oracle.")
+    var strategy: String = "top1"
+
+    @Option(help: "Most similar reports recorded per image (indices and scores, for analysis).")
+    var k: Int = 5
+
+    @Option(help: "Seed of the random strategies.")
+    var seed: UInt64 = 0
+
+    @Option(parsing: .upToNextOption, help: "Splits to pair (those missing from DIR are skipped).")
+    var splits: [String] = ["train", "val", "test"]
+
+    @Option(help: "Images or reports embedded per forward pass.")
+    var batchSize: Int = 128
+
+    func validate() throws {
+        do { _ = try PairingStrategy(parsing: strategy) } catch { throw ValidationError(String(describing: error)) }
+        guard k >= 1 else { throw ValidationError("--k must be at least 1, got \(k)") }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+    }
+
+    func run() throws {
+        let comm = try communicator.make()
+        comm.runOrAbort {
+            var clock = Stopwatch()
+            let pipeline = try PairingPipeline(retrieverPath: retriever, comm: comm, batchSize: batchSize)
+            let options = PairingOptions(strategy: try PairingStrategy(parsing: strategy), seed: seed, recordedK: k)
+            let present = splits.filter { FileManager.default.fileExists(atPath: data + "/\($0).cds") }
+            guard !present.isEmpty else {
+                throw RetrieverError("no split of \(splits) found in \(data) (expected <split>.cds files)")
+            }
+            // Report labels given as class names map to the datasets' class indices; a
+            // corpus whose labels are other names is read without labels.
+            let classNames = try DatasetFile(path: data + "/\(present[0]).cds").classNames
+            let corpus = try (try? ReportCorpus(path: reports, classNames: classNames)) ?? ReportCorpus(path: reports)
+            if comm.rank == 0 { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
+            let localReports = pipeline.embedReports(corpus)
+            let reportLabels = corpus.labels.contains { $0 != nil } ? corpus.labels : nil
+            var summaries: [PairsSummary] = []
+            for split in present {
+                let dataset = try DatasetFile(path: data + "/\(split).cds")
+                let pairs = try pipeline.pair(dataset, split: split, localReports: localReports,
+                                              reportLabels: reportLabels, options: options)
+                let summary = pairs.summary()
+                summaries.append(summary)
+                if comm.rank == 0 {
+                    try pairs.write(to: URL(fileURLWithPath: out + "/\(split).pairs.jsonl"))
+                    let match = summary.labelMatchRate.map { String(format: ", label match %.1f%%", $0 * 100) } ?? ""
+                    print(String(format: "pair: %@  %d images → %d distinct of %d reports, mean score %.3f%@",
+                                 split, summary.imageCount, summary.distinctReports, summary.reportCount,
+                                 summary.meanScore ?? 0, match))
+                }
+            }
+            let seconds = clock.elapsedSeconds
+            if comm.rank == 0 {
+                let run = PairingRunSummary(retriever: retriever, reports: reports, ranks: comm.size, seconds: seconds,
+                                            splits: summaries)
+                try run.jsonData().write(to: URL(fileURLWithPath: out + "/pairing-summary.json"), options: .atomic)
+                print(String(format: "pair: strategy %@, %d rank%@, %.1f s; wrote %@/<split>.pairs.jsonl and pairing-summary.json",
+                             options.strategy.description, comm.size, comm.size == 1 ? "" : "s", seconds, out))
+            }
+            try comm.barrier()
+        }
+        comm.shutdown()
+    }
+}
