@@ -65,21 +65,21 @@ struct BenchGEMM: ParsableCommand {
             reporter.printHeader()
         }
 
-        // The peak: the best square GEMM; every other row is a fraction of it.
-        var peakRows: [(GEMMShape, Double)] = []
-        for n in sizes {
-            let shape = GEMMShape(name: "square \(n)", transA: .none, transB: .none, m: n, n: n, k: n)
-            peakRows.append((shape, measure(shape)))
-        }
-        let peak = peakRows.map { $0.0.flops / $0.1 }.max()!
-        for (shape, seconds) in peakRows { reporter.row(shape, seconds: seconds, peak: peak) }
+        // The peak is the best square GEMM, measured before and after the model shapes
+        // (each square row keeps its faster pass), so a busy spell during one pass does
+        // not skew every fraction; rows are printed once everything is measured.
+        let squares = sizes.map { GEMMShape(name: "square \($0)", transA: .none, transB: .none, m: $0, n: $0, k: $0) }
+        var squareSeconds = squares.map(measure)
+        let models = model.map { ViTConfig.named($0)! }
+        let modelSeconds = models.map { config in config.shapes(batch: batch).map { measure($0.0) } }
+        for (i, shape) in squares.enumerated() { squareSeconds[i] = min(squareSeconds[i], measure(shape)) }
+        let peak = zip(squares, squareSeconds).map { $0.flops / $1 }.max()!
 
-        for name in model {
-            let config = ViTConfig.named(name)!
+        for (shape, seconds) in zip(squares, squareSeconds) { reporter.row(shape, seconds: seconds, peak: peak) }
+        for (config, timings) in zip(models, modelSeconds) {
             if !json { print("\n\(config.title), batch \(batch), \(config.tokens) tokens, depth \(config.depth)") }
             var stepFlops = 0.0, stepSeconds = 0.0
-            for (shape, perStep) in config.shapes(batch: batch) {
-                let seconds = measure(shape)
+            for ((shape, perStep), seconds) in zip(config.shapes(batch: batch), timings) {
                 reporter.row(shape, seconds: seconds, peak: peak)
                 stepFlops += Double(perStep) * shape.flops
                 stepSeconds += Double(perStep) * seconds
