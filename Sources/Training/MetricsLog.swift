@@ -39,7 +39,7 @@ public final class MetricsLog {
     /// Appends one record (values: numbers, strings, booleans, NSNull, arrays of them).
     public func write(_ record: [String: Any]) throws {
         guard let handle else { return }
-        var data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys, .fragmentsAllowed])
+        var data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes])
         data.append(UInt8(ascii: "\n"))
         try handle.write(contentsOf: data)
     }

@@ -355,7 +355,24 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         guard let node = try compose(yaml: try YAMLEncoder().encode(config)) else {
             throw TrainingError("config: could not encode the configuration")
         }
-        return keysMapped(node, snakeCase)
+        return shortestFloats(keysMapped(node, snakeCase))
+    }
+}
+
+/// Rewrites plain decimal scalars (`1.00000004749745e-3`, the Double image of a Float)
+/// in the shortest form that reads back to the same Float (`0.001`), so that saved
+/// configurations stay readable. Every fractional value of the configuration is a Float.
+private func shortestFloats(_ node: Node) -> Node {
+    switch node {
+    case .mapping(let mapping):
+        return Node(mapping.map { ($0.key, shortestFloats($0.value)) })
+    case .sequence(let sequence):
+        return Node(sequence.map(shortestFloats))
+    case .scalar(let scalar):
+        let text = scalar.string
+        guard scalar.style == .plain || scalar.style == .any, text.contains(where: { $0 == "." || $0 == "e" }),
+              let value = Double(text), value.isFinite else { return node }
+        return Node(String(describing: Float(value)))
     }
 }
 

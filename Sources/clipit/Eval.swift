@@ -108,7 +108,7 @@ struct Eval: ParsableCommand {
                 object["text_metrics"] = try jsonObject(textResult.report)
                 object["omega"] = omega
             }
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
             try data.write(to: URL(fileURLWithPath: out), options: .atomic)
             print("eval: wrote \(out)")
         }

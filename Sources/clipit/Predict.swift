@@ -60,7 +60,7 @@ struct Predict: ParsableCommand {
                     "probabilities": p.scores[row * c ..< (row + 1) * c].map { Double($0) }, "label": p.labels[row],
                 ]
                 if let ids = dataset.ids { object["id"] = ids[index] }
-                let line = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+                let line = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
                 text += String(decoding: line, as: UTF8.self) + "\n"
             }
             try Data(text.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
