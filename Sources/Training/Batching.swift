@@ -113,7 +113,9 @@ public struct WordTokenizer: TextEncoding, Equatable, Sendable {
 
     public var stateJSON: String {
         let state = State(kind: "word", vocabularySize: vocabularySize, contextLength: contextLength, words: words)
-        return String(decoding: try! JSONEncoder().encode(state), as: UTF8.self)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]   // the same bytes in every process
+        return String(decoding: try! encoder.encode(state), as: UTF8.self)
     }
 
     /// Rebuilds the tokenizer `stateJSON` describes.
