@@ -62,15 +62,23 @@ public func layerNormBackward(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Flo
     for r in 0..<rows {
         let dyr = dy + r * cols, xr = x + r * cols, dxr = dx + r * cols
         let mu = mean[r], s = rstd[r]
-        // Two reductions over the row: mean(g) and mean(g ⊙ x̂).
-        var gMean: Float = 0, gxhatMean: Float = 0
-        for j in 0..<cols {
-            let g = dyr[j] * gamma[j]
-            gMean += g
-            gxhatMean += g * (xr[j] - mu) * s
+        // Two reductions over the row: mean(g) and mean(g ⊙ x̂), eight lanes each.
+        var gLanes = SIMD8<Float>(repeating: 0), gxLanes = SIMD8<Float>(repeating: 0)
+        var j = 0
+        while j + 8 <= cols {
+            let g = load8(dyr + j) * load8(gamma + j)
+            gLanes += g
+            gxLanes += g * (load8(xr + j) - mu)
+            j += 8
         }
-        gMean *= inverseCols
-        gxhatMean *= inverseCols
+        var gSum = gLanes.sum(), gxSum = gxLanes.sum()
+        while j < cols {
+            let g = dyr[j] * gamma[j]
+            gSum += g
+            gxSum += g * (xr[j] - mu)
+            j += 1
+        }
+        let gMean = gSum * inverseCols, gxhatMean = gxSum * s * inverseCols
         for j in 0..<cols {
             let xhat = (xr[j] - mu) * s
             let g = dyr[j] * gamma[j]

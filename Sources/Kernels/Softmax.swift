@@ -11,21 +11,16 @@ import Darwin
 
 /// Softmax forward, y[r, j] = exp(x[r, j] − m_r) / Σ_k exp(x[r, k] − m_r) with
 /// m_r = max_k x[r, k]. Subtracting the row maximum makes every exponent ≤ 0, so large
-/// logits cannot overflow. `x` may equal `y`.
+/// logits cannot overflow. `x` may equal `y`. Each pass over a row vectorises
+/// (`branchFreeExp`, eight-lane reductions).
 public func softmaxForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                            rows: Int, cols: Int) {
     for r in 0..<rows {
         let xr = x + r * cols   // (cols)
         let yr = y + r * cols   // (cols)
-        var maxValue = -Float.infinity
-        for j in 0..<cols where xr[j] > maxValue { maxValue = xr[j] }
-        var sum: Float = 0
-        for j in 0..<cols {
-            let e = expf(xr[j] - maxValue)
-            yr[j] = e
-            sum += e
-        }
-        let inverseSum = 1 / sum
+        let maxValue = rowMaximum(xr, count: cols)
+        for j in 0..<cols { yr[j] = branchFreeExp(xr[j] - maxValue) }
+        let inverseSum = 1 / rowSum(yr, count: cols)
         for j in 0..<cols { yr[j] *= inverseSum }
     }
 }
@@ -39,8 +34,7 @@ public func softmaxBackward(_ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float
                             _ dx: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
     for r in 0..<rows {
         let yr = y + r * cols, dyr = dy + r * cols, dxr = dx + r * cols
-        var weighted: Float = 0
-        for j in 0..<cols { weighted += dyr[j] * yr[j] }
+        let weighted = rowDot(dyr, yr, count: cols)
         for j in 0..<cols { dxr[j] += yr[j] * (dyr[j] - weighted) }
     }
 }

@@ -75,3 +75,51 @@ public func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Double {
     }
     return (s0 + s1) + (s2 + s3)
 }
+
+// Reductions over one row, for the row-wise kernels (softmax, LayerNorm). Eight partial
+// results (one SIMD8 register pair) instead of one scalar chain: a Float loop cannot be
+// reordered by the compiler, so a scalar sum runs at one add per add-latency, while this
+// vectorises and overlaps eight. The order of additions (lane i sums elements ≡ i mod 8)
+// is fixed, so results are deterministic.
+
+@inline(__always)
+func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+/// Σ_i x[i].
+@inline(__always)
+func rowSum(_ x: UnsafePointer<Float>, count: Int) -> Float {
+    var lanes = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= count { lanes += load8(x + i); i += 8 }
+    var s = lanes.sum()
+    while i < count { s += x[i]; i += 1 }
+    return s
+}
+
+/// Σ_i x[i]·y[i].
+@inline(__always)
+func rowDot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count: Int) -> Float {
+    var lanes = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= count { lanes += load8(x + i) * load8(y + i); i += 8 }
+    var s = lanes.sum()
+    while i < count { s += x[i] * y[i]; i += 1 }
+    return s
+}
+
+/// max_i x[i], ignoring NaN entries (−∞ for an empty or all-NaN row).
+@inline(__always)
+func rowMaximum(_ x: UnsafePointer<Float>, count: Int) -> Float {
+    var lanes = SIMD8<Float>(repeating: -.infinity)
+    var i = 0
+    while i + 8 <= count {
+        let v = load8(x + i)
+        lanes.replace(with: v, where: v .> lanes)
+        i += 8
+    }
+    var m = lanes.max()
+    while i < count { if x[i] > m { m = x[i] }; i += 1 }
+    return m
+}
