@@ -161,7 +161,11 @@ public enum Checkpoint {
     /// off). Collective-free: every rank may call it.
     public static func loadModel(_ path: String) throws -> (model: any TrainableModel, header: Header) {
         let (file, header) = try open(path)
-        let model = try makeModel(header.config, classes: header.classNames.count)
+        // The model.init_* files are read only when the checkpoint lacks frozen weights.
+        let model = try makeModel(header.config, classes: header.classNames.count, loadingInitialWeights: false)
+        if file.metadata["clipit.frozen_saved"] != "true" && model.store.frozenCount > 0 {
+            try loadInitialWeights(model.store, config: header.config.model)
+        }
         try loadWeights(file, into: model)
         model.isTraining = false
         return (model, header)

@@ -98,7 +98,11 @@ public enum TrainingMethod: Equatable, Hashable, Sendable, CustomStringConvertib
 /// this with the same configuration and gets bit-identical weights: parameters are drawn
 /// from `config.seed` in declaration order, then the optional pretrained tower files are
 /// loaded.
-public func makeModel(_ config: TrainingConfig, classes: Int) throws -> any TrainableModel {
+///
+/// `loadingInitialWeights: false` skips the files (a checkpoint that stores every weight
+/// does not need them).
+public func makeModel(_ config: TrainingConfig, classes: Int,
+                      loadingInitialWeights: Bool = true) throws -> any TrainableModel {
     let method = try config.trainingMethod()
     let m = config.model
     let seed = UInt64(truncatingIfNeeded: config.seed)
@@ -128,7 +132,7 @@ public func makeModel(_ config: TrainingConfig, classes: Int) throws -> any Trai
         }
         model = CLIPITTrainable(CLIPITModel(c, seed: seed))
     }
-    try loadInitialWeights(model.store, config: m)
+    if loadingInitialWeights { try loadInitialWeights(model.store, config: m) }
     return model
 }
 

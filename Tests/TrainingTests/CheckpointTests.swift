@@ -69,6 +69,35 @@ final class CheckpointTests: XCTestCase {
         XCTAssertThrowsError(try Checkpoint.loadWeights(file, into: clipit))
     }
 
+    /// Pretrained tower files are needed to rebuild frozen weights, unless the checkpoint
+    /// stores them; the loaded frozen weights are those of the file, not of the seed.
+    func testInitialTowerFilesAndSavedFrozenWeights() throws {
+        let pretrained = try makeModel(try data.config(method: "unimodal", overrides: ["seed=7"]), classes: 3)
+        let initPath = data.directory + "/vision-init.safetensors"
+        var writer = SafeTensorsWriter()
+        for p in pretrained.store.parameters where p.name.hasPrefix("vision.") {
+            writer.add(p.name, shape: p.shape, pointer: UnsafePointer(p.value), count: p.count)
+        }
+        try writer.write(to: initPath)
+        let expected = pretrained.store.parameter(named: "vision.blocks.0.attn.qkv.weight")!
+        let expectedBits = (0..<expected.count).map { expected.value[$0].bitPattern }
+
+        for saveFrozen in [false, true] {
+            let out = data.directory + "/init-\(saveFrozen)"
+            let config = try data.config(method: "unimodal-lora", overrides: [
+                "train.max_steps=1", "model.init_vision=\(initPath)", "train.save_frozen=\(saveFrozen)"])
+            _ = try Trainer(config: config, comm: SingleRankCommunicator(), outputDirectory: out, showProgress: false).run()
+            let (model, _) = try Checkpoint.loadModel(out + "/last.safetensors")
+            let loaded = model.store.parameter(named: "vision.blocks.0.attn.qkv.weight")!
+            XCTAssertEqual((0..<loaded.count).map { loaded.value[$0].bitPattern }, expectedBits)
+        }
+        try FileManager.default.removeItem(atPath: initPath)
+        XCTAssertNoThrow(try Checkpoint.loadModel(data.directory + "/init-true/last.safetensors"))
+        XCTAssertThrowsError(try Checkpoint.loadModel(data.directory + "/init-false/last.safetensors")) {
+            XCTAssertTrue("\($0)".contains("vision-init.safetensors"), "\($0)")
+        }
+    }
+
     func testNotACheckpoint() throws {
         let path = data.directory + "/plain.safetensors"
         var writer = SafeTensorsWriter()
