@@ -287,7 +287,10 @@ public final class Trainer {
             }
         }
         model.isTraining = false
-        if !stopped && lastValidatedStep != state.step { try validate(epoch: max(state.epoch - (state.nextBatch == 0 ? 1 : 0), 0)) }
+        if !stopped && lastValidatedStep != state.step {
+            // The epoch of the last step taken (the state already points at the next one).
+            try validate(epoch: state.nextBatch == 0 ? max(state.epoch - 1, 0) : state.epoch)
+        }
         try saveCheckpoint("last.safetensors")
         progress.finishLine()
 
