@@ -19,7 +19,10 @@ public func softmaxForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<
         let xr = x + r * cols   // (cols)
         let yr = y + r * cols   // (cols)
         let maxValue = rowMaximum(xr, count: cols)
-        for j in 0..<cols { yr[j] = branchFreeExp(xr[j] - maxValue) }
+        // Work in place on y: a loop reading x and writing y vectorises only when the
+        // compiler can prove they do not overlap, which fails for x == y (attention).
+        if UnsafePointer(yr) != xr { yr.update(from: xr, count: cols) }
+        for j in 0..<cols { yr[j] = branchFreeExp(yr[j] - maxValue) }
         let inverseSum = 1 / rowSum(yr, count: cols)
         for j in 0..<cols { yr[j] *= inverseSum }
     }
