@@ -147,8 +147,10 @@ struct BenchStep: ParsableCommand {
 
         var forward: [Double] = [], forwardGEMM: [Double] = [], forwardBackward: [Double] = []
         var forwardBackwardGEMM: [Double] = [], optimizer: [Double] = [], executedFlops: [Double] = []
+        var faultsBefore = 0
         for i in 0..<(warmup + steps) {
             let timed = i >= warmup
+            if i == warmup { faultsBefore = minorPageFaults() }
             var watch = Stopwatch()
             if timed && breakdown {
                 GEMMStatistics.reset()
@@ -176,6 +178,7 @@ struct BenchStep: ParsableCommand {
                 executedFlops.append(GEMMStatistics.flops)
             }
         }
+        let faultsPerStep = Double(minorPageFaults() - faultsBefore) / Double(steps)
         let stepTimes = zip(forwardBackward, optimizer).map { $0 + $1 }
         return StepResult(
             model: m.name, method: method, imageSize: imageSize, batch: batch, threads: BLASRuntime.threads,
@@ -187,7 +190,7 @@ struct BenchStep: ParsableCommand {
             forwardGEMM: breakdown ? mean(forwardGEMM) : nil,
             forwardBackwardGEMM: breakdown ? mean(forwardBackwardGEMM) : nil,
             peakGflops: peakGflops, peakResidentMiB: peakResidentMemoryMiB(),
-            peakResidentScope: peakReset ? "configuration" : "process")
+            peakResidentScope: peakReset ? "configuration" : "process", pageFaultsPerStep: faultsPerStep)
     }
 
     private func makeWorkload(vision: VisionConfig, method: String, lora: TowerTraining,
@@ -277,6 +280,9 @@ private struct StepResult {
     var peakGflops: Double
     var peakResidentMiB: Double
     var peakResidentScope: String
+    /// Minor page faults per timed step (first touches of new memory; 0 when the step
+    /// allocates nothing).
+    var pageFaultsPerStep: Double
 
     var imagesPerSecond: Double { Double(batch) / secondsPerStep }
     var gflops: Double { flops.total / secondsPerStep / 1e9 }
@@ -329,6 +335,7 @@ private struct StepResult {
             ("peak_rss_mib", String(format: "%.1f", peakResidentMiB)),
             ("peak_rss_scope", "\"\(peakResidentScope)\""),
             ("trainable_parameters", "\(trainableParameters)"),
+            ("page_faults_per_step", String(format: "%.1f", pageFaultsPerStep)),
         ]
         if let forward, let backward, let forwardGEMM, let backwardGEMM, let executedGEMMFlops {
             fields += [
@@ -366,6 +373,17 @@ private func resetPeakResidentMemory() -> Bool {
     #else
     return false
     #endif
+}
+
+/// Minor page faults of this process so far (`getrusage` `ru_minflt`).
+private func minorPageFaults() -> Int {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    #endif
+    return usage.ru_minflt
 }
 
 /// Peak resident set size of this process in MiB (`getrusage` `ru_maxrss`: KiB on Linux,
