@@ -7,7 +7,7 @@ import PackageDescription
 ///   CMPI, COpenBLAS, CZlib  — C system libraries (pkg-config), thin inline shims only
 ///   Kernels                 — Float32 tensors, BLAS GEMM, elementwise forward/backward kernels
 ///   Distributed             — Communicator (MPI or single rank), sharded sampling
-///   Formats                 — safetensors, dataset and checkpoint files (zlib CRC32)
+///   Formats                 — safetensors, atomic writes, memory maps, zlib (inflate, CRC32)
 ///   Model                   — layers, encoders, LoRA, CLIP-IT heads, losses, optimisers
 ///   Datasets                — dataset and report-corpus files, cleaning, transforms, synthetic data
 ///   Training                — retrieval/pairing, data-parallel trainer, checkpoints, metrics
@@ -40,8 +40,8 @@ let package = Package(
         .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: optimise),
         .target(name: "Formats", dependencies: ["Kernels", "CZlib"], swiftSettings: optimise),
         .target(name: "Model", dependencies: ["Kernels", "Formats"], swiftSettings: optimise),
-        .target(name: "Datasets", dependencies: ["Kernels", "Formats", "CZlib"], swiftSettings: optimise),
-        .target(name: "Import", dependencies: ["Model", "Formats", "Kernels", "CZlib"], swiftSettings: optimise),
+        .target(name: "Datasets", dependencies: ["Kernels", "Formats"], swiftSettings: optimise),
+        .target(name: "Import", dependencies: ["Model", "Formats", "Kernels"], swiftSettings: optimise),
         .target(name: "Training", dependencies: ["Kernels", "Model", "Distributed", "Datasets", "Formats",
                                                  .product(name: "Yams", package: "Yams")],
                 swiftSettings: optimise),
@@ -59,7 +59,7 @@ let package = Package(
             "Kernels", .product(name: "Numerics", package: "swift-numerics")]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Kernels"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Kernels"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Formats", "Kernels"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Distributed", "Datasets", "Kernels"]),
         .testTarget(name: "ImportTests", dependencies: ["Import", "Model", "Formats", "Kernels"],
                     resources: [.copy("Fixtures")]),

@@ -1,5 +1,6 @@
 // Report-corpus importers: plain text, JSONL and CSV into the JSONL corpus format
 // (ReportCorpus). The CSV reader follows RFC 4180 (docs/importing.md).
+import Formats
 import Foundation
 
 /// A CSV file parsed into records, RFC 4180 with the usual extensions:

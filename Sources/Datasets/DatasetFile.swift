@@ -12,6 +12,7 @@
 //   zero padding to a multiple of 8
 //   labels offset: count × Int32
 //   last 4 bytes: CRC32 of every byte before them
+import Formats
 import Foundation
 import Kernels
 
@@ -110,7 +111,7 @@ public final class DatasetFile: @unchecked Sendable {  // immutable after init
         func fail(_ kind: DatasetError.Kind, _ reason: String) -> DatasetError {
             DatasetError(path: path, kind: kind, reason: reason)
         }
-        let file = try MappedFile(path: path)
+        let file = try mapDatasetFile(path)
         let size = file.size
         let bytes = file.bytes
 
@@ -300,7 +301,7 @@ public final class DatasetWriter {
         self.count = count
         self.info = info
         labels.reserveCapacity(count)
-        output = try AtomicFileWriter(path: path)
+        output = try withDatasetErrors { try AtomicFileWriter(path: path, computingCRC32: true) }
 
         let json = Array(info.json().utf8)
         let imagesOffset = DatasetFormat.fixedHeaderSize + DatasetFormat.align8(json.count)
@@ -351,7 +352,7 @@ public final class DatasetWriter {
         let imagesEnd = output.bytesWritten
         try output.writeZeros(DatasetFormat.align8(imagesEnd) - imagesEnd)
         try labels.map { $0.littleEndian }.withUnsafeBytes { try output.write($0) }
-        try output.write(integer: output.crc)
+        try output.write(integer: output.crc32)
         try output.commit()
         finished = true
     }

@@ -1,11 +1,7 @@
-// Low-level file helpers shared by the dataset, corpus and PNG writers: an atomic,
-// buffered, checksumming writer; a read-only memory map; CRC32; JSON string escaping.
-import CZlib
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+// Adapters from the shared file helpers in Formats (AtomicFileWriter, MappedFile, zlib's
+// CRC32) to this module's errors: every failure names the file, as `DatasetError` for
+// dataset and corpus files and as `ImportError` for the importers' inputs.
+import Formats
 
 #if !_endian(little)
 #error("Datasets reads and writes little-endian data by reinterpreting memory; port the copies first.")
@@ -14,191 +10,59 @@ import Darwin
 /// CRC-32 (zlib's `crc32`, the ISO-HDLC / PNG polynomial) of `count` bytes at `pointer`,
 /// continuing from `initial` (0 for a fresh checksum).
 func crc32Update(_ initial: UInt32, _ pointer: UnsafeRawPointer?, count: Int) -> UInt32 {
-    var crc = uLong(initial)
-    guard var p = pointer?.assumingMemoryBound(to: Bytef.self) else { return initial }
-    var remaining = count
-    while remaining > 0 {
-        let chunk = min(remaining, 1 << 30)   // zlib takes a 32-bit length
-        crc = crc32(crc, p, uInt(chunk))
-        p += chunk
-        remaining -= chunk
-    }
-    return UInt32(truncatingIfNeeded: crc)
+    Zlib.crc32(UnsafeRawBufferPointer(start: pointer, count: count), initial: initial)
 }
 
-/// The text of the C library's message for `errno`.
-func errnoText() -> String { String(cString: strerror(errno)) }
-
-/// Writes a file through a temporary in the same directory, then fsyncs and renames it
-/// into place, so readers only ever see a complete file. Keeps a running CRC32 of every
-/// byte written. If `commit()` is never reached the temporary is removed.
-final class AtomicFileWriter {
-    let path: String
-    let temporary: String
-    private var fd: Int32
-    private var buffer: UnsafeMutableRawPointer
-    private var buffered = 0
-    private let capacity = 1 << 20
-    private(set) var crc: UInt32 = 0
-    private(set) var bytesWritten = 0
-    private var finished = false
-
-    init(path: String) throws {
-        self.path = path
-        self.temporary = "\(path).tmp-\(getpid())"
-        fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else {
-            throw DatasetError(path: path, kind: .io,
-                               reason: "cannot create the temporary file '\(temporary)' (\(errnoText())); check that the directory exists and is writable")
-        }
-        buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 64)
-    }
-
-    deinit {
-        buffer.deallocate()
-        if !finished { abandon() }
-    }
-
-    private func fail(_ call: String) -> DatasetError {
-        DatasetError(path: path, kind: .io, reason: "\(call) failed while writing (\(errnoText()))")
-    }
-
-    /// Appends bytes (buffered) and folds them into the running CRC.
-    func write(_ bytes: UnsafeRawBufferPointer) throws {
-        guard bytes.count > 0 else { return }
-        crc = crc32Update(crc, bytes.baseAddress, count: bytes.count)
-        bytesWritten += bytes.count
-        if buffered + bytes.count > capacity { try flush() }
-        if bytes.count >= capacity {
-            try writeAll(bytes)
-        } else {
-            (buffer + buffered).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-            buffered += bytes.count
-        }
-    }
-
-    func write(_ bytes: [UInt8]) throws {
-        try bytes.withUnsafeBytes { try write($0) }
-    }
-
-    /// Appends the little-endian bytes of an integer.
-    func write<T: FixedWidthInteger>(integer value: T) throws {
-        var little = value.littleEndian
-        try withUnsafeBytes(of: &little) { try write($0) }
-    }
-
-    /// Appends `count` zero bytes.
-    func writeZeros(_ count: Int) throws {
-        try write([UInt8](repeating: 0, count: count))
-    }
-
-    private func flush() throws {
-        guard buffered > 0 else { return }
-        try writeAll(UnsafeRawBufferPointer(start: buffer, count: buffered))
-        buffered = 0
-    }
-
-    /// write(2) until every byte is out, retrying EINTR and short writes.
-    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let written = systemWrite(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw fail("write")
-            }
-            offset += written
-        }
-    }
-
-    /// Flushes, fsyncs and renames the temporary onto `path`; then fsyncs the directory.
-    func commit() throws {
-        precondition(!finished, "AtomicFileWriter.commit called twice")
-        try flush()
-        guard fsync(fd) == 0 else { throw fail("fsync") }
-        finished = true
-        guard close(fd) == 0 else { unlink(temporary); throw fail("close") }
-        guard rename(temporary, path) == 0 else { unlink(temporary); throw fail("rename to the final name") }
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { String(path[..<$0]) } ?? "."
-        let dirfd = open(directory.isEmpty ? "/" : directory, O_RDONLY)
-        if dirfd >= 0 { _ = fsync(dirfd); close(dirfd) }
-    }
-
-    /// Closes and deletes the temporary; `path` is left as it was.
-    func abandon() {
-        guard !finished else { return }
-        finished = true
-        close(fd)
-        unlink(temporary)
+extension DatasetError {
+    /// A failed system call on a dataset or corpus file (`.io`).
+    init(_ error: FileIOError) {
+        self.init(path: error.path, kind: .io, reason: error.reason)
     }
 }
 
-/// write(2), reachable from types that have their own `write` methods.
-private func systemWrite(_ fd: Int32, _ pointer: UnsafeRawPointer, _ count: Int) -> Int {
-    write(fd, pointer, count)
+extension ImportError {
+    /// A failed system call on an importer's input (`.io`).
+    init(_ error: FileIOError) {
+        self.init(path: error.path, kind: .io, reason: error.reason)
+    }
+
+    /// Undecodable compressed data in an importer's input, same kind, path and member.
+    init(_ error: InflateError) {
+        let kind: Kind
+        switch error.kind {
+        case .io: kind = .io
+        case .truncated: kind = .truncated
+        case .checksumMismatch: kind = .checksumMismatch
+        case .corrupt: kind = .corrupt
+        }
+        self.init(path: error.path, member: error.member, kind: kind, reason: error.reason)
+    }
 }
 
-/// Writes `bytes` to `path` atomically.
+/// Runs `body`, turning a `FileIOError` into a `DatasetError` naming the file.
+func withDatasetErrors<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as FileIOError {
+        throw DatasetError(error)
+    }
+}
+
+/// Maps a dataset or corpus file read-only; failures are `DatasetError`s.
+func mapDatasetFile(_ path: String) throws -> MappedFile {
+    try withDatasetErrors { try MappedFile(path: path) }
+}
+
+/// Maps an importer's input read-only; failures are `ImportError`s.
+func openForImport(_ path: String) throws -> MappedFile {
+    do {
+        return try MappedFile(path: path)
+    } catch let error as FileIOError {
+        throw ImportError(error)
+    }
+}
+
+/// Writes `bytes` to `path` atomically; failures are `DatasetError`s.
 func writeFileAtomically(_ path: String, _ bytes: [UInt8]) throws {
-    let writer = try AtomicFileWriter(path: path)
-    try writer.write(bytes)
-    try writer.commit()
-}
-
-/// A whole file mapped read-only (PROT_READ, MAP_SHARED: pages are loaded on first touch,
-/// so a rank that reads only its slice only pages in that slice).
-final class MappedFile: @unchecked Sendable {  // immutable after init
-    let path: String
-    let base: UnsafeRawPointer?
-    let size: Int
-
-    init(path: String) throws {
-        self.path = path
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else {
-            throw DatasetError(path: path, kind: .io,
-                               reason: "cannot open for reading (\(errnoText())); check the path")
-        }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            throw DatasetError(path: path, kind: .io, reason: "fstat failed (\(errnoText()))")
-        }
-        size = Int(st.st_size)
-        if size == 0 {
-            base = nil
-            return
-        }
-        guard let map = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), map != MAP_FAILED else {
-            throw DatasetError(path: path, kind: .io, reason: "mmap of \(size) bytes failed (\(errnoText()))")
-        }
-        base = UnsafeRawPointer(map)
-    }
-
-    deinit {
-        if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
-    }
-
-    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
-}
-
-/// A JSON string literal for `value`, escaping quotes, backslashes and control characters
-/// (deterministic, unlike Foundation's encoder, so generated files are byte-identical).
-func jsonString(_ value: String) -> String {
-    var out = "\""
-    for scalar in value.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where scalar.value < 0x20:
-            let hex = String(scalar.value, radix: 16)
-            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
+    try withDatasetErrors { try AtomicFileWriter.write(bytes, to: path) }
 }

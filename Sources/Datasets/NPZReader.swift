@@ -11,6 +11,7 @@
 // for v1, 4 for v2/v3), then a Python dict literal with 'descr', 'fortran_order' and
 // 'shape'. Little-endian and byte types are read: |u1 |i1 |b1 <u2 <i2 <u4 <i4 <u8 <i8
 // <f2 <f4 <f8 (and '=' native, which is little-endian on supported hosts).
+import Formats
 
 /// One member of a zip archive.
 public struct ZipMember: Sendable {
@@ -239,14 +240,18 @@ public final class NPZArchive {
                 offset += n
             }
         case 8:
-            let inflater = try Inflater(format: .raw, path: path, member: name, outputChunk: chunk)
-            var offset = 0
-            while offset < member.compressedSize {
-                let n = min(chunk, member.compressedSize - offset)
-                try inflater.feed(UnsafeRawBufferPointer(rebasing: bytes[(start + offset)..<(start + offset + n)]), sink: checkedSink)
-                offset += n
+            do {
+                let inflater = try Inflater(format: .raw, path: path, member: name, outputChunk: chunk)
+                var offset = 0
+                while offset < member.compressedSize {
+                    let n = min(chunk, member.compressedSize - offset)
+                    try inflater.feed(UnsafeRawBufferPointer(rebasing: bytes[(start + offset)..<(start + offset + n)]), sink: checkedSink)
+                    offset += n
+                }
+                try inflater.finish()
+            } catch let error as InflateError {
+                throw ImportError(error)
             }
-            try inflater.finish()
         default:
             throw fail(.unsupported, name, "compression method \(member.method) is not supported (only stored and deflate); re-save with numpy.savez or savez_compressed")
         }

@@ -1,6 +1,6 @@
 // A minimal PNG writer (8-bit RGB or grey, zlib-compressed, "Sub" row filter), for
 // looking at generated data.
-import CZlib
+import Formats
 
 public enum PNGWriter {
     /// Encodes `pixels` (height × width × channels uint8, channels 1 or 3) as PNG bytes.
@@ -16,11 +16,7 @@ public enum PNGWriter {
                 raw[y * (stride + 1) + 1 + i] = pixels[y * stride + i] &- left
             }
         }
-        var compressedLength = compressBound(uLong(raw.count))
-        var compressed = [UInt8](repeating: 0, count: Int(compressedLength))
-        let status = compress2(&compressed, &compressedLength, raw, uLong(raw.count), 9)
-        precondition(status == Z_OK, "PNGWriter: zlib compress2 failed (\(status))")
-        compressed.removeLast(compressed.count - Int(compressedLength))
+        let compressed = Zlib.deflate(raw, format: .zlib, level: 9)
 
         var png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
         func bigEndian(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }

@@ -9,6 +9,7 @@
 // palette indices are looked up (tRNS is accepted and ignored), 16-bit samples keep their
 // high byte (libpng's `png_set_strip_16`, and what PIL does for 16-bit RGB), and 1/2/4-bit
 // greyscale is scaled to 0…255 (v · 255 / (2^depth − 1)).
+import Formats
 
 /// A decoded image: `pixels` is height × width × 3 bytes, row-major, RGB.
 public struct PNGImage: Equatable, Sendable {
@@ -180,8 +181,8 @@ public enum PNGDecoder {
         var raw: [UInt8]
         do {
             raw = try Zlib.inflate(compressed, format: .zlib, path: path, expectedCount: expected)
-        } catch let error as ImportError {
-            throw ImportError(path: path, kind: error.kind, reason: "image data (IDAT): " + error.reason)
+        } catch let error as InflateError {
+            throw ImportError(path: path, kind: ImportError(error).kind, reason: "image data (IDAT): " + error.reason)
         }
 
         var pixels = [UInt8](repeating: 0, count: header.width * header.height * 3)
@@ -296,13 +297,4 @@ public enum PNGDecoder {
 @inline(__always)
 func readBigEndian32(_ bytes: UnsafeRawBufferPointer, _ offset: Int) -> UInt32 {
     UInt32(bytes[offset]) << 24 | UInt32(bytes[offset + 1]) << 16 | UInt32(bytes[offset + 2]) << 8 | UInt32(bytes[offset + 3])
-}
-
-/// Maps a file for an importer, turning the mapping's `DatasetError` into an `ImportError`.
-func openForImport(_ path: String) throws -> MappedFile {
-    do {
-        return try MappedFile(path: path)
-    } catch let error as DatasetError {
-        throw ImportError(path: path, kind: .io, reason: error.reason)
-    }
 }

@@ -1,5 +1,6 @@
 // Report corpora: unpaired pathology reports, one per line (plain text) or one JSON
 // object per line (JSONL: "id", "text", optional "tissue" and "label").
+import Formats
 import Foundation
 
 /// How a corpus file is laid out.
@@ -59,7 +60,7 @@ public struct ReportCorpus: Equatable, Sendable {
     ///   (invalid UTF-8, invalid JSON, missing or mistyped fields, duplicate ids, labels
     ///   out of range), or an `.io` error.
     public init(path: String, format: ReportCorpusFormat? = nil, classNames: [String]? = nil) throws {
-        let file = try MappedFile(path: path)
+        let file = try mapDatasetFile(path)
         let lines = splitLines(file.bytes)
         func fail(_ line: Int, _ reason: String) -> DatasetError {
             DatasetError(path: path, line: line, kind: .badLine, reason: reason)

@@ -1,6 +1,7 @@
 // The synthetic CLIP-IT benchmark: a labelled image-only downstream set (train/val/test
 // .cds), an unpaired external report corpus (JSONL), and a separate paired image–report
 // set for training the retriever. Everything is a pure function of (configuration, seed).
+import Formats
 import Foundation
 import Kernels
 

@@ -1,44 +1,37 @@
-// zlib inflate/deflate wrappers for the importers: PNG image data (zlib streams), npz
-// members (raw deflate) and gzip files. Nothing above this file sees zlib types.
+// zlib inflate/deflate and CRC-32: PNG image data (zlib streams), npz members (raw
+// deflate), gzip files (the tokenizer's BPE vocabulary). Nothing above this file sees zlib types.
 import CZlib
 
-/// An input file could not be decoded: its bytes are not in the format it claims, are
-/// corrupt or truncated, or use a feature the decoder does not implement.
-///
-/// `description` is one sentence that starts with the file's path (and, for line-oriented
-/// inputs, the 1-based line; for archives, the member) and ends with a hint.
-public struct ImportError: Error, CustomStringConvertible, Equatable, Sendable {
+/// Compressed data could not be decoded: it is corrupt or truncated, fails its checksum,
+/// or zlib itself failed. `description` starts with the file's path (and the archive
+/// member, if any) and ends with a hint. Modules map it into their own error type at their
+/// API (Datasets: `ImportError`; Import: `ImportFileError`), keeping `path`, `member`,
+/// `kind` and `reason`.
+public struct InflateError: Error, CustomStringConvertible, Equatable, Sendable {
     public enum Kind: String, Sendable {
-        case io                // the file cannot be opened, read or listed
-        case badSignature      // the file does not start the way the format requires
-        case truncated         // the data ends before the structure it announces
-        case checksumMismatch  // a stored CRC32 / Adler-32 differs from the computed one
-        case corrupt           // inconsistent fields or undecodable compressed data
-        case unsupported       // valid input using a feature this decoder does not implement
-        case invalidInput      // well-formed input whose content the importer cannot use
+        case io                // zlib could not start or ran out of memory
+        case truncated         // the stream ends early, or decompresses to fewer bytes than expected
+        case checksumMismatch  // the stored Adler-32 / CRC32 / length differs from the computed one
+        case corrupt           // undecodable data, trailing bytes, or more output than expected
     }
 
     public let path: String
-    /// 1-based line (CSV records: the line the record starts on), nil otherwise.
-    public let line: Int?
     /// Archive member (an npz entry), nil otherwise.
     public let member: String?
     public let kind: Kind
+    /// The problem, without the path.
     public let reason: String
 
-    public init(path: String, line: Int? = nil, member: String? = nil, kind: Kind, reason: String) {
+    public init(path: String, member: String? = nil, kind: Kind, reason: String) {
         self.path = path
-        self.line = line
         self.member = member
         self.kind = kind
         self.reason = reason
     }
 
     public var description: String {
-        var location = path
-        if let line { location += ":\(line)" }
-        if let member { location += " (member '\(member)')" }
-        return "\(location): \(reason)"
+        guard let member else { return "\(path): \(reason)" }
+        return "\(path) (member '\(member)'): \(reason)"
     }
 }
 
@@ -70,13 +63,14 @@ public enum CompressedFormat: Sendable {
 }
 
 /// A streaming inflater: feed compressed bytes in any pieces, receive decompressed bytes
-/// in pieces of at most `outputChunk` bytes through a closure.
+/// in pieces of at most `outputChunk` bytes through a closure. gzip input may hold several
+/// members one after another, with zero padding between them, as `gzip -d` accepts.
 ///
 ///     let inflater = try Inflater(format: .gzip, path: path)
 ///     for piece in pieces { try inflater.feed(piece) { out in … } }
 ///     try inflater.finish()          // throws `.truncated` if the stream did not end
 ///
-/// Errors are `ImportError`s naming `path` (and `member`): corrupt data (`.corrupt`), a
+/// Errors are `InflateError`s naming `path` (and `member`): corrupt data (`.corrupt`), a
 /// failed Adler-32/CRC32 check (`.checksumMismatch`), a stream that ends early
 /// (`.truncated`), or bytes after the end of a zlib/raw stream (`.corrupt`).
 public final class Inflater {
@@ -107,8 +101,8 @@ public final class Inflater {
         guard status == Z_OK else {
             stream.deallocate()
             output.deallocate()
-            throw ImportError(path: path, member: member, kind: .io,
-                              reason: "zlib inflateInit2 failed (\(status)); the zlib library is unusable")
+            throw InflateError(path: path, member: member, kind: .io,
+                               reason: "zlib inflateInit2 failed (\(status)); the zlib library is unusable")
         }
         open = true
     }
@@ -119,68 +113,65 @@ public final class Inflater {
         output.deallocate()
     }
 
-    private func fail(_ kind: ImportError.Kind, _ reason: String) -> ImportError {
-        ImportError(path: path, member: member, kind: kind, reason: reason)
+    private func fail(_ kind: InflateError.Kind, _ reason: String) -> InflateError {
+        InflateError(path: path, member: member, kind: kind, reason: reason)
     }
 
     /// Decompresses `input`, passing each produced piece to `sink`.
     public func feed(_ input: UnsafeRawBufferPointer, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        guard input.count > 0 else { return }
-        if isFinished && format == .gzip {
-            // A further gzip member starts in this piece.
-            inflateReset(stream)
-            isFinished = false
-        }
-        guard !isFinished else {
-            throw fail(.corrupt, "\(input.count) bytes follow the end of the \(format.name) stream; the file is corrupt or has trailing data")
-        }
         var offset = 0
         while offset < input.count {
+            if isFinished {
+                guard format == .gzip else {
+                    throw fail(.corrupt, "\(input.count - offset) bytes follow the end of the \(format.name) stream; the file is corrupt or has trailing data")
+                }
+                // Zero padding may follow a gzip member; any other byte starts the next member.
+                while offset < input.count && input[offset] == 0 { offset += 1; bytesIn += 1 }
+                guard offset < input.count else { return }
+                inflateReset(stream)
+                isFinished = false
+            }
             let piece = min(input.count - offset, Int(UInt32.max >> 1))
             stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress!.advanced(by: offset)
                 .assumingMemoryBound(to: Bytef.self))
             stream.pointee.avail_in = uInt(piece)
-            while stream.pointee.avail_in > 0 || stream.pointee.avail_out == 0 {
-                stream.pointee.next_out = output
-                stream.pointee.avail_out = uInt(outputChunk)
-                let before = stream.pointee.avail_in
-                let status = CZlib.inflate(stream, Z_NO_FLUSH)
-                let produced = outputChunk - Int(stream.pointee.avail_out)
-                bytesIn += Int(before - stream.pointee.avail_in)
-                bytesOut += produced
-                if produced > 0 { try sink(UnsafeRawBufferPointer(start: output, count: produced)) }
-                switch status {
-                case Z_OK:
-                    continue
-                case Z_BUF_ERROR:
-                    // No progress possible: all input consumed (more is needed).
-                    if stream.pointee.avail_in == 0 { break }
-                    throw fail(.corrupt, "zlib could not make progress decoding the \(format.name) stream")
-                case Z_STREAM_END:
-                    let rest = Int(stream.pointee.avail_in)
-                    if format == .gzip && rest > 0 {
-                        // Another gzip member follows.
-                        inflateReset(stream)
-                        continue
-                    }
-                    isFinished = true
-                    if rest > 0 {
-                        throw fail(.corrupt, "\(rest) bytes follow the end of the \(format.name) stream; the file is corrupt or has trailing data")
-                    }
-                    return
-                case Z_DATA_ERROR:
-                    let message = stream.pointee.msg.map { String(cString: $0) } ?? "invalid data"
-                    let kind: ImportError.Kind = message == "incorrect data check" || message == "incorrect length check" ? .checksumMismatch : .corrupt
-                    throw fail(kind, "corrupt \(format.name) data after \(bytesIn) compressed bytes (zlib: \(message)); the file is damaged — download or copy it again")
-                case Z_MEM_ERROR:
-                    throw fail(.io, "zlib ran out of memory")
-                default:
-                    throw fail(.corrupt, "zlib inflate returned \(status) decoding the \(format.name) stream")
-                }
-                if stream.pointee.avail_in == 0 && stream.pointee.avail_out != 0 { break }
-            }
-            offset += piece
+            try inflatePiece(sink: sink)
+            offset += piece - Int(stream.pointee.avail_in)   // unconsumed bytes follow a stream's end
         }
+    }
+
+    /// Runs `inflate` until the current input is consumed and all output drained, or the
+    /// stream ends (`isFinished`; `avail_in` then counts the bytes after it).
+    private func inflatePiece(sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        repeat {
+            stream.pointee.next_out = output
+            stream.pointee.avail_out = uInt(outputChunk)
+            let before = stream.pointee.avail_in
+            let status = CZlib.inflate(stream, Z_NO_FLUSH)
+            let produced = outputChunk - Int(stream.pointee.avail_out)
+            bytesIn += Int(before - stream.pointee.avail_in)
+            bytesOut += produced
+            if produced > 0 { try sink(UnsafeRawBufferPointer(start: output, count: produced)) }
+            switch status {
+            case Z_OK:
+                continue
+            case Z_BUF_ERROR:
+                // No progress possible: all input consumed (more is needed).
+                if stream.pointee.avail_in == 0 { return }
+                throw fail(.corrupt, "zlib could not make progress decoding the \(format.name) stream")
+            case Z_STREAM_END:
+                isFinished = true
+                return
+            case Z_DATA_ERROR:
+                let message = stream.pointee.msg.map { String(cString: $0) } ?? "invalid data"
+                let kind: InflateError.Kind = message == "incorrect data check" || message == "incorrect length check" ? .checksumMismatch : .corrupt
+                throw fail(kind, "corrupt \(format.name) data after \(bytesIn) compressed bytes (zlib: \(message)); the file is damaged — download or copy it again")
+            case Z_MEM_ERROR:
+                throw fail(.io, "zlib ran out of memory")
+            default:
+                throw fail(.corrupt, "zlib inflate returned \(status) decoding the \(format.name) stream")
+            }
+        } while stream.pointee.avail_in > 0 || stream.pointee.avail_out == 0
     }
 
     /// Checks that the stream ended (final block and trailer read).
@@ -205,17 +196,17 @@ public enum Zlib {
         let cap = expectedCount ?? limit
         try inflater.feed(input) { piece in
             guard out.count + piece.count <= cap else {
-                throw ImportError(path: path, member: member, kind: .corrupt,
-                                  reason: expectedCount != nil
-                                    ? "the \(format.name) data decompresses to more than the expected \(cap) bytes; the file is corrupt"
-                                    : "the \(format.name) data decompresses to more than \(cap) bytes; refusing to continue")
+                throw InflateError(path: path, member: member, kind: .corrupt,
+                                   reason: expectedCount != nil
+                                     ? "the \(format.name) data decompresses to more than the expected \(cap) bytes; the file is corrupt"
+                                     : "the \(format.name) data decompresses to more than \(cap) bytes; refusing to continue")
             }
             out.append(contentsOf: piece)
         }
         try inflater.finish()
         if let expectedCount, out.count != expectedCount {
-            throw ImportError(path: path, member: member, kind: .truncated,
-                              reason: "the \(format.name) data decompresses to \(out.count) bytes, expected \(expectedCount); the file is truncated or corrupt")
+            throw InflateError(path: path, member: member, kind: .truncated,
+                               reason: "the \(format.name) data decompresses to \(out.count) bytes, expected \(expectedCount); the file is truncated or corrupt")
         }
         return out
     }
@@ -250,7 +241,16 @@ public enum Zlib {
 
     /// CRC-32 (the PNG / zip / gzip polynomial) of `bytes`, continuing from `initial`.
     public static func crc32(_ bytes: UnsafeRawBufferPointer, initial: UInt32 = 0) -> UInt32 {
-        crc32Update(initial, bytes.baseAddress, count: bytes.count)
+        guard var p = bytes.baseAddress?.assumingMemoryBound(to: Bytef.self) else { return initial }
+        var crc = uLong(initial)
+        var remaining = bytes.count
+        while remaining > 0 {
+            let chunk = min(remaining, 1 << 30)   // zlib takes a 32-bit length
+            crc = CZlib.crc32(crc, p, uInt(chunk))
+            p += chunk
+            remaining -= chunk
+        }
+        return UInt32(truncatingIfNeeded: crc)
     }
 
     public static func crc32(_ bytes: [UInt8], initial: UInt32 = 0) -> UInt32 {

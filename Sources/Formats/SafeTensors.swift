@@ -110,8 +110,7 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
     /// Tensor names, sorted.
     public let names: [String]
     private let entries: [String: Entry]
-    private let mapping: UnsafeMutableRawPointer?
-    private let mappedLength: Int
+    private let file: MappedFile
     private let dataStart: Int
 
     /// Opens, maps and validates `path`. Throws `SafeTensorsError` naming the path and the problem.
@@ -121,27 +120,16 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
             SafeTensorsError(path: path, kind: kind, reason: reason)
         }
 
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else {
-            throw fail(.io, "cannot open for reading (\(String(cString: strerror(errno)))); check the path")
+        let file: MappedFile
+        do {
+            file = try MappedFile(path: path)
+        } catch let error as FileIOError {
+            throw fail(.io, error.reason)
         }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            throw fail(.io, "fstat failed (\(String(cString: strerror(errno))))")
-        }
-        let fileSize = Int(st.st_size)
-        guard fileSize >= 8 else {
+        let fileSize = file.size
+        guard fileSize >= 8, let base = file.base else {
             throw fail(.truncated, "the file has \(fileSize) bytes, fewer than the 8-byte header length; it is truncated or not a safetensors file")
         }
-        guard let map = mmap(nil, fileSize, PROT_READ, MAP_PRIVATE, fd, 0), map != MAP_FAILED else {
-            throw fail(.io, "mmap of \(fileSize) bytes failed (\(String(cString: strerror(errno))))")
-        }
-        // From here on, any throw must unmap: done by the `defer` below unless init succeeds.
-        var initialised = false
-        defer { if !initialised { munmap(map, fileSize) } }
-
-        let base = UnsafeRawPointer(map)
         let headerLength = UInt64(littleEndian: base.loadUnaligned(as: UInt64.self))
         guard headerLength <= UInt64(safeTensorsMaxHeaderBytes) else {
             throw fail(.headerTooLarge, "the header length \(headerLength) exceeds the \(safeTensorsMaxHeaderBytes)-byte limit; the file is corrupt or not a safetensors file")
@@ -223,14 +211,8 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
         self.metadata = metadata
         self.entries = entries
         self.names = entries.keys.sorted()
-        self.mapping = map
-        self.mappedLength = fileSize
+        self.file = file
         self.dataStart = dataStart
-        initialised = true
-    }
-
-    deinit {
-        if let mapping { munmap(mapping, mappedLength) }
     }
 
     /// Whether the file holds a tensor called `name`.
@@ -254,7 +236,7 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
     /// The raw little-endian bytes of `name`, valid while `body` runs (no alignment guarantee).
     public func withRawBytes<R>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         let entry = try entry(name)
-        let start = UnsafeRawPointer(mapping!) + dataStart + entry.byteRange.lowerBound
+        let start = file.base! + dataStart + entry.byteRange.lowerBound
         return try body(UnsafeRawBufferPointer(start: start, count: entry.byteRange.count))
     }
 
@@ -396,8 +378,8 @@ public func floatFromBFloat16Bits(_ bits: UInt16) -> Float {
 ///
 /// The header carries `"__metadata__": {"format": "pt", …}` (so PyTorch tooling accepts the
 /// file), names sorted, data in name order, and is padded with spaces so the data section
-/// starts at an 8-byte boundary. `write(to:)` is atomic: it writes `path.tmp-<pid>`, fsyncs
-/// it and renames it over `path`.
+/// starts at an 8-byte boundary. `write(to:)` is atomic (`AtomicFileWriter`: a temporary
+/// in the same directory, fsync, rename over `path`).
 public struct SafeTensorsWriter {
     private enum Payload {
         case bytes([UInt8])
@@ -486,69 +468,22 @@ public struct SafeTensorsWriter {
 
     /// Writes the file atomically; on failure `path` is left as it was and the temporary removed.
     public func write(to path: String) throws {
-        let temporary = "\(path).tmp-\(getpid())"
-        func fail(_ call: String) -> SafeTensorsError {
-            SafeTensorsError(path: path, kind: .io,
-                             reason: "\(call) failed while writing (\(String(cString: strerror(errno))))")
-        }
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw fail("open of '\(temporary)'") }
-        var done = false
-        defer {
-            if !done { close(fd); unlink(temporary) }
-        }
-
-        let header = headerBytes()
-        var length = UInt64(header.count).littleEndian
-        try withUnsafeBytes(of: &length) { try writeAll(fd, $0, fail) }
-        try header.withUnsafeBytes { try writeAll(fd, $0, fail) }
-        for name in names {
-            switch items[name]!.payload {
-            case .bytes(let bytes):
-                try bytes.withUnsafeBytes { try writeAll(fd, $0, fail) }
-            case .floatPointer(let pointer, let count):
-                try writeAll(fd, UnsafeRawBufferPointer(start: pointer, count: count * 4), fail)
+        do {
+            let output = try AtomicFileWriter(path: path)
+            let header = headerBytes()
+            try output.write(integer: UInt64(header.count))
+            try output.write(header)
+            for name in names {
+                switch items[name]!.payload {
+                case .bytes(let bytes):
+                    try output.write(bytes)
+                case .floatPointer(let pointer, let count):
+                    try output.write(UnsafeRawBufferPointer(start: pointer, count: count * 4))
+                }
             }
-        }
-        guard fsync(fd) == 0 else { throw fail("fsync") }
-        done = true
-        guard close(fd) == 0 else { unlink(temporary); throw fail("close") }
-        guard rename(temporary, path) == 0 else { unlink(temporary); throw fail("rename to the final name") }
-        // Make the rename itself durable.
-        let directory = (path as NSString).deletingLastPathComponent
-        let dirfd = open(directory.isEmpty ? "." : directory, O_RDONLY)
-        if dirfd >= 0 { _ = fsync(dirfd); close(dirfd) }
-    }
-}
-
-/// write(2) until every byte is out, retrying EINTR and short writes.
-private func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer,
-                      _ fail: (String) -> SafeTensorsError) throws {
-    var offset = 0
-    while offset < buffer.count {
-        let written = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-        if written < 0 {
-            if errno == EINTR { continue }
-            throw fail("write")
-        }
-        offset += written
-    }
-}
-
-/// A JSON string literal for `value`, escaping quotes, backslashes and control characters.
-private func jsonString(_ value: String) -> String {
-    var out = "\""
-    for scalar in value.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where scalar.value < 0x20:
-            out += String(format: "\\u%04x", scalar.value)
-        default: out.unicodeScalars.append(scalar)
+            try output.commit()
+        } catch let error as FileIOError {
+            throw SafeTensorsError(path: path, kind: .io, reason: error.reason)
         }
     }
-    return out + "\""
 }

@@ -1,4 +1,4 @@
-import Foundation
+import Formats
 
 /// NumPy `.npy` version 1.0 files of little-endian float32 (`np.load` reads them):
 ///
@@ -21,13 +21,13 @@ public enum NPYWriter {
         return bytes
     }
 
-    /// Writes the file atomically (temporary file in the same folder, then rename).
+    /// Writes the file atomically (`AtomicFileWriter`: temporary file in the same folder,
+    /// fsync, rename).
     public static func write(_ values: [Float], shape: [Int], to path: String) throws {
-        let data = Data(encode(values, shape: shape))
         do {
-            try data.write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw ImportFileError(path: path, reason: "cannot write the .npy file: \(error.localizedDescription)")
+            try AtomicFileWriter.write(encode(values, shape: shape), to: path)
+        } catch let error as FileIOError {
+            throw ImportFileError(path: path, reason: "cannot write the .npy file: \(error.reason)")
         }
     }
 }

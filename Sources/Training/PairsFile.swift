@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 
 /// The Stage 1 output for one image.
@@ -162,9 +163,9 @@ public struct PairsFile: Equatable, Sendable {
                   recordedK: header.recordedK, records: records)
     }
 
-    /// Writes `jsonLines()` to `url` atomically.
+    /// Writes `jsonLines()` to `url` atomically (`AtomicFileWriter`: temporary file, fsync, rename).
     public func write(to url: URL) throws {
-        try jsonLines().write(to: url, options: .atomic)
+        try jsonLines().withUnsafeBytes { try AtomicFileWriter.write($0, to: url.path) }
     }
 
     /// Reads a file written by `write(to:)`.

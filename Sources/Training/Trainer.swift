@@ -204,7 +204,7 @@ public final class Trainer {
         log = try MetricsLog(path: outputDirectory + "/metrics.jsonl", enabled: isRoot, truncate: resume == nil)
         progress = ProgressDisplay(enabled: isRoot && showProgress, every: config.train.logEvery)
         if isRoot {
-            try Data(try config.yaml().utf8).write(to: URL(fileURLWithPath: outputDirectory + "/config.yaml"), options: .atomic)
+            try AtomicFileWriter.write(Array(try config.yaml().utf8), to: outputDirectory + "/config.yaml")
         }
     }
 
@@ -302,7 +302,7 @@ public final class Trainer {
         if comm.rank == 0 {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(summary).write(to: URL(fileURLWithPath: outputDirectory + "/summary.json"), options: .atomic)
+            try encoder.encode(summary).withUnsafeBytes { try AtomicFileWriter.write($0, to: outputDirectory + "/summary.json") }
             let best = summary.bestBalancedAccuracy.map { String(format: ", best balanced accuracy %.2f%% at step %d", $0 * 100, summary.bestStep ?? 0) } ?? ""
             progress.message(String(format: "train: %@ after %d steps in %.1f s (%.1f img/s)%@; checkpoints in %@",
                                     stopped ? "stopped" : "done", summary.steps, summary.seconds, summary.imagesPerSecond,

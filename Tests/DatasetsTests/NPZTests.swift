@@ -1,3 +1,4 @@
+import Formats
 import XCTest
 @testable import Datasets
 
@@ -47,50 +48,6 @@ final class NPZTests: XCTestCase {
     var directory = ""
     override func setUp() { directory = makeTemporaryDirectory() }
     override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
-
-    // MARK: Inflate
-
-    func testInflateFormatsInPiecesAndErrors() throws {
-        let data: [UInt8] = (0..<100_000).map { (i: Int) -> UInt8 in UInt8(truncatingIfNeeded: i * 31 + i / 97) }
-        for format in [CompressedFormat.zlib, .gzip, .raw] {
-            let compressed = Zlib.deflate(data, format: format)
-            XCTAssertEqual(try Zlib.inflate(compressed, format: format, path: "x"), data)
-            // Fed in 7-byte pieces, drained in 1000-byte pieces.
-            let inflater = try Inflater(format: format, path: "x", outputChunk: 1000)
-            var out: [UInt8] = []
-            for start in stride(from: 0, to: compressed.count, by: 7) {
-                try compressed[start..<min(start + 7, compressed.count)].withUnsafeBytes { piece in
-                    try inflater.feed(piece) { out.append(contentsOf: $0) }
-                }
-            }
-            try inflater.finish()
-            XCTAssertEqual(out, data)
-            // Truncated, corrupt, trailing bytes, wrong expected size.
-            assertImportError(.truncated, ["stream.bin", "truncated"]) {
-                _ = try Zlib.inflate(Array(compressed.prefix(compressed.count / 2)), format: format, path: "stream.bin")
-            }
-            // (gzip reads trailing bytes as the next member's header, which is then invalid.)
-            assertImportError(.corrupt, ["stream.bin", format == .gzip ? "header" : "trailing"]) {
-                _ = try Zlib.inflate(compressed + [1, 2, 3], format: format, path: "stream.bin")
-            }
-            assertImportError(.truncated, ["expected"]) {
-                _ = try Zlib.inflate(compressed, format: format, path: "stream.bin", expectedCount: data.count + 1)
-            }
-            assertImportError(.corrupt, ["more than"]) {
-                _ = try Zlib.inflate(compressed, format: format, path: "stream.bin", expectedCount: data.count - 1)
-            }
-        }
-        // A flipped byte in the zlib/gzip trailer fails the check; in the header, the format.
-        var zlib = Zlib.deflate(data, format: .zlib)
-        zlib[zlib.count - 1] ^= 1
-        assertImportError(.checksumMismatch, ["data check"]) { _ = try Zlib.inflate(zlib, format: .zlib, path: "z") }
-        var gzip = Zlib.deflate(data, format: .gzip)
-        gzip[0] = 0
-        assertImportError(.corrupt, ["z.gz", "corrupt gzip"]) { _ = try Zlib.inflate(gzip, format: .gzip, path: "z.gz") }
-        // Concatenated gzip members read as one stream, as gunzip does.
-        let two = Zlib.deflate(Array(data[..<500]), format: .gzip) + Zlib.deflate(Array(data[500...]), format: .gzip)
-        XCTAssertEqual(try Zlib.inflate(two, format: .gzip, path: "x"), data)
-    }
 
     // MARK: npz
 

@@ -216,7 +216,16 @@ final class PreprocessingTests: XCTestCase {
         XCTAssertEqual(bytes.count, 10 + headerLength + 24)
     }
 
-    func testGunzipRejectsGarbage() {
-        XCTAssertThrowsError(try gunzip([1, 2, 3, 4]))
+    func testGunzipFileReadsMembersAndRejectsGarbage() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("clipit-gunzip-\(getpid()).gz").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let text = Array("#version: 0.2\na b\n".utf8)
+        try AtomicFileWriter.write(Zlib.deflate(Array(text[..<5]), format: .gzip) + Zlib.deflate(Array(text[5...]), format: .gzip),
+                                   to: path)
+        XCTAssertEqual(try gunzipFile(path), text)
+        try AtomicFileWriter.write([1, 2, 3, 4], to: path)
+        XCTAssertThrowsError(try gunzipFile(path)) { error in
+            XCTAssertTrue(error is ImportFileError && "\(error)".contains(path), "\(error)")
+        }
     }
 }
