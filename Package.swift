@@ -37,7 +37,7 @@ let package = Package(
                        providers: [.apt(["zlib1g-dev"])]),
 
         .target(name: "Kernels", dependencies: ["COpenBLAS"], swiftSettings: optimise),
-        .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: optimise),
+        .target(name: "Distributed", dependencies: ["CMPI", "Kernels"], swiftSettings: optimise),
         .target(name: "Formats", dependencies: ["Kernels", "CZlib"], swiftSettings: optimise),
         .target(name: "Model", dependencies: ["Kernels", "Formats"], swiftSettings: optimise),
         .target(name: "Datasets", dependencies: ["Kernels", "Formats"], swiftSettings: optimise),
@@ -57,7 +57,7 @@ let package = Package(
 
         .testTarget(name: "KernelsTests", dependencies: [
             "Kernels", .product(name: "Numerics", package: "swift-numerics")]),
-        .testTarget(name: "DistributedTests", dependencies: ["Distributed"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Kernels"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Kernels"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Formats", "Kernels"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Distributed", "Datasets", "Kernels"]),

@@ -1,58 +1,12 @@
-/// SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators",
-/// OOPSLA 2014): a 64-bit state advanced by the golden-ratio increment and finalised
-/// with a variant of MurmurHash3's mixer. Pure wrapping arithmetic, so a seed gives the
-/// same sequence on every machine, compiler and rank count.
-///
-///     state += 0x9E3779B97F4A7C15
-///     z = state
-///     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
-///     z = (z ^ (z >> 27)) * 0x94D049BB133111EB
-///     return z ^ (z >> 31)
-///
-/// This is the same stream and the same bounded draw as `Kernels.RandomGenerator`
-/// (`nextUInt64`, `nextInt(upperBound:)`); Distributed sits beside Kernels rather than
-/// above it, so it keeps this private copy of the few lines the sampler needs. The
-/// multi-rank suite, which links both modules, checks that the two agree.
-struct SplitMix64 {
-    private(set) var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        return Self.mix(state)
-    }
-
-    /// The SplitMix64 output function (a bijection of `UInt64`).
-    static func mix(_ value: UInt64) -> UInt64 {
-        var z = value
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// A uniform integer in `0..<bound` without bias (Lemire, "Fast random integer
-    /// generation in an interval", 2019): the high word of `x · bound`, redrawing `x`
-    /// while the low word is below `2^64 mod bound`.
-    mutating func next(below bound: Int) -> Int {
-        precondition(bound > 0, "bound must be positive, got \(bound)")
-        let bound = UInt64(bound)
-        var product = next().multipliedFullWidth(by: bound)
-        if product.low < bound {
-            let threshold = (0 &- bound) % bound
-            while product.low < threshold { product = next().multipliedFullWidth(by: bound) }
-        }
-        return Int(product.high)
-    }
-}
+import Kernels
 
 /// Which items each rank processes, batch by batch, in one epoch.
 ///
 /// **Global order.** With `shuffle`, epoch `e` visits the items `0..<itemCount` in the
 /// permutation made by a Fisher–Yates shuffle of the identity (for `i` from `n-1` down
-/// to `1`, swap positions `i` and `j`, `j` uniform in `0...i`) driven by SplitMix64
-/// seeded with `mix(seed ^ mix(UInt64(e)))`, where `mix` is the SplitMix64 output
-/// function. Equivalently, with `Kernels.RandomGenerator`:
+/// to `1`, swap positions `i` and `j`, `j` uniform in `0...i`) driven by
+/// `Kernels.RandomGenerator` (SplitMix64) seeded with `mix(seed ^ mix(UInt64(e)))`, where
+/// `mix` is the SplitMix64 output function:
 ///
 ///     var g = RandomGenerator(seed: mix(seed ^ mix(UInt64(e))))
 ///     for i in stride(from: n - 1, through: 1, by: -1) { order.swapAt(i, g.nextInt(upperBound: i + 1)) }
@@ -131,11 +85,18 @@ public struct ShardedSampler: Sendable, Equatable {
     public func globalOrder(epoch: Int) -> [Int] {
         var order = Array(0 ..< itemCount)
         guard shuffle, itemCount > 1 else { return order }
-        var generator = SplitMix64(seed: SplitMix64.mix(seed ^ SplitMix64.mix(UInt64(truncatingIfNeeded: epoch))))
+        var generator = RandomGenerator(seed: Self.mix(seed ^ Self.mix(UInt64(truncatingIfNeeded: epoch))))
         for i in stride(from: itemCount - 1, through: 1, by: -1) {
-            order.swapAt(i, generator.next(below: i + 1))
+            order.swapAt(i, generator.nextInt(upperBound: i + 1))
         }
         return order
+    }
+
+    /// The SplitMix64 output function (a bijection of `UInt64`): the first output of a
+    /// `RandomGenerator` whose state is `value` minus the golden-ratio increment.
+    static func mix(_ value: UInt64) -> UInt64 {
+        var generator = RandomGenerator(seed: value &- 0x9E37_79B9_7F4A_7C15)
+        return generator.nextUInt64()
     }
 
     /// The contiguous part of `0..<count` that rank `rank` of `worldSize` owns: sizes

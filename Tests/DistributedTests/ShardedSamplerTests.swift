@@ -1,3 +1,4 @@
+import Kernels
 import XCTest
 @testable import Distributed
 
@@ -11,23 +12,43 @@ final class ShardedSamplerTests: XCTestCase {
         }
     }
 
-    func testSplitMix64MatchesReferenceSequence() {
-        // First outputs of SplitMix64 seeded with 0 (the published reference values).
-        var generator = SplitMix64(seed: 0)
-        XCTAssertEqual(generator.next(), 0xE220_A839_7B1D_CDAF)
-        XCTAssertEqual(generator.next(), 0x6E78_9E6A_A1B9_65F4)
-        XCTAssertEqual(generator.next(), 0x06C4_5D18_8009_454F)
+    func testGeneratorMatchesSplitMix64ReferenceSequence() {
+        // First outputs of SplitMix64 seeded with 0 (the published reference values): the
+        // stream the sampler shuffles with is Kernels.RandomGenerator's.
+        var generator = RandomGenerator(seed: 0)
+        XCTAssertEqual(generator.nextUInt64(), 0xE220_A839_7B1D_CDAF)
+        XCTAssertEqual(generator.nextUInt64(), 0x6E78_9E6A_A1B9_65F4)
+        XCTAssertEqual(generator.nextUInt64(), 0x06C4_5D18_8009_454F)
+        // mix is the SplitMix64 output function: mix(state + increment) is the first output.
+        XCTAssertEqual(ShardedSampler.mix(0 &+ 0x9E37_79B9_7F4A_7C15), 0xE220_A839_7B1D_CDAF)
     }
 
     func testBoundedDrawsStayInRange() {
-        var generator = SplitMix64(seed: 1)
+        var generator = RandomGenerator(seed: 1)
         var seen = Set<Int>()
         for _ in 0 ..< 1000 {
-            let value = generator.next(below: 7)
+            let value = generator.nextInt(upperBound: 7)
             XCTAssertTrue((0 ..< 7).contains(value))
             seen.insert(value)
         }
         XCTAssertEqual(seen.count, 7)
+    }
+
+    /// Pinned orders: a change here changes which samples every training run visits.
+    func testGlobalOrderIsPinned() {
+        let sampler = ShardedSampler.training(itemCount: 12, globalBatchSize: 4, rank: 0, worldSize: 1, seed: 42)
+        XCTAssertEqual(sampler.globalOrder(epoch: 0), [2, 5, 4, 3, 8, 6, 9, 11, 0, 10, 1, 7])
+        XCTAssertEqual(sampler.globalOrder(epoch: 3), [6, 0, 5, 11, 10, 8, 3, 9, 7, 2, 4, 1])
+    }
+
+    func testGlobalOrderIsTheDocumentedFisherYates() {
+        let sampler = ShardedSampler.training(itemCount: 777, globalBatchSize: 10, rank: 0, worldSize: 1, seed: 99)
+        for epoch in [0, 1, 12] {
+            var order = Array(0 ..< 777)
+            var generator = RandomGenerator(seed: ShardedSampler.mix(99 ^ ShardedSampler.mix(UInt64(epoch))))
+            for i in stride(from: 776, through: 1, by: -1) { order.swapAt(i, generator.nextInt(upperBound: i + 1)) }
+            XCTAssertEqual(sampler.globalOrder(epoch: epoch), order, "epoch \(epoch)")
+        }
     }
 
     func testEveryItemExactlyOncePerEpochWithoutDropLast() {
