@@ -1,4 +1,5 @@
 import ArgumentParser
+import Formats
 import Foundation
 import Kernels
 
@@ -215,11 +216,11 @@ private struct Reporter {
         let fraction = shape.flops / seconds / peak
         let ta = shape.transA == .none ? "N" : "T", tb = shape.transB == .none ? "N" : "T"
         if json {
-            print("{\"name\":\(quoted(shape.name)),\"m\":\(shape.m),\"n\":\(shape.n),\"k\":\(shape.k),"
+            print("{\"name\":\(jsonString(shape.name)),\"m\":\(shape.m),\"n\":\(shape.n),\"k\":\(shape.k),"
                   + "\"batch\":\(shape.batch),\"transA\":\"\(ta)\",\"transB\":\"\(tb)\","
                   + String(format: "\"gflops\":%.2f,\"peak_fraction\":%.4f,\"seconds\":%.6e,",
                            gflops, fraction, seconds)
-                  + "\"core\":\(quoted(core)),\"threads\":\(threads)}")
+                  + "\"core\":\(jsonString(core)),\"threads\":\(threads)}")
         } else {
             print(pad(shape.name, 32) + pad(ta + tb, 4) + lpad("\(shape.batch)", 6) + lpad("\(shape.m)", 7)
                   + lpad("\(shape.n)", 7) + lpad("\(shape.k)", 7)
@@ -234,19 +235,5 @@ private struct Reporter {
 
     private func lpad(_ s: String, _ width: Int) -> String {
         s.count >= width ? " " + s : String(repeating: " ", count: width - s.count) + s
-    }
-
-    /// A JSON string literal (escapes quotes, backslashes and control characters).
-    private func quoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
