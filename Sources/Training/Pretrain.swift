@@ -10,32 +10,29 @@ import Model
 
 /// The retriever architectures `clipit pretrain --preset` builds.
 ///
-/// The text tower is the CLIP-IT text tower of the training preset of the same name
-/// (`TrainingConfig.preset(name).model.text`), so a pretrained retriever's text tower can
-/// initialise CLIP-IT's (`model.init_text`); the image tower is a small pre-norm ViT
-/// projecting to the text tower's width.
+/// Both towers are the CLIP-IT towers of the training preset of the same name
+/// (`TrainingConfig.preset(name).model`), the image tower with a projection to the text
+/// tower's width, so a pretrained retriever's towers can initialise CLIP-IT's
+/// (`model.init_vision`, `model.init_text`).
 /// - `tiny`: 16 px images, patch 8, E = 32, depth 2 (the test towers); seconds.
-/// - `demo`: 64 px images, patch 8, E = 64, depth 3, 4 heads; text context 32, width 96,
-///   vocabulary 512, 128-d embeddings.
+/// - `demo`: 64 px images, patch 8, E = 128, depth 4, 4 heads, MLP 256; text context 32,
+///   width 96, vocabulary 512, 128-d embeddings.
 public enum RetrieverPresets {
     public static let names = ["tiny", "demo"]
 
     public static func config(_ name: String) throws -> RetrieverConfig {
-        let text = try TrainingConfig.preset(name).model.text
+        guard names.contains(name) else {
+            throw RetrieverError("unknown retriever preset '\(name)'; choose one of \(names.joined(separator: ", "))")
+        }
+        // Both towers are CLIP-IT's towers of the training preset of the same name, so an
+        // export can initialise CLIP-IT's vision backbone (`model.init_vision`) as well as
+        // its text tower (`model.init_text`); the image tower adds a projection to D.
+        let preset = try TrainingConfig.preset(name)
+        let text = preset.model.text
         guard let dimension = text.projectionDim else {
             throw RetrieverError("preset '\(name)' has a text tower without projection")
         }
-        var vision: VisionConfig
-        switch name {
-        case "tiny":
-            vision = .tiny
-        case "demo":
-            vision = VisionConfig(imageSize: 64, patchSize: 8, width: 64, depth: 3, heads: 4, mlpHidden: 128,
-                                  activation: .gelu, layerNormEps: 1e-6, layerScaleInit: nil, preNorm: true,
-                                  pooling: .cls, projectionDim: nil, patchBias: false)
-        default:
-            throw RetrieverError("unknown retriever preset '\(name)'; choose one of \(names.joined(separator: ", "))")
-        }
+        var vision = preset.model.vision
         vision.projectionDim = dimension
         return RetrieverConfig(vision: vision, text: text)
     }
