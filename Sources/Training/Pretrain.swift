@@ -253,7 +253,7 @@ public final class RetrieverPretrainer {
         for epoch in 0..<settings.epochs {
             let batches = sampler.batches(epoch: epoch)
             for (b, local) in batches.enumerated() {
-                var clock = Stopwatch()
+                let clock = Stopwatch()
                 let n = sampler.globalBatchCount(b)
                 store.zeroGradients()
                 let first = ShardedSampler.slice(of: n, rank: comm.rank, worldSize: comm.size).lowerBound
