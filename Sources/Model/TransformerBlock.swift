@@ -103,15 +103,15 @@ public final class TransformerBlock {
         let dNorm = workspace.buffer(2, count: n)        // (rows, E)
         // y = x₁ + ls2 ⊙ m:  dx₁ = dy (+ norm2 path below), dm = ls2 ⊙ dy, dls2 += Σ dy ⊙ m.
         dResidual1.update(from: dy, count: n)
-        scaledBranchGradient(dy, mlpOut.data, layerScale2, into: dBranch, rows: rows)
+        let dMLP = branchGradient(dy, mlpOut.data, layerScale2, scratch: dBranch, rows: rows)
         dNorm.update(repeating: 0, count: n)
-        mlp.backward(dBranch, dx: dNorm)
+        mlp.backward(dMLP, dx: dNorm)
         norm2.backward(dNorm, dx: dResidual1)
         // x₁ = x + ls1 ⊙ a:  dx += dx₁ (+ norm1 path), da = ls1 ⊙ dx₁, dls1 += Σ dx₁ ⊙ a.
         axpy(1, dResidual1, dx, count: n)
-        scaledBranchGradient(dResidual1, attnOut.data, layerScale1, into: dBranch, rows: rows)
+        let dAttention = branchGradient(dResidual1, attnOut.data, layerScale1, scratch: dBranch, rows: rows)
         dNorm.update(repeating: 0, count: n)
-        attention.backward(dBranch, dx: dNorm)
+        attention.backward(dAttention, dx: dNorm)
         norm1.backward(dNorm, dx: dx)
     }
 
@@ -130,12 +130,14 @@ public final class TransformerBlock {
         }
     }
 
-    /// out (rows, E) = γ ⊙ d (or d); dγ += Σ_rows d ⊙ branch when γ is trainable.
-    private func scaledBranchGradient(_ d: UnsafePointer<Float>, _ branch: UnsafePointer<Float>,
-                                      _ gamma: Parameter?, into out: UnsafeMutablePointer<Float>,
-                                      rows: Int) {
+    /// The gradient into a branch's output given d, the gradient of the sum it is added to:
+    /// γ ⊙ d written into `scratch` (rows, E), with dγ += Σ_rows d ⊙ branch when γ is
+    /// trainable; without LayerScale, d itself (no copy).
+    private func branchGradient(_ d: UnsafePointer<Float>, _ branch: UnsafePointer<Float>,
+                                _ gamma: Parameter?, scratch out: UnsafeMutablePointer<Float>,
+                                rows: Int) -> UnsafePointer<Float> {
         let E = width
-        guard let gamma else { out.update(from: d, count: rows * E); return }
+        guard let gamma else { return d }
         let g = gamma.value
         for r in 0..<rows {
             let dr = d + r * E, o = out + r * E
@@ -147,5 +149,6 @@ public final class TransformerBlock {
                 for j in 0..<E { dg[j] += dr[j] * br[j] }
             }
         }
+        return UnsafePointer(out)
     }
 }
