@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "Model", dependencies: ["Kernels", "Formats"], swiftSettings: optimise),
         .target(name: "Datasets", dependencies: ["Kernels", "Formats"], swiftSettings: optimise),
         .target(name: "Import", dependencies: ["Model", "Formats", "Kernels"], swiftSettings: optimise),
-        .target(name: "Training", dependencies: ["Kernels", "Model", "Distributed", "Datasets", "Formats",
+        .target(name: "Training", dependencies: ["Kernels", "Model", "Distributed", "Datasets", "Formats", "Import",
                                                  .product(name: "Yams", package: "Yams")],
                 swiftSettings: optimise),
         .executableTarget(
@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Kernels"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Kernels"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Formats", "Kernels"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Distributed", "Datasets", "Kernels"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Distributed", "Datasets", "Kernels", "Import"]),
         .testTarget(name: "ImportTests", dependencies: ["Import", "Model", "Formats", "Kernels"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "ModelTests", dependencies: [

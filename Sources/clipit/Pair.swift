@@ -15,12 +15,14 @@ struct Pair: ParsableCommand {
             writes OUT/<split>.pairs.jsonl for each split found in DIR (train, val, test) and \
             OUT/pairing-summary.json (score histogram, distinct reports, label-match rate where \
             the reports carry labels). Test pairs are for analysis only. Runs unchanged on one \
-            rank or under mpirun/srun. See docs/retriever.md.
+            rank or under mpirun/srun. A model folder is used as `clipit embed` uses it: its \
+            own image preprocessing and CLIP BPE tokenizer (reports cleaned first). See \
+            docs/retriever.md and docs/running-the-paper-setup.md.
             """)
 
     @OptionGroup var communicator: CommunicatorOptions
 
-    @Option(help: "Retriever export written by `clipit pretrain` (retriever.safetensors).")
+    @Option(help: "Retriever: an export of `clipit pretrain` (retriever.safetensors) or a pretrained CLIP / open_clip model folder (PLIP, QuiltNet; as `clipit embed --model`).")
     var retriever: String
 
     @Option(help: "Directory holding the splits (<split>.cds).")
