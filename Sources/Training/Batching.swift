@@ -1,6 +1,7 @@
 import Foundation
 import Kernels
 import Datasets
+import Import
 
 // MARK: - Text encoding
 
@@ -172,17 +173,26 @@ public struct PairedText {
 /// dataset transforms (the random choices of image i seeded by (seed, epoch, i), so they
 /// do not depend on the rank that draws them), each image's paired-report tokens and its
 /// label. Buffers are allocated once for the largest slice and reused.
+///
+/// With `preprocessing` (a pretrained tower's exact evaluation transform,
+/// `data.preprocessing`), images are prepared with it instead of `transform`: what the
+/// trainer does for evaluation and for training without augmentation.
 public final class BatchAssembler {
     public let dataset: DatasetFile
     public let transformer: ImageTransformer
+    public let preprocessing: ImagePreprocessing?
     public let text: PairedText?
     private var images: Tensor
     private var tokens = IntBuffer()
     private var labels = IntBuffer()
 
-    public init(dataset: DatasetFile, transform: TransformConfig, text: PairedText?) {
+    public init(dataset: DatasetFile, transform: TransformConfig, text: PairedText?,
+                preprocessing: ImagePreprocessing? = nil) {
+        precondition(preprocessing.map { $0.cropSize == transform.outputSize } ?? true,
+                     "BatchAssembler: the preprocessing and the transform give different image sizes")
         self.dataset = dataset
         transformer = ImageTransformer(config: transform)
+        self.preprocessing = preprocessing
         self.text = text
         images = Tensor(shape: [0])
     }
@@ -198,9 +208,14 @@ public final class BatchAssembler {
             let per = transformer.outputCount
             if images.count < n * per { images = Tensor(shape: [n * per]) }
             for (b, i) in indices.enumerated() {
-                transformer.apply(dataset.imageBytes(at: i), height: dataset.height, width: dataset.width,
-                                  channels: dataset.channels, seed: seed, epoch: epoch, index: i,
-                                  into: images.data + b * per)
+                if let preprocessing {
+                    preprocessing.apply(dataset.imageBytes(at: i), height: dataset.height, width: dataset.width,
+                                        channels: dataset.channels, into: images.data + b * per)
+                } else {
+                    transformer.apply(dataset.imageBytes(at: i), height: dataset.height, width: dataset.width,
+                                      channels: dataset.channels, seed: seed, epoch: epoch, index: i,
+                                      into: images.data + b * per)
+                }
             }
             imagePointer = UnsafePointer(images.data)
         }

@@ -58,7 +58,8 @@ public func evaluate(_ model: any TrainableModel, on assembler: BatchAssembler, 
 }
 
 /// The assembler that feeds a checkpoint's model with `dataset` for evaluation or
-/// prediction: the evaluation transform at the model's image size and normalisation and,
+/// prediction: the evaluation transform at the model's image size and normalisation (or
+/// the pretrained tower's exact preprocessing, `data.preprocessing`) and,
 /// when the model reads text (the text-only classifier), each image's paired report
 /// from `pairsPath` and `reportsPath`, encoded with the tokenizer stored in the checkpoint.
 public func evaluationAssembler(for model: any TrainableModel, header: Checkpoint.Header, dataset: DatasetFile,
@@ -79,7 +80,7 @@ public func evaluationAssembler(for model: any TrainableModel, header: Checkpoin
         guard let state = header.tokenizerState else {
             throw TrainingError("the checkpoint has no tokenizer state; it was not written by a text model")
         }
-        let encoding = try WordTokenizer(stateJSON: state)
+        let encoding = try makeTextEncoding(stateJSON: state)
         let method = try config.trainingMethod()
         text = try PairedText(corpus: try ReportCorpus(path: reports),
                               pairs: try PairsFile(contentsOf: URL(fileURLWithPath: pairsPath)),
@@ -88,7 +89,7 @@ public func evaluationAssembler(for model: any TrainableModel, header: Checkpoin
     }
     let transform = TransformConfig.evaluation(outputSize: config.model.vision.imageSize,
                                                normalization: try config.normalization())
-    return BatchAssembler(dataset: dataset, transform: transform, text: text)
+    return BatchAssembler(dataset: dataset, transform: transform, text: text, preprocessing: config.data.preprocessing)
 }
 
 /// The pairs file of `split` given a file or a directory: a directory is searched for

@@ -136,11 +136,18 @@ public func makeModel(_ config: TrainingConfig, classes: Int,
     return model
 }
 
-/// Loads `model.init_vision` / `model.init_text` (safetensors with our parameter names,
-/// `vision.*` / `text.*`; other tensors in the file are ignored) into the towers present.
+/// Loads `model.init_vision` / `model.init_text` into the towers present: a safetensors
+/// file with our parameter names (`vision.*` / `text.*`; other tensors in the file are
+/// ignored) or a pretrained model folder (`PretrainedModel`, imported through the
+/// folder's weight mapping; the tower configs must be the folder's,
+/// `TrainingConfig.resolvingPretrainedFolders`).
 func loadInitialWeights(_ store: ParameterStore, config m: ModelSettings) throws {
     for (path, prefix) in [(m.initVision, "vision."), (m.initText, "text.")] where !path.isEmpty {
         guard store.parameters.contains(where: { $0.name.hasPrefix(prefix) }) else { continue }
+        if isModelFolder(path) {
+            try loadPretrainedFolder(path, prefix: prefix, into: store)
+            continue
+        }
         let file = try SafeTensorsFile(path: path)
         let hasOurNames = file.names.contains { $0.hasPrefix(prefix) }
         try store.load(from: file, prefix: prefix, filePrefix: hasOurNames ? prefix : "",

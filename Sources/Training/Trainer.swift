@@ -72,9 +72,12 @@ public final class Trainer {
 
     /// Sets up a run on every rank: reads the data, builds the model from the seed (or
     /// from the checkpoint `resume`), checks that all ranks hold identical weights.
-    /// `showProgress` controls rank 0's progress display.
+    /// `showProgress` controls rank 0's progress display. Pretrained model folders in
+    /// `model.init_vision` / `model.init_text` set the tower configs, the tokenizer and the
+    /// image preprocessing first (`resolvingPretrainedFolders`); `config` is the result.
     public init(config: TrainingConfig, comm: any Communicator, outputDirectory: String, resume: String? = nil,
                 showProgress: Bool = true) throws {
+        let config = try config.resolvingPretrainedFolders()
         try config.validate()
         self.config = config
         self.comm = comm
@@ -109,22 +112,21 @@ public final class Trainer {
         if readsTokens {
             let corpus = try ReportCorpus(path: config.data.reports)
             let cleaned = corpus.texts.map(ReportCleaning.clean)
-            let encoding: WordTokenizer
+            let encoding: any TextEncoding
             if let state = resumeHeader?.tokenizerState {
-                encoding = try WordTokenizer(stateJSON: state)
+                encoding = try makeTextEncoding(stateJSON: state)
+            } else if config.data.tokenizer == "clip" {
+                // A pretrained text tower's folder: its CLIP BPE tokenizer.
+                encoding = try CLIPTextEncoding(folder: config.model.initText)
             } else if !config.model.initText.isEmpty,
                       let state = try SafeTensorsFile(path: config.model.initText).metadata["clipit.tokenizer"] {
                 // A pretrained text tower (a retriever export) reads the ids of its own vocabulary.
-                encoding = try WordTokenizer(stateJSON: state)
+                encoding = try makeTextEncoding(stateJSON: state)
             } else {
                 encoding = WordTokenizer(corpus: cleaned, vocabularySize: config.model.text.vocabularySize,
                                          contextLength: config.model.text.contextLength)
             }
-            guard encoding.vocabularySize == config.model.text.vocabularySize,
-                  encoding.contextLength == config.model.text.contextLength else {
-                throw TrainingError("the tokenizer (vocabulary \(encoding.vocabularySize), context \(encoding.contextLength)) "
-                                    + "does not fit the text tower (model.text.vocabulary_size, context_length)")
-            }
+            try checkEncoding(encoding, fits: config.model.text)
             tokenizer = encoding
             let drop = method.wordDropFraction
             trainText = try PairedText(corpus: corpus, cleaned: cleaned,
@@ -144,9 +146,13 @@ public final class Trainer {
         let size = config.model.vision.imageSize
         let trainTransform = config.data.augment ? TransformConfig.training(outputSize: size, normalization: normalization)
             : TransformConfig.evaluation(outputSize: size, normalization: normalization)
-        trainAssembler = BatchAssembler(dataset: train, transform: trainTransform, text: trainText)
+        // A pretrained tower's exact evaluation preprocessing wherever no augmentation is drawn.
+        let exact = config.data.preprocessing
+        trainAssembler = BatchAssembler(dataset: train, transform: trainTransform, text: trainText,
+                                        preprocessing: config.data.augment ? nil : exact)
         valAssembler = val.map {
-            BatchAssembler(dataset: $0, transform: .evaluation(outputSize: size, normalization: normalization), text: valText)
+            BatchAssembler(dataset: $0, transform: .evaluation(outputSize: size, normalization: normalization), text: valText,
+                           preprocessing: exact)
         }
 
         // Optimiser and schedule.

@@ -1,5 +1,6 @@
 import Foundation
 import Datasets
+import Import
 import Model
 import Yams
 
@@ -42,7 +43,10 @@ public struct ModelSettings: Codable, Equatable, Sendable {
     /// `logits` (the method) or `referenceDoubleSoftmax` (the reference code's bug, as an
     /// explicit compatibility switch).
     public var crossEntropy: CrossEntropyMode
-    /// Optional safetensors file with pretrained vision / text tower weights ("" = none).
+    /// Pretrained tower weights ("" = none): a safetensors file with our parameter names
+    /// (a retriever export, `writeInternalWeights`) or a pretrained model folder (vision:
+    /// timm / transformers CLIP / open_clip; text: transformers CLIP / open_clip), whose
+    /// own config then sets the tower's architecture (`resolvingPretrainedFolders`).
     public var initVision: String
     public var initText: String
 
@@ -81,12 +85,19 @@ public struct DataSettings: Codable, Equatable, Sendable {
     public var normalization: String
     /// Random resized crop, flips, quarter turns and colour jitter on training images.
     public var augment: Bool
-    /// Text encoding: `word` (the built-in word-level tokenizer, docs/training.md).
+    /// Text encoding: `word` (the built-in word-level tokenizer, docs/training.md) or
+    /// `clip` (the CLIP BPE tokenizer of the model folder `model.init_text`; set
+    /// automatically when that is a folder).
     public var tokenizer: String
+    /// The exact evaluation transform of a pretrained image tower (resize the short side,
+    /// centre crop, mean/std; `ImagePreprocessing`), set from the `model.init_vision`
+    /// folder. When present it replaces `data.normalization`: evaluation (and training
+    /// without augmentation) uses it as is, augmented training uses its mean and std.
+    public var preprocessing: ImagePreprocessing?
 
     public init(train: String = "", val: String = "", trainPairs: String = "", valPairs: String = "",
                 reports: String = "", normalization: String = "imagenet", augment: Bool = true,
-                tokenizer: String = "word") {
+                tokenizer: String = "word", preprocessing: ImagePreprocessing? = nil) {
         self.train = train
         self.val = val
         self.trainPairs = trainPairs
@@ -95,6 +106,7 @@ public struct DataSettings: Codable, Equatable, Sendable {
         self.normalization = normalization
         self.augment = augment
         self.tokenizer = tokenizer
+        self.preprocessing = preprocessing
     }
 }
 
@@ -262,9 +274,19 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
                     "model.vision.image_size \(model.vision.imageSize) is not a multiple of patch_size \(model.vision.patchSize)")
         try require(model.vision.width % model.vision.heads == 0, "model.vision.width must be a multiple of heads")
         try require(model.text.width % model.text.heads == 0, "model.text.width must be a multiple of heads")
-        try require(Int(model.text.endOfTextId) == model.text.vocabularySize - 1,
-                    "model.text.end_of_text_id must be vocabulary_size − 1 (\(model.text.vocabularySize - 1)) for the word tokenizer")
-        try require(data.tokenizer == "word", "data.tokenizer must be 'word' (the only built-in text encoding)")
+        try require(["word", "clip"].contains(data.tokenizer), "data.tokenizer must be 'word' or 'clip', got '\(data.tokenizer)'")
+        if data.tokenizer == "word" {
+            try require(Int(model.text.endOfTextId) == model.text.vocabularySize - 1,
+                        "model.text.end_of_text_id must be vocabulary_size − 1 (\(model.text.vocabularySize - 1)) for the word tokenizer")
+        } else {
+            try require(isModelFolder(model.initText),
+                        "data.tokenizer 'clip' reads the tokenizer of the model folder model.init_text; set model.init_text to a "
+                        + "transformers CLIP or open_clip folder")
+        }
+        if let p = data.preprocessing {
+            try require(p.cropSize == model.vision.imageSize,
+                        "data.preprocessing crops \(p.cropSize) px but model.vision.image_size is \(model.vision.imageSize)")
+        }
         _ = try normalization()
         try require(!data.train.isEmpty, "no training data: pass --data DIR or --train FILE (data.train)")
         if method.needsText {
@@ -276,8 +298,10 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         }
     }
 
-    /// The image normalisation named by `data.normalization`.
+    /// The image normalisation: `data.preprocessing`'s mean and std when set, otherwise
+    /// the one named by `data.normalization`.
     public func normalization() throws -> Normalization {
+        if let p = data.preprocessing { return Normalization(mean: p.mean, std: p.std) }
         switch data.normalization {
         case "imagenet": return .imagenet
         case "clip": return .clip
