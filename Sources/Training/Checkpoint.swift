@@ -42,7 +42,9 @@ public struct TrainerState: Codable, Equatable, Sendable {
 /// Metadata (strings): `clipit.format` = `clipit-checkpoint`, `clipit.version` = `1`,
 /// `clipit.config` (the effective `TrainingConfig`, JSON), `clipit.state`
 /// (`TrainerState`, JSON), `clipit.optimizer_step`, `clipit.classes` (class names,
-/// JSON), `clipit.tokenizer` (the text encoding's state, when the model reads text),
+/// JSON), `clipit.tokenizer` (the text encoding's state, when the model reads text: a
+/// word tokenizer's vocabulary, or a CLIP BPE tokenizer's model folder with the path, size
+/// and CRC-32 of each of its files, `CLIPTextEncoding`),
 /// `clipit.frozen_checksum` (FNV-1a of the frozen buffer's bits, hex) and
 /// `clipit.frozen_saved` (`true`/`false`).
 ///

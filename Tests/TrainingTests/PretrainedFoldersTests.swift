@@ -61,16 +61,18 @@ final class PretrainedFoldersTests: XCTestCase {
             let cleaned = corpus.texts.map(ReportCleaning.clean)
             let brute = try embedLikeClipitEmbed(folder, dataset: dataset, reports: cleaned)
             let d = brute.width
-            var expected: [Int] = [], expectedScores: [Float] = []
+            var expected: [Int] = [], expectedScores: [Float] = [], expectedTop3: [[Int]] = []
             for i in 0..<dataset.count {
-                var best = -1, bestScore = -Float.infinity
+                var scores: [Float] = []
                 for j in 0..<corpus.count {
                     var s: Float = 0
                     for k in 0..<d { s += brute.images[i * d + k] * brute.reports[j * d + k] }
-                    if s > bestScore { (best, bestScore) = (j, s) }
+                    scores.append(s)
                 }
-                expected.append(best)
-                expectedScores.append(bestScore)
+                let ranked = scores.indices.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }
+                expected.append(ranked[0])
+                expectedScores.append(scores[ranked[0]])
+                expectedTop3.append(Array(ranked.prefix(3)))
             }
 
             let options = PairingOptions(strategy: .top1, seed: 0, recordedK: 3)
@@ -79,6 +81,7 @@ final class PretrainedFoldersTests: XCTestCase {
             let pairs = try single.pair(dataset, split: "train", localReports: single.embedReports(corpus),
                                         reportLabels: nil, options: options)
             XCTAssertEqual(pairs.reportIndices, expected, "\(family): top-1 differs from brute-force cosine")
+            XCTAssertEqual(pairs.records.map(\.topReports), expectedTop3, "\(family): top-3 order differs")
             for (record, score) in zip(pairs.records, expectedScores) {
                 XCTAssertEqual(record.score, score, accuracy: 1e-5, family)
             }
