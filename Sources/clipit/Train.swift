@@ -20,6 +20,11 @@ struct Train: ParsableCommand {
             (if present); --pairs DIR reads DIR/train.pairs.jsonl (or train.jsonl, \
             pairs-train.jsonl) and the same for val. Run unchanged on one rank or under \
             mpirun/srun; the loss trajectory does not depend on the number of ranks.
+
+            Pretrained towers: --set model.init_vision=DIR (a timm, transformers CLIP or \
+            open_clip folder, e.g. UNI) and --set model.init_text=DIR (CLIP or open_clip, e.g. \
+            PLIP) take the tower architecture, weights, image preprocessing and CLIP BPE \
+            tokenizer from the folders (docs/running-the-paper-setup.md, docs/training.md).
             """)
 
     @OptionGroup var communicator: CommunicatorOptions
