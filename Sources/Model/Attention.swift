@@ -1,3 +1,4 @@
+import Dispatch
 import Kernels
 
 /// How the query/key/value projections are stored.
@@ -124,56 +125,55 @@ public final class MultiHeadAttention {
             }
         }
         let scale = 1 / Float(d).squareRoot()
-        for b in 0..<batch {
-            let qkvB = qkv.data + b * T * 3 * E            // (T, 3E)
-            let keep = keyKeep.map { UnsafePointer($0.data + b * T) }
-            for h in 0..<heads {
-                let q = qkvB + h * d, k = qkvB + E + h * d, v = qkvB + 2 * E + h * d
-                let p = probs.data + (b * heads + h) * T * T   // (T, T)
-                // S = Q Kᵀ·scale
-                gemm(.none, .transposed, m: T, n: T, k: d, alpha: scale, a: q, lda: 3 * E,
-                     b: k, ldb: 3 * E, beta: 0, c: p, ldc: T)
-                maskedSoftmaxRows(p, tokens: T, keep: keep)
-                // O = P V → context columns h·d..<(h+1)·d
-                gemm(.none, .none, m: T, n: d, k: T, a: p, lda: T, b: v, ldb: 3 * E,
-                     beta: 0, c: context.data + b * T * E + h * d, ldc: E)
-            }
+        let qkv = qkv.data, probs = probs.data, context = context.data, keyKeep = keyKeep?.data
+        forEachHead { b, h, _ in
+            let qkvB = qkv + b * T * 3 * E                  // (T, 3E)
+            let q = qkvB + h * d, k = qkvB + E + h * d, v = qkvB + 2 * E + h * d
+            let p = probs + (b * heads + h) * T * T         // (T, T)
+            // S = Q Kᵀ·scale
+            gemm(.none, .transposed, m: T, n: T, k: d, alpha: scale, a: q, lda: 3 * E,
+                 b: k, ldb: 3 * E, beta: 0, c: p, ldc: T)
+            maskedSoftmaxRows(p, tokens: T, keep: keyKeep.map { UnsafePointer($0 + b * T) })
+            // O = P V → context columns h·d..<(h+1)·d
+            gemm(.none, .none, m: T, n: d, k: T, a: p, lda: T, b: v, ldb: 3 * E,
+                 beta: 0, c: context + b * T * E + h * d, ldc: E)
         }
-        outputProjection.forward(context.data, y, rows: rows)
+        outputProjection.forward(context, y, rows: rows)
     }
 
     /// dx (B·T, E) += ∂L/∂x given dy (B·T, E); parameter gradients accumulate.
     public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let E = embedDim, T = tokens, d = headDim, rows = batch * tokens
-        let dContext = workspace.buffer(3, count: rows * E)     // (B·T, E)
-        let dqkv = workspace.buffer(4, count: rows * 3 * E)     // (B·T, 3E)
-        let dProbs = workspace.buffer(5, count: T * T)          // (T, T), one (b, h) at a time
-        let dScores = workspace.buffer(6, count: T * T)         // (T, T)
+        let workers = headWorkers
+        let dContext = workspace.buffer(3, count: rows * E)               // (B·T, E)
+        let dqkv = workspace.buffer(4, count: rows * 3 * E)               // (B·T, 3E)
+        let dProbsAll = workspace.buffer(5, count: workers * T * T)       // (T, T) per worker
+        let dScoresAll = workspace.buffer(6, count: workers * T * T)      // (T, T) per worker
         dContext.update(repeating: 0, count: rows * E)
         outputProjection.backward(dy, dx: dContext)
         dqkv.update(repeating: 0, count: rows * 3 * E)
         let scale = 1 / Float(d).squareRoot()
-        for b in 0..<batch {
-            let qkvB = qkv.data + b * T * 3 * E, dqkvB = dqkv + b * T * 3 * E
-            for h in 0..<heads {
-                let q = qkvB + h * d, k = qkvB + E + h * d, v = qkvB + 2 * E + h * d
-                let dq = dqkvB + h * d, dk = dqkvB + E + h * d, dv = dqkvB + 2 * E + h * d
-                let p = probs.data + (b * heads + h) * T * T    // (T, T)
-                let dO = dContext + b * T * E + h * d       // (T, d), ld E
-                // dP = dO Vᵀ (T, T);  dV += Pᵀ dO (T, d)
-                gemm(.none, .transposed, m: T, n: T, k: d, a: dO, lda: E, b: v, ldb: 3 * E,
-                     beta: 0, c: dProbs, ldc: T)
-                gemm(.transposed, .none, m: T, n: d, k: T, a: p, lda: T, b: dO, ldb: E,
-                     beta: 1, c: dv, ldc: 3 * E)
-                // dS = P ⊙ (dP − rowsum(dP ⊙ P)); masked entries have P = 0, so dS = 0 there.
-                dScores.update(repeating: 0, count: T * T)
-                softmaxBackward(p, dProbs, dScores, rows: T, cols: T)
-                // dQ += scale · dS K;  dK += scale · dSᵀ Q
-                gemm(.none, .none, m: T, n: d, k: T, alpha: scale, a: dScores, lda: T,
-                     b: k, ldb: 3 * E, beta: 1, c: dq, ldc: 3 * E)
-                gemm(.transposed, .none, m: T, n: d, k: T, alpha: scale, a: dScores, lda: T,
-                     b: q, ldb: 3 * E, beta: 1, c: dk, ldc: 3 * E)
-            }
+        let qkv = qkv.data, probs = probs.data
+        forEachHead { b, h, worker in
+            let qkvB = qkv + b * T * 3 * E, dqkvB = dqkv + b * T * 3 * E
+            let q = qkvB + h * d, k = qkvB + E + h * d, v = qkvB + 2 * E + h * d
+            let dq = dqkvB + h * d, dk = dqkvB + E + h * d, dv = dqkvB + 2 * E + h * d
+            let p = probs + (b * heads + h) * T * T          // (T, T)
+            let dO = dContext + b * T * E + h * d            // (T, d), ld E
+            let dProbs = dProbsAll + worker * T * T, dScores = dScoresAll + worker * T * T
+            // dP = dO Vᵀ (T, T);  dV += Pᵀ dO (T, d)
+            gemm(.none, .transposed, m: T, n: T, k: d, a: dO, lda: E, b: v, ldb: 3 * E,
+                 beta: 0, c: dProbs, ldc: T)
+            gemm(.transposed, .none, m: T, n: d, k: T, a: p, lda: T, b: dO, ldb: E,
+                 beta: 1, c: dv, ldc: 3 * E)
+            // dS = P ⊙ (dP − rowsum(dP ⊙ P)); masked entries have P = 0, so dS = 0 there.
+            dScores.update(repeating: 0, count: T * T)
+            softmaxBackward(p, dProbs, dScores, rows: T, cols: T)
+            // dQ += scale · dS K;  dK += scale · dSᵀ Q
+            gemm(.none, .none, m: T, n: d, k: T, alpha: scale, a: dScores, lda: T,
+                 b: k, ldb: 3 * E, beta: 1, c: dq, ldc: 3 * E)
+            gemm(.transposed, .none, m: T, n: d, k: T, alpha: scale, a: dScores, lda: T,
+                 b: q, ldb: 3 * E, beta: 1, c: dk, ldc: 3 * E)
         }
         switch layout {
         case .fused:
@@ -182,6 +182,44 @@ public final class MultiHeadAttention {
             for (i, p) in inputProjections.enumerated() {
                 p.backward(dqkv + i * E, dx: dx, lddy: 3 * E)
             }
+        }
+    }
+
+    /// Whether the heads may run on several workers (see `forEachHead`). Off by default: the
+    /// workers need OpenBLAS switched to one thread for the duration, and changing OpenBLAS's
+    /// thread count while another thread is inside a BLAS call corrupts its buffers (seen with
+    /// the thread ranks of the tests). Switch it on only in a process whose BLAS calls all
+    /// come from the thread that runs the model, as with one rank per process (`clipit`).
+    public static var parallelHeads = false
+
+    /// Number of workers `forEachHead` uses: the BLAS thread count when `parallelHeads` is
+    /// on, at most one per (sequence, head) pair; otherwise 1.
+    private var headWorkers: Int {
+        Self.parallelHeads ? max(1, min(BLASRuntime.threads, batch * heads)) : 1
+    }
+
+    /// Runs `body(b, h, worker)` for every sequence b < batch and head h, with
+    /// `worker < headWorkers`. With several workers, the (b, h) pairs are dealt
+    /// round-robin to that many workers, each issuing single-threaded GEMMs: one head's
+    /// products (T×T×d, 5 MFLOP at T = 197, d = 64) are too small to split well across
+    /// OpenBLAS threads (1.25× faster on 2 threads, against 1.97× for two heads at a time,
+    /// ViT-B/16 forward), and the softmax between them runs in parallel too. Each pair
+    /// writes its own rows and columns, so the results do not depend on the worker count.
+    private func forEachHead(_ body: (_ b: Int, _ h: Int, _ worker: Int) -> Void) {
+        let pairs = batch * heads, workers = headWorkers
+        guard workers > 1 else {
+            for i in 0..<pairs { body(i / heads, i % heads, 0) }
+            return
+        }
+        let threads = BLASRuntime.threads
+        BLASRuntime.setThreads(1)
+        GEMMStatistics.concurrency = workers
+        defer {
+            GEMMStatistics.concurrency = 1
+            BLASRuntime.setThreads(threads)
+        }
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            for i in stride(from: worker, to: pairs, by: workers) { body(i / heads, i % heads, worker) }
         }
     }
 
