@@ -68,6 +68,10 @@ struct BenchStep: ParsableCommand {
           help: "Time a forward-only pass per step and every GEMM, for the time breakdown.")
     var breakdown = true
 
+    @Flag(inversion: .prefixedNo,
+          help: "Run attention heads on the BLAS threads, each with single-threaded GEMMs (MultiHeadAttention.parallelHeads).")
+    var parallelHeads = true
+
     @Flag(help: "Print one JSON object per configuration instead of a table.")
     var json = false
 
@@ -102,11 +106,13 @@ struct BenchStep: ParsableCommand {
         let threadCount = threads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"]
             .flatMap { Int($0) }.flatMap { $0 >= 1 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
         BLASRuntime.setThreads(threadCount)
+        MultiHeadAttention.parallelHeads = parallelHeads   // this process calls BLAS from one thread
         let models = Self.models.filter { model == "both" || $0.name == model }
         let methods = Self.methods.filter { method == "both" || $0 == method }
         if !json {
             print("clipit bench step: OpenBLAS core \(BLASRuntime.coreName), \(BLASRuntime.threads) thread(s), "
-                  + "batch \(batch), \(imageSize)² images, LoRA r = \(rank), warmup \(warmup), \(steps) timed step(s)")
+                  + "batch \(batch), \(imageSize)² images, LoRA r = \(rank), warmup \(warmup), \(steps) timed step(s), "
+                  + (parallelHeads ? "parallel" : "serial") + " attention heads")
             if methods.contains("clipit") {
                 print("  CLIP-IT includes the CLIP text tower (context 77, width 512, 12 layers) on random token ids")
             }
@@ -190,7 +196,8 @@ struct BenchStep: ParsableCommand {
             forwardGEMM: breakdown ? mean(forwardGEMM) : nil,
             forwardBackwardGEMM: breakdown ? mean(forwardBackwardGEMM) : nil,
             peakGflops: peakGflops, peakResidentMiB: peakResidentMemoryMiB(),
-            peakResidentScope: peakReset ? "configuration" : "process", pageFaultsPerStep: faultsPerStep)
+            peakResidentScope: peakReset ? "configuration" : "process", parallelHeads: parallelHeads,
+            pageFaultsPerStep: faultsPerStep)
     }
 
     private func makeWorkload(vision: VisionConfig, method: String, lora: TowerTraining,
@@ -280,6 +287,7 @@ private struct StepResult {
     var peakGflops: Double
     var peakResidentMiB: Double
     var peakResidentScope: String
+    var parallelHeads: Bool
     /// Minor page faults per timed step (first touches of new memory; 0 when the step
     /// allocates nothing).
     var pageFaultsPerStep: Double
@@ -321,6 +329,7 @@ private struct StepResult {
         var fields: [(String, String)] = [
             ("model", "\"\(model)\""), ("method", "\"\(method)\""), ("image_size", "\(imageSize)"),
             ("batch", "\(batch)"), ("threads", "\(threads)"), ("steps", "\(steps)"),
+            ("parallel_heads", parallelHeads ? "true" : "false"),
             ("images_per_s", String(format: "%.3f", imagesPerSecond)),
             ("gflops", String(format: "%.2f", gflops)),
             ("peak_fraction", String(format: "%.4f", peakFraction)),
