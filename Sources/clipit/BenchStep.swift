@@ -374,8 +374,14 @@ private func mean(_ values: [Double]) -> Double { values.reduce(0, +) / Double(m
 
 /// Resets the kernel's peak-RSS mark of this process (Linux: `echo 5 > /proc/self/clear_refs`),
 /// so that the next reading covers one configuration only. Returns false where unsupported.
+/// First hands the heap memory freed by the previous configuration back to the system
+/// (`malloc_trim`): glibc keeps freed blocks below its adaptive mmap threshold (up to 32 MiB)
+/// in the heap, where they would count towards the next configuration's peak.
 private func resetPeakResidentMemory() -> Bool {
     #if os(Linux)
+    // malloc_trim is glibc's (<malloc.h>, which the Glibc module does not export).
+    typealias MallocTrim = @convention(c) (Int) -> Int32
+    if let trim = dlsym(nil, "malloc_trim") { _ = unsafeBitCast(trim, to: MallocTrim.self)(0) }
     guard let file = fopen("/proc/self/clear_refs", "w") else { return false }
     defer { fclose(file) }
     return fputs("5", file) >= 0 && fflush(file) == 0
