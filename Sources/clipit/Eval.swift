@@ -1,6 +1,7 @@
 import ArgumentParser
 import Datasets
 import Distributed
+import Formats
 import Foundation
 import Kernels
 import Training
@@ -109,7 +110,7 @@ struct Eval: ParsableCommand {
                 object["omega"] = omega
             }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-            try data.write(to: URL(fileURLWithPath: out), options: .atomic)
+            try data.withUnsafeBytes { try AtomicFileWriter.write($0, to: out) }
             print("eval: wrote \(out)")
         }
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Datasets
+import Formats
 import Foundation
 import Kernels
 import Training
@@ -91,7 +92,7 @@ struct Pair: ParsableCommand {
             if comm.rank == 0 {
                 let run = PairingRunSummary(retriever: retriever, reports: reports, ranks: comm.size, seconds: seconds,
                                             splits: summaries)
-                try run.jsonData().write(to: URL(fileURLWithPath: out + "/pairing-summary.json"), options: .atomic)
+                try run.jsonData().withUnsafeBytes { try AtomicFileWriter.write($0, to: out + "/pairing-summary.json") }
                 print(String(format: "pair: strategy %@, %d rank%@, %.1f s; wrote %@/<split>.pairs.jsonl and pairing-summary.json",
                              options.strategy.description, comm.size, comm.size == 1 ? "" : "s", seconds, out))
             }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Datasets
 import Distributed
+import Formats
 import Foundation
 import Training
 
@@ -63,7 +64,7 @@ struct Predict: ParsableCommand {
                 let line = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
                 text += String(decoding: line, as: UTF8.self) + "\n"
             }
-            try Data(text.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
+            try Data(text.utf8).withUnsafeBytes { try AtomicFileWriter.write($0, to: out) }
             print("predict: \(p.sampleCount) images → \(out) (balanced accuracy against the file's labels "
                   + String(format: "%.2f%%)", result.report.balancedAccuracy * 100))
         }

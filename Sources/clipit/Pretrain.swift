@@ -1,4 +1,5 @@
 import ArgumentParser
+import Formats
 import Foundation
 import Training
 
@@ -116,8 +117,8 @@ struct Pretrain: ParsableCommand {
             if comm.rank == 0 {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try encoder.encode(settings).write(to: URL(fileURLWithPath: out + "/settings.json"), options: .atomic)
-                try encoder.encode(summary).write(to: URL(fileURLWithPath: out + "/summary.json"), options: .atomic)
+                try encoder.encode(settings).withUnsafeBytes { try AtomicFileWriter.write($0, to: out + "/settings.json") }
+                try encoder.encode(summary).withUnsafeBytes { try AtomicFileWriter.write($0, to: out + "/summary.json") }
                 try model.export(to: out + "/retriever.safetensors", metadata: [
                     "clipit.tokenizer": paired.tokenizer.stateJSON,
                     "clipit.retriever.normalization": settings.normalization,

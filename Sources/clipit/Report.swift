@@ -1,4 +1,5 @@
 import ArgumentParser
+import Formats
 import Foundation
 
 /// `clipit report`: summarises the `clipit eval` JSON files of many runs into one table
@@ -57,7 +58,7 @@ struct Report: ParsableCommand {
 
         let outDir = out ?? runs
         try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
-        try Data(markdown.utf8).write(to: URL(fileURLWithPath: outDir + "/results.md"), options: .atomic)
+        try Data(markdown.utf8).withUnsafeBytes { try AtomicFileWriter.write($0, to: outDir + "/results.md") }
         var object: [String: Any] = [
             "runs": runs,
             "std": "sample standard deviation over seeds (n - 1); 0 for one seed",
@@ -68,7 +69,7 @@ struct Report: ParsableCommand {
         if !pairings.isEmpty { object["pairings"] = pairings.map(\.json) }
         let data = try JSONSerialization.data(withJSONObject: object,
                                               options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        try data.write(to: URL(fileURLWithPath: outDir + "/results.json"), options: .atomic)
+        try data.withUnsafeBytes { try AtomicFileWriter.write($0, to: outDir + "/results.json") }
         print("report: wrote \(outDir)/results.md and \(outDir)/results.json")
     }
 
