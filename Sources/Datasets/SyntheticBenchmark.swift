@@ -17,9 +17,12 @@ public struct SyntheticBenchmarkConfig: Equatable, Sendable {
     public var pairedCount: Int
     /// Images per simulated slide (one staining style per slide; slides never span splits).
     public var imagesPerSlide: Int
+    /// 0…1: wider slide-to-slide stain variation and subtler differences between the
+    /// look-alike subtypes (docs/datasets.md). 0 reproduces the original benchmark.
+    public var difficulty: Float
 
     public init(imageSize: Int, trainCount: Int, valCount: Int, testCount: Int, reportCount: Int,
-                pairedCount: Int, imagesPerSlide: Int = 40) {
+                pairedCount: Int, imagesPerSlide: Int = 40, difficulty: Float = 0) {
         self.imageSize = imageSize
         self.trainCount = trainCount
         self.valCount = valCount
@@ -27,6 +30,7 @@ public struct SyntheticBenchmarkConfig: Equatable, Sendable {
         self.reportCount = reportCount
         self.pairedCount = pairedCount
         self.imagesPerSlide = imagesPerSlide
+        self.difficulty = difficulty
     }
 
     /// Named presets: `tiny` (tests; well under a second), `small`, `demo` (a 15-minute
@@ -77,7 +81,8 @@ public enum SyntheticBenchmark {
     /// Renders one split. Image i depends only on (seed, split, i); rendering is spread over
     /// `threads` workers without changing a byte.
     public static func renderSplit(_ name: String, count: Int, size: Int, seed: UInt64,
-                                   imagesPerSlide: Int, threads: Int = ProcessInfo.processInfo.activeProcessorCount) -> SyntheticSplit {
+                                   imagesPerSlide: Int, difficulty: Float = 0,
+                                   threads: Int = ProcessInfo.processInfo.activeProcessorCount) -> SyntheticSplit {
         let tag = tags[name] ?? 100
         let labels = balancedLabels(count: count, seed: seed, tag: tag)
         var subtypes = [Int](repeating: 0, count: count)
@@ -89,11 +94,11 @@ public enum SyntheticBenchmark {
             subtypes.withUnsafeMutableBufferPointer { subtypeBuffer in
                 let imageBase = imageBuffer.baseAddress, subtypeBase = subtypeBuffer.baseAddress
                 DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                    let renderer = TissueRenderer(size: size)
+                    let renderer = TissueRenderer(size: size, difficulty: difficulty)
                     var i = worker
                     while i < count {
                         var stainGenerator = RandomGenerator(seed: derivedSeed(seed, tag, 1_000_000 + slides[i]))
-                        let stain = StainStyle(&stainGenerator)
+                        let stain = StainStyle(&stainGenerator, difficulty: difficulty)
                         var g = RandomGenerator(seed: derivedSeed(seed, tag, i))
                         let subtype = SyntheticTaxonomy.drawSubtype(labels[i], &g)
                         subtypeBase![i] = subtype
@@ -177,7 +182,8 @@ public enum SyntheticBenchmark {
             let info = DatasetInfo(classNames: classNames, split: split.name, source: source,
                                    ids: (0..<split.count).map { "\(idPrefix)-\(pad($0))" },
                                    attributes: ["subtype": split.subtypes, "slide": split.slides],
-                                   metadata: ["seed": String(seed), "preset": preset, "generator": generatorName])
+                                   metadata: ["seed": String(seed), "preset": preset, "generator": generatorName,
+                                              "difficulty": String(config.difficulty)])
             let writer = try DatasetWriter(path: directory + "/" + file, height: split.size, width: split.size,
                                            channels: 3, count: split.count, info: info)
             let bytes = split.size * split.size * 3
@@ -192,7 +198,7 @@ public enum SyntheticBenchmark {
         }
         for (name, count) in [("train", config.trainCount), ("val", config.valCount), ("test", config.testCount)] {
             let split = renderSplit(name, count: count, size: config.imageSize, seed: seed,
-                                    imagesPerSlide: config.imagesPerSlide, threads: threads)
+                                    imagesPerSlide: config.imagesPerSlide, difficulty: config.difficulty, threads: threads)
             try writeSplit(split, file: "\(name).cds", idPrefix: name)
         }
         let external = externalCorpus(count: config.reportCount, seed: seed)
@@ -200,7 +206,7 @@ public enum SyntheticBenchmark {
         entries.append(.init(name: "reports.jsonl", kind: "reports", count: external.corpus.count,
                              classCounts: counts(external.corpus.labels.map { $0! })))
         let paired = renderSplit("paired", count: config.pairedCount, size: config.imageSize, seed: seed,
-                                 imagesPerSlide: config.imagesPerSlide, threads: threads)
+                                 imagesPerSlide: config.imagesPerSlide, difficulty: config.difficulty, threads: threads)
         try writeSplit(paired, file: "paired.cds", idPrefix: "paired")
         let pairedCorpus = pairedReports(for: paired, seed: seed)
         try pairedCorpus.writeJSONL(to: directory + "/paired.jsonl", classNames: classNames)
@@ -214,6 +220,7 @@ public enum SyntheticBenchmark {
         json += "  \"seed\": \(seed),\n"
         json += "  \"image_size\": \(config.imageSize),\n"
         json += "  \"images_per_slide\": \(config.imagesPerSlide),\n"
+        json += "  \"difficulty\": \(config.difficulty),\n"
         json += "  \"classes\": [" + classNames.map(jsonString).joined(separator: ", ") + "],\n"
         json += "  \"subtypes\": {" + zip(classNames, SyntheticTaxonomy.subtypeNames).map {
             jsonString($0.0) + ": [" + $0.1.map(jsonString).joined(separator: ", ") + "]"

@@ -42,15 +42,24 @@ struct StainStyle {
     var eScale: Float
     var background: Float
 
-    init(_ g: inout RandomGenerator) {
+    /// `difficulty` (0…1) widens every slide-to-slide range by the factor 1 + difficulty
+    /// around its centre (multi-centre staining); 0 is the original benchmark, draw for draw.
+    init(_ g: inout RandomGenerator, difficulty: Float = 0) {
+        let k = 1 + difficulty
+        /// A draw from [low, high] widened by k around its centre (exactly [low, high] at k = 1).
+        func draw(_ low: Float, _ high: Float, _ g: inout RandomGenerator) -> Float {
+            if k == 1 { return g.uniform(low, high) }
+            let (centre, half) = ((low + high) / 2, (high - low) / 2 * k)
+            return g.uniform(centre - half, centre + half)
+        }
         func perturb(_ v: (Float, Float, Float), _ amount: Float, _ g: inout RandomGenerator) -> (Float, Float, Float) {
-            (v.0 * g.uniform(1 - amount, 1 + amount), v.1 * g.uniform(1 - amount, 1 + amount), v.2 * g.uniform(1 - amount, 1 + amount))
+            (v.0 * draw(1 - amount, 1 + amount, &g), v.1 * draw(1 - amount, 1 + amount, &g), v.2 * draw(1 - amount, 1 + amount, &g))
         }
         hematoxylin = perturb((0.650, 0.704, 0.286), 0.15, &g)
         eosin = perturb((0.072, 0.990, 0.105), 0.15, &g)
-        hScale = g.uniform(0.75, 1.25)
-        eScale = g.uniform(0.9, 1.5)
-        background = g.uniform(0.01, 0.08)
+        hScale = draw(0.75, 1.25, &g)
+        eScale = draw(0.9, 1.5, &g)
+        background = max(draw(0.01, 0.08, &g), 0)
     }
 }
 
@@ -58,11 +67,15 @@ struct StainStyle {
 final class TissueRenderer {
     let size: Int
     let unit: Float
+    /// 0…1: how far the look-alike subtypes (well-differentiated carcinoma and normal
+    /// mucosa; poorly differentiated carcinoma and lymphoid tissue) are drawn together.
+    let difficulty: Float
     private var hem: [Float]
     private var eos: [Float]
 
-    init(size: Int) {
+    init(size: Int, difficulty: Float = 0) {
         self.size = size
+        self.difficulty = difficulty
         unit = Float(size) / 64
         hem = [Float](repeating: 0, count: size * size)
         eos = hem
@@ -106,9 +119,15 @@ final class TissueRenderer {
         case 0:
             // Well differentiated: crypt-like glands, as normal at a glance; the tells are
             // slightly larger, darker, stratified nuclei and almost no goblet cells.
+            // With difficulty d the tells fade towards normal mucosa (d = 1: nuclei 5 % larger
+            // and 0.03 darker than normal, 6 goblet cells instead of 7, a second row of nuclei
+            // in 30 % of the glands): still there, but subtle.
+            let d = difficulty
             placeOnGrid(spacing: 20, jitter: 0.22, &g) { cx, cy, g in
-                paintGland(cx: cx, cy: cy, radius: 8.8 * g.uniform(0.88, 1.12), irregularity: 0.10, lumen: 0.40,
-                           goblets: 1, rows: [0.86, 0.74], nucleusScale: 1.25, pleomorphism: 0.2, darkness: 1.0,
+                let stratified = d == 0 || g.chance(1 - 0.7 * d)
+                paintGland(cx: cx, cy: cy, radius: 8.8 * g.uniform(0.88, 1.12), irregularity: 0.10 - 0.04 * d, lumen: 0.40,
+                           goblets: 1 + Int((5 * d).rounded()), rows: stratified ? [0.86, 0.74] : [0.86],
+                           nucleusScale: 1.25 - 0.2 * d, pleomorphism: 0.2 - 0.08 * d, darkness: 1.0 - 0.12 * d,
                            polarity: true, extraLumens: 0, necrosis: false, &g)
             }
         case 1:
@@ -259,10 +278,11 @@ final class TissueRenderer {
             let inside = min(max((1 - rho) * radius * u + 0.5, 0), 1)
             eos[i] += (0.34 - eos[i]) * inside
         }
-        let cells = Int(radius * radius * 0.5)
+        // With difficulty the tumour cells shrink towards lymphocyte size (d = 1: 0.8–1.3).
+        let cells = Int(radius * radius * 0.5), largest = 2.0 - 0.7 * difficulty, smallest = 0.9 - 0.1 * difficulty
         for _ in 0..<cells {
             let a = g.uniform(0, 2 * .pi), d = g.uniform(0, 1).squareRoot() * outline(a) * 0.95
-            let size = g.uniform(0.9, 2.0)
+            let size = g.uniform(smallest, largest)
             paintEllipse(cx: (cx + d * cos(a)) * u, cy: (cy + d * sin(a)) * u, rx: 1.5 * size * u,
                          ry: 1.1 * size * u, angle: g.uniform(0, .pi), hematoxylin: g.uniform(0.9, 1.4), eosinFactor: 0.5)
         }

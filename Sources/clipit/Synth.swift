@@ -41,6 +41,9 @@ struct Synth: ParsableCommand {
     @Option(help: "Image-report pairs for the retriever (overrides the preset).")
     var paired: Int?
 
+    @Option(help: "0…1: wider slide-to-slide stain variation and subtler look-alike subtypes (0: the original benchmark; docs/datasets.md).")
+    var difficulty: Float = 0
+
     @Option(help: "Worker threads for rendering (output does not depend on it).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
@@ -57,6 +60,7 @@ struct Synth: ParsableCommand {
         for (name, value) in [("train", train), ("val", val), ("test", test), ("reports", reports), ("paired", paired)] {
             if let value, value < 0 { throw ValidationError("--\(name) must not be negative, got \(value)") }
         }
+        guard (0...1).contains(difficulty) else { throw ValidationError("--difficulty must be between 0 and 1, got \(difficulty)") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
 
@@ -68,8 +72,9 @@ struct Synth: ParsableCommand {
         if let test { config.testCount = test }
         if let reports { config.reportCount = reports }
         if let paired { config.pairedCount = paired }
+        config.difficulty = difficulty
         let output = try SyntheticBenchmark.generate(config: config, seed: seed, preset: preset, directory: out, threads: threads)
-        print("synth: preset \(preset), seed \(seed), \(config.imageSize)×\(config.imageSize) RGB, classes: \(SyntheticTaxonomy.classNames.joined(separator: ", "))")
+        print("synth: preset \(preset), seed \(seed), difficulty \(difficulty), \(config.imageSize)×\(config.imageSize) RGB, classes: \(SyntheticTaxonomy.classNames.joined(separator: ", "))")
         for file in output.files {
             let counts = file.classCounts.isEmpty ? "" : "  per class \(file.classCounts)"
             let count = file.kind == "manifest" ? "" : String(file.count)
