@@ -173,8 +173,24 @@ public final class CLIPITTrainable: TrainableModel {
     public func setDropoutStream(_ stream: DropoutStream) { model.setDropoutStream(stream) }
 
     public func forwardBackward(_ batch: ModelBatch, globalBatch: Int) -> LossBreakdown {
-        model.forwardBackward(images: batch.images!, labels: batch.labels!, tokens: batch.tokens,
-                              batch: batch.count, globalBatch: globalBatch)
+        lastRows = batch.count
+        return model.forwardBackward(images: batch.images!, labels: batch.labels!, tokens: batch.tokens,
+                                     batch: batch.count, globalBatch: globalBatch)
+    }
+
+    /// Rows of the last `forwardBackward` (for the text-collapse diagnostic).
+    private var lastRows = 0
+    public var textEmbeddingWidth: Int { model.text?.outputDim ?? 0 }
+
+    public func addUnitTextEmbeddings(into sum: UnsafeMutablePointer<Float>) {
+        guard let t = model.textEmbeddings, let d = model.text?.outputDim else { return }
+        for i in 0..<lastRows {
+            let row = t + i * d
+            var norm: Float = 0
+            for k in 0..<d { norm += row[k] * row[k] }
+            let scale = 1 / max(norm.squareRoot(), 1e-12)
+            for k in 0..<d { sum[k] += row[k] * scale }
+        }
     }
 
     public func predict(_ batch: ModelBatch) -> UnsafePointer<Float> {

@@ -5,10 +5,12 @@ import Foundation
 /// (so `tail -f` and a crashed run show everything up to the last step).
 ///
 ///     {"type":"step","step":12,"epoch":0,"loss":0.91,"ce":0.73,"distill":0.18,"lr":0.001,
-///      "grad_norm":1.7,"images_per_s":412.5,"ranks":2}
+///      "grad_norm":1.7,"images_per_s":412.5,"ranks":2,"text_cos":0.31}
 ///     {"type":"val","step":12,"epoch":0,"balanced_accuracy":0.61,"accuracy":0.63,
 ///      "macro_f1":0.6,"macro_auroc":0.82,"loss":0.88,"samples":200,"best":true}
 ///
+/// `text_cos` (methods with a text tower in the loss only) is the mean pairwise cosine of
+/// the global batch's paired-report embeddings: near 1 when the text tower has collapsed.
 /// Keys are sorted within each line. Losses are the global-batch means (the sum over
 /// ranks of each rank's share), written with the full precision of the Float. A resumed
 /// run appends to the same file.

@@ -66,6 +66,28 @@ public protocol TrainableModel: AnyObject {
     func predict(_ batch: ModelBatch) -> UnsafePointer<Float>
     /// Folds LoRA into the base weights (inference).
     func mergeLoRA()
+    /// D, the width of the paired-report embeddings t the last `forwardBackward` computed;
+    /// 0 for models without a text tower in their loss.
+    var textEmbeddingWidth: Int { get }
+    /// Adds Σᵢ tᵢ/‖tᵢ‖ over the last `forwardBackward`'s local rows into `sum` (D floats):
+    /// the text-collapse diagnostic (`meanPairwiseCosine`).
+    func addUnitTextEmbeddings(into sum: UnsafeMutablePointer<Float>)
+}
+
+extension TrainableModel {
+    public var textEmbeddingWidth: Int { 0 }
+    public func addUnitTextEmbeddings(into sum: UnsafeMutablePointer<Float>) {}
+}
+
+/// The mean cosine similarity over all pairs i ≠ j of n unit vectors, from their sum
+/// S = Σ uᵢ alone: ‖S‖² = n + Σ_{i≠j} uᵢ·uⱼ, so the mean is (‖S‖² − n) / (n(n − 1)).
+/// 1 when every vector points the same way (a collapsed text tower), about 0 for
+/// unrelated directions. nil for fewer than two vectors.
+public func meanPairwiseCosine(sumOfUnitVectors sum: UnsafePointer<Float>, width: Int, count n: Int) -> Double? {
+    guard n >= 2 else { return nil }
+    var squared = 0.0
+    for k in 0..<width { squared += Double(sum[k]) * Double(sum[k]) }
+    return (squared - Double(n)) / (Double(n) * Double(n - 1))
 }
 
 extension TrainableModel {

@@ -234,6 +234,8 @@ public final class Trainer {
             progress.message("train: resuming at step \(state.step) (epoch \(state.epoch + 1), batch \(state.nextBatch))")
         }
 
+        let textWidth = model.textEmbeddingWidth
+        var losses = [Float](repeating: 0, count: 3 + textWidth)
         loop: while state.step < totalSteps && state.epoch < epochs {
             let epoch = state.epoch
             let batches = sampler.batches(epoch: epoch)
@@ -245,11 +247,14 @@ public final class Trainer {
                 store.zeroGradients()
                 let firstRow = ShardedSampler.slice(of: n, rank: comm.rank, worldSize: comm.size).lowerBound
                 model.setDropoutStream(DropoutStream(seed: dropoutSeed, step: UInt64(state.step), firstGlobalRow: firstRow))
-                var losses: [Float] = [0, 0, 0]
+                // [total, ce, distill, Σ tᵢ/‖tᵢ‖ (D floats, models with a text tower)]: one
+                // small allreduce for the losses and the text-collapse diagnostic.
+                for k in losses.indices { losses[k] = 0 }
                 if !local.isEmpty {
                     let batch = trainAssembler.assemble(local, inputs: model.trainingInputs, seed: seed, epoch: epoch)
                     let loss = model.forwardBackward(batch, globalBatch: n)
-                    losses = [loss.total, loss.ce, loss.distill]
+                    (losses[0], losses[1], losses[2]) = (loss.total, loss.ce, loss.distill)
+                    if textWidth > 0 { losses.withUnsafeMutableBufferPointer { model.addUnitTextEmbeddings(into: $0.baseAddress! + 3) } }
                 }
                 try comm.allreduce(store.gradients.data, count: store.trainableCount, .sum)
                 try comm.allreduce(&losses, .sum)
@@ -273,12 +278,18 @@ public final class Trainer {
                 imagesThisRun += n
                 stepsThisRun += 1
                 let rate = Double(imagesThisRun) / max(trainingSeconds, 1e-9)
-                try log.write([
+                var record: [String: Any] = [
                     "type": "step", "step": state.step, "epoch": epoch, "loss": MetricsLog.number(losses[0]),
                     "ce": MetricsLog.number(losses[1]), "distill": MetricsLog.number(losses[2]),
                     "lr": MetricsLog.number(lr), "grad_norm": MetricsLog.number(norm),
                     "images_per_s": Double(n) / max(seconds, 1e-9), "ranks": comm.size,
-                ])
+                ]
+                if textWidth > 0, let agreement = losses.withUnsafeBufferPointer({
+                    meanPairwiseCosine(sumOfUnitVectors: $0.baseAddress! + 3, width: textWidth, count: n)
+                }) {
+                    record["text_cos"] = MetricsLog.number(agreement)
+                }
+                try log.write(record)
                 progress.step(epoch: epoch, epochs: epochs, step: state.step, steps: totalSteps, imagesPerSecond: rate,
                               loss: losses[0], eta: trainingSeconds / Double(stepsThisRun) * Double(totalSteps - state.step))
 

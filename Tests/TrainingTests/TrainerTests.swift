@@ -229,8 +229,12 @@ final class TrainerTests: XCTestCase {
         let steps = objects.filter { $0["type"] as? String == "step" }
         let vals = objects.filter { $0["type"] as? String == "val" }
         XCTAssertEqual(steps.map { $0["step"] as! Int }, Array(1...7))
-        for key in ["step", "epoch", "loss", "ce", "distill", "lr", "grad_norm", "images_per_s"] {
+        for key in ["step", "epoch", "loss", "ce", "distill", "lr", "grad_norm", "images_per_s", "text_cos"] {
             XCTAssertNotNil(steps[0][key], key)
+        }
+        for s in steps {   // a mean cosine of distinct unit vectors
+            let c = s["text_cos"] as! Double
+            XCTAssertTrue(c > -1 && c <= 1 + 1e-5, "text_cos \(c)")
         }
         // 5 steps per epoch, 3 validations: after steps 2, 4, 5 of each epoch; the run ends at 7.
         XCTAssertEqual(vals.map { $0["step"] as! Int }, [2, 4, 5, 7])
