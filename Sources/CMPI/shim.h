@@ -6,7 +6,6 @@
 #include <mpi.h>
 
 static inline MPI_Comm cmpi_comm_world(void) { return MPI_COMM_WORLD; }
-static inline MPI_Comm cmpi_comm_null(void) { return MPI_COMM_NULL; }
 static inline void *cmpi_in_place(void) { return MPI_IN_PLACE; }
 static inline MPI_Errhandler cmpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline int cmpi_success(void) { return MPI_SUCCESS; }
@@ -16,7 +15,6 @@ static inline int cmpi_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
 static inline MPI_Datatype cmpi_float(void) { return MPI_FLOAT; }
 static inline MPI_Datatype cmpi_double(void) { return MPI_DOUBLE; }
 static inline MPI_Datatype cmpi_int64(void) { return MPI_INT64_T; }
-static inline MPI_Datatype cmpi_int32(void) { return MPI_INT32_T; }
 static inline MPI_Datatype cmpi_uint8(void) { return MPI_UINT8_T; }
 
 static inline MPI_Op cmpi_op_sum(void) { return MPI_SUM; }

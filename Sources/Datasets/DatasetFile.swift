@@ -306,13 +306,15 @@ public final class DatasetWriter {
         let json = Array(info.json().utf8)
         let imagesOffset = DatasetFormat.fixedHeaderSize + DatasetFormat.align8(json.count)
         let labelsOffset = DatasetFormat.align8(imagesOffset + count * height * width * channels)
-        try output.write(DatasetFormat.magic)
-        try output.write(integer: DatasetFormat.version)
-        try output.write(integer: UInt32(DatasetFormat.fixedHeaderSize))
-        for value in [height, width, channels, info.classNames.count] { try output.write(integer: UInt32(value)) }
-        for value in [count, json.count, imagesOffset, labelsOffset] { try output.write(integer: UInt64(value)) }
-        try output.write(json)
-        try output.write(Array(repeating: 0x20, count: DatasetFormat.align8(json.count) - json.count))
+        try withDatasetErrors {
+            try output.write(DatasetFormat.magic)
+            try output.write(integer: DatasetFormat.version)
+            try output.write(integer: UInt32(DatasetFormat.fixedHeaderSize))
+            for value in [height, width, channels, info.classNames.count] { try output.write(integer: UInt32(value)) }
+            for value in [count, json.count, imagesOffset, labelsOffset] { try output.write(integer: UInt64(value)) }
+            try output.write(json)
+            try output.write(Array(repeating: 0x20, count: DatasetFormat.align8(json.count) - json.count))
+        }
     }
 
     /// Appends one image (height × width × channels bytes, HWC) with its label.
@@ -331,7 +333,7 @@ public final class DatasetWriter {
         guard labels.count < count else {
             throw DatasetError(path: path, kind: .invalidArgument, reason: "more than the \(count) announced images appended")
         }
-        try output.write(UnsafeRawBufferPointer(image))
+        try withDatasetErrors { try output.write(UnsafeRawBufferPointer(image)) }
         labels.append(Int32(label))
     }
 
@@ -350,10 +352,12 @@ public final class DatasetWriter {
                                reason: "\(labels.count) images appended but \(count) announced; nothing was written")
         }
         let imagesEnd = output.bytesWritten
-        try output.writeZeros(DatasetFormat.align8(imagesEnd) - imagesEnd)
-        try labels.map { $0.littleEndian }.withUnsafeBytes { try output.write($0) }
-        try output.write(integer: output.crc32)
-        try output.commit()
+        try withDatasetErrors {
+            try output.writeZeros(DatasetFormat.align8(imagesEnd) - imagesEnd)
+            try labels.map { $0.littleEndian }.withUnsafeBytes { try output.write($0) }
+            try output.write(integer: output.crc32)
+            try output.commit()
+        }
         finished = true
     }
 }

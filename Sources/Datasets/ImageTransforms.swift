@@ -48,6 +48,19 @@ public struct Normalization: Equatable, Sendable {
     public static let imagenet = Normalization(mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
     /// No normalisation beyond /255 (tests, debugging).
     public static let unit = Normalization(mean: [0, 0, 0], std: [1, 1, 1])
+
+    /// The names configs, command lines and retriever exports use.
+    public static let names = ["clip", "imagenet", "unit"]
+
+    /// The normalisation called `name` (`clip`, `imagenet`, `unit`); nil for any other name.
+    public init?(named name: String) {
+        switch name {
+        case "clip": self = .clip
+        case "imagenet": self = .imagenet
+        case "unit": self = .unit
+        default: return nil
+        }
+    }
 }
 
 /// Colour jitter ranges, as torchvision's `ColorJitter`: brightness, contrast and

@@ -40,7 +40,14 @@ public struct PNGHeader: Equatable, Sendable {
     public var interlaced: Bool
 
     /// Samples per pixel of the colour type.
-    var channels: Int { [0: 1, 2: 3, 3: 1, 4: 2, 6: 4][colorType]! }
+    var channels: Int {
+        switch colorType {
+        case 2: return 3
+        case 4: return 2
+        case 6: return 4
+        default: return 1   // 0 (grey), 3 (palette); other types are rejected when the header is read
+        }
+    }
     /// Bits per pixel.
     var bitsPerPixel: Int { channels * bitDepth }
     /// Bytes per complete pixel, at least 1 (the filters' "bpp").

@@ -160,6 +160,26 @@ public struct ReportCorpus: Equatable, Sendable {
         return nil
     }
 
+    /// Resolves every report's label against `classNames`, leniently: a class name becomes
+    /// its index, a numeric label is kept when it is in range, anything else becomes nil
+    /// and is listed in `unmatched` (as written) so the caller can say so. The strict
+    /// reader (`init(path:classNames:)`) throws on the first such label instead.
+    public func resolvingLabels(classNames: [String]) -> (corpus: ReportCorpus, unmatched: Set<String>) {
+        var resolved = self
+        var unmatched = Set<String>()
+        for i in 0..<count {
+            if let label = labels[i], label >= 0, label < classNames.count { continue }
+            resolved.labels[i] = nil
+            guard let name = labelNames[i] else { continue }
+            if let index = classNames.firstIndex(of: name) {
+                resolved.labels[i] = index
+            } else {
+                unmatched.insert(name)
+            }
+        }
+        return (resolved, unmatched)
+    }
+
     /// The corpus as JSONL text: one object per report with "id", "text", and "tissue" and
     /// "label" where present. Labels are written as class names when `classNames` is
     /// given, else as integers.

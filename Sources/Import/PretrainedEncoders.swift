@@ -80,13 +80,12 @@ extension PretrainedEncoders {
 }
 
 /// Scales each row of a row-major (rows, width) matrix to unit L2 norm (rows of zeros stay zero).
+/// In place, with Kernels' `l2NormalizeForward` (the pairing's normalisation too).
 public func normalizeRows(_ x: inout [Float], width: Int) {
     precondition(width > 0 && x.count % width == 0, "normalizeRows: \(x.count) values are not rows of \(width)")
-    for r in 0..<(x.count / width) {
-        var s: Double = 0
-        for j in 0..<width { s += Double(x[r * width + j]) * Double(x[r * width + j]) }
-        guard s > 0 else { continue }
-        let inverse = Float(1 / s.squareRoot())
-        for j in 0..<width { x[r * width + j] *= inverse }
+    let rows = x.count / width
+    var norms = [Float](repeating: 0, count: rows)
+    x.withUnsafeMutableBufferPointer { p in
+        l2NormalizeForward(p.baseAddress!, p.baseAddress!, norms: &norms, rows: rows, cols: width)
     }
 }

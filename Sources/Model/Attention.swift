@@ -89,12 +89,6 @@ public final class MultiHeadAttention {
         keyKeep = keep
     }
 
-    /// Sets (or clears) the key padding from a (B·T) keep mask, true = attend.
-    public func setKeyPadding(mask: [Bool]?) {
-        guard let mask else { keyKeep = nil; return }
-        keyKeep = Tensor(shape: [mask.count], values: mask.map { $0 ? 1 : 0 })
-    }
-
     /// Analytic forward FLOPs (projections + the two attention products).
     public func forwardFlops(batch: Int, tokens: Int) -> Double {
         let rows = batch * tokens
@@ -151,7 +145,8 @@ public final class MultiHeadAttention {
         let dScoresAll = workspace.buffer(6, count: workers * T * T)      // (T, T) per worker
         dContext.update(repeating: 0, count: rows * E)
         outputProjection.backward(dy, dx: dContext)
-        dqkv.update(repeating: 0, count: rows * 3 * E)
+        // dqkv needs no zeroing: each (sequence, head) block of dQ, dK, dV is written once
+        // below, by a GEMM with β = 0.
         let scale = 1 / Float(d).squareRoot()
         let qkv = qkv.data, probs = probs.data
         forEachHead { b, h, worker in
@@ -161,19 +156,19 @@ public final class MultiHeadAttention {
             let p = probs + (b * heads + h) * T * T          // (T, T)
             let dO = dContext + b * T * E + h * d            // (T, d), ld E
             let dProbs = dProbsAll + worker * T * T, dScores = dScoresAll + worker * T * T
-            // dP = dO Vᵀ (T, T);  dV += Pᵀ dO (T, d)
+            // dP = dO Vᵀ (T, T);  dV = Pᵀ dO (T, d)
             gemm(.none, .transposed, m: T, n: T, k: d, a: dO, lda: E, b: v, ldb: 3 * E,
                  beta: 0, c: dProbs, ldc: T)
             gemm(.transposed, .none, m: T, n: d, k: T, a: p, lda: T, b: dO, ldb: E,
-                 beta: 1, c: dv, ldc: 3 * E)
+                 beta: 0, c: dv, ldc: 3 * E)
             // dS = P ⊙ (dP − rowsum(dP ⊙ P)); masked entries have P = 0, so dS = 0 there.
             dScores.update(repeating: 0, count: T * T)
             softmaxBackward(p, dProbs, dScores, rows: T, cols: T)
-            // dQ += scale · dS K;  dK += scale · dSᵀ Q
+            // dQ = scale · dS K;  dK = scale · dSᵀ Q
             gemm(.none, .none, m: T, n: d, k: T, alpha: scale, a: dScores, lda: T,
-                 b: k, ldb: 3 * E, beta: 1, c: dq, ldc: 3 * E)
+                 b: k, ldb: 3 * E, beta: 0, c: dq, ldc: 3 * E)
             gemm(.transposed, .none, m: T, n: d, k: T, alpha: scale, a: dScores, lda: T,
-                 b: q, ldb: 3 * E, beta: 1, c: dk, ldc: 3 * E)
+                 b: q, ldb: 3 * E, beta: 0, c: dk, ldc: 3 * E)
         }
         switch layout {
         case .fused:

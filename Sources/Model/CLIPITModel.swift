@@ -256,11 +256,3 @@ public final class CLIPITModel {
                        ignoreUnexpected: ignoreUnexpected)
     }
 }
-
-extension ParameterStore {
-    /// Whether any trainable parameter's name starts with `prefix` (a tower whose
-    /// parameters are all frozen needs no backward pass).
-    func hasTrainableParameters(prefix: String) -> Bool {
-        parameters.contains { $0.isTrainable && $0.name.hasPrefix(prefix) }
-    }
-}

@@ -33,19 +33,19 @@ public enum Activation: String, Codable, Sendable {
 /// when it is too small. Activations are therefore allocated on the first forward of a
 /// batch shape and reused by every later step of that shape (or any smaller one).
 @inline(__always)
-func ensure(_ t: inout Tensor, _ shape: BufferShape) {
+public func ensure(_ t: inout Tensor, _ shape: BufferShape) {
     if t.count < shape.count { t = Tensor(shape: shape.extents) }
 }
 
 /// The shape argument of `ensure`, written as an array literal (`[rows, E]`). It keeps up to
 /// four extents inline, so that the literal allocates nothing on the step path (an `[Int]`
 /// literal is a heap allocation on every call: about 450 per training step before).
-struct BufferShape: ExpressibleByArrayLiteral {
+public struct BufferShape: ExpressibleByArrayLiteral {
     private var e0 = 1, e1 = 1, e2 = 1, e3 = 1
     private var rank = 0
 
     @inline(__always)
-    init(arrayLiteral extents: Int...) {
+    public init(arrayLiteral extents: Int...) {
         precondition(extents.count <= 4, "BufferShape: at most 4 extents, got \(extents.count)")
         rank = extents.count
         for (i, n) in extents.enumerated() {

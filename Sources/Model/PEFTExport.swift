@@ -348,7 +348,7 @@ public enum PEFTExporter {
         do {
             var data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
             data.append(0x0A)
-            try data.withUnsafeBytes { try AtomicFileWriter.write($0, to: path) }
+            try AtomicFileWriter.write(data, to: path)
         } catch {
             throw PEFTExportError("cannot write '\(path)' (\(error.localizedDescription))")
         }

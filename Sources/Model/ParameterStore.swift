@@ -148,3 +148,11 @@ public final class ParameterStore {
         region == .trainable ? trainable.data : frozen.data
     }
 }
+
+extension ParameterStore {
+    /// Whether any trainable parameter's name starts with `prefix` (a tower whose
+    /// parameters are all frozen needs no backward pass).
+    public func hasTrainableParameters(prefix: String) -> Bool {
+        parameters.contains { $0.isTrainable && $0.name.hasPrefix(prefix) }
+    }
+}

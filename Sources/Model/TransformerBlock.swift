@@ -33,7 +33,9 @@ public final class TransformerBlock {
     public let mlp: MLP
     public let layerScale1: Parameter?
     public let layerScale2: Parameter?
-    public var linears: [Linear] { attention.linears + mlp.linears }
+    /// The block's Linear layers (attention, then MLP); built once, read every step by
+    /// the towers' `setDropoutStream`.
+    public let linears: [Linear]
 
     private var batch = 0, tokens = 0
     private var input: UnsafePointer<Float>?
@@ -69,6 +71,7 @@ public final class TransformerBlock {
         layerScale2 = layerScaleInit.map {
             store.declare(name + ".ls2.gamma", shape: [width], region: region, initializer: .constant($0))
         }
+        linears = attention.linears + mlp.linears
     }
 
     public func forwardFlops(batch: Int, tokens: Int) -> Double {

@@ -144,26 +144,50 @@ public struct PairedText {
     /// words every epoch and every run of that seed), and encodes it.
     public init(corpus: ReportCorpus, cleaned: [String]? = nil, pairs: PairsFile, imageCount: Int,
                 encoding: any TextEncoding, wordDropFraction: Double, seed: UInt64, pairsPath: String) throws {
-        guard pairs.imageCount == imageCount else {
-            throw TrainingError("pairs file '\(pairsPath)' has \(pairs.imageCount) images but the dataset has "
-                                + "\(imageCount): pair the same split again (clipit pair) or pass the matching pairs file")
-        }
-        guard pairs.reportCount == corpus.count else {
-            throw TrainingError("pairs file '\(pairsPath)' indexes \(pairs.reportCount) reports but the corpus has "
-                                + "\(corpus.count): pass the corpus the pairs were made from (--reports)")
-        }
-        let texts = cleaned ?? corpus.texts.map(ReportCleaning.clean)
-        let L = encoding.contextLength
+        try Self.check(pairs, imageCount: imageCount, reportCount: corpus.count, pairsPath: pairsPath)
+        self.init(tokens: Self.encode(cleaned ?? corpus.texts.map(ReportCleaning.clean), encoding: encoding,
+                                      wordDropFraction: wordDropFraction, seed: seed),
+                  contextLength: encoding.contextLength, reportOfImage: pairs.reportIndices)
+    }
+
+    /// Already encoded reports `(reports, L)` and each image's report index.
+    public init(tokens: [Int32], contextLength: Int, reportOfImage: [Int]) {
+        precondition(contextLength > 0 && tokens.count % contextLength == 0,
+                     "PairedText: \(tokens.count) token ids are not rows of \(contextLength)")
+        self.tokens = tokens
+        self.contextLength = contextLength
+        self.reportOfImage = reportOfImage
+    }
+
+    /// The same encoded reports paired with another split's images (no re-encoding).
+    public func paired(with pairs: PairsFile, imageCount: Int, pairsPath: String) throws -> PairedText {
+        try Self.check(pairs, imageCount: imageCount, reportCount: tokens.count / contextLength, pairsPath: pairsPath)
+        return PairedText(tokens: tokens, contextLength: contextLength, reportOfImage: pairs.reportIndices)
+    }
+
+    /// The token ids of every text, `(texts, L)`, after removing `wordDropFraction` of the
+    /// words of text j (seeded by `seed` and j).
+    public static func encode(_ texts: [String], encoding: any TextEncoding, wordDropFraction: Double,
+                              seed: UInt64) -> [Int32] {
         var tokens = [Int32]()
-        tokens.reserveCapacity(texts.count * L)
+        tokens.reserveCapacity(texts.count * encoding.contextLength)
         for (j, text) in texts.enumerated() {
             let kept = wordDropFraction > 0
                 ? ReportCleaning.dropWords(text, fraction: wordDropFraction, seed: seed, reportIndex: j) : text
             tokens.append(contentsOf: encoding.encode(kept))
         }
-        self.tokens = tokens
-        contextLength = L
-        reportOfImage = pairs.reportIndices
+        return tokens
+    }
+
+    private static func check(_ pairs: PairsFile, imageCount: Int, reportCount: Int, pairsPath: String) throws {
+        guard pairs.imageCount == imageCount else {
+            throw TrainingError("pairs file '\(pairsPath)' has \(pairs.imageCount) images but the dataset has "
+                                + "\(imageCount): pair the same split again (clipit pair) or pass the matching pairs file")
+        }
+        guard pairs.reportCount == reportCount else {
+            throw TrainingError("pairs file '\(pairsPath)' indexes \(pairs.reportCount) reports but the corpus has "
+                                + "\(reportCount): pass the corpus the pairs were made from (--reports)")
+        }
     }
 }
 

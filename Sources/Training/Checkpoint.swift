@@ -174,12 +174,7 @@ public enum Checkpoint {
     }
 
     /// FNV-1a over the bits of the frozen buffer.
-    static func frozenChecksum(_ store: ParameterStore) -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        let f = store.frozen
-        for i in 0..<f.count { h = (h ^ UInt64(f.data[i].bitPattern)) &* 0x0000_0100_0000_01B3 }
-        return h
-    }
+    static func frozenChecksum(_ store: ParameterStore) -> UInt64 { fnv1a(store.frozen) }
 
     static func hex(_ value: UInt64) -> String {
         let digits = String(value, radix: 16)

@@ -186,10 +186,7 @@ public final class CLIPITTrainable: TrainableModel {
         guard let t = model.textEmbeddings, let d = model.text?.outputDim else { return }
         for i in 0..<lastRows {
             let row = t + i * d
-            var norm: Float = 0
-            for k in 0..<d { norm += row[k] * row[k] }
-            let scale = 1 / max(norm.squareRoot(), 1e-12)
-            for k in 0..<d { sum[k] += row[k] * scale }
+            axpy(1 / max(Float(sumOfSquares(row, count: d).squareRoot()), 1e-12), row, sum, count: d)
         }
     }
 

@@ -1,4 +1,5 @@
 import Distributed
+import Formats
 import Foundation
 
 // Classification metrics for C classes (method decision 5: balanced accuracy is the
@@ -210,7 +211,12 @@ public func perClassAUROC(scores: [Float], labels: [Int], classCount: Int) -> [D
 /// average="macro")` restricted to those classes; sklearn itself refuses inputs with
 /// an absent class). `nil` when no class has both positives and negatives.
 public func macroAUROC(scores: [Float], labels: [Int], classCount: Int) -> Double? {
-    let defined = perClassAUROC(scores: scores, labels: labels, classCount: classCount).compactMap { $0 }
+    macroAUROC(perClassAUROC(scores: scores, labels: labels, classCount: classCount))
+}
+
+/// The unweighted mean of the defined per-class AUROCs; nil when none is defined.
+func macroAUROC(_ perClass: [Double?]) -> Double? {
+    let defined = perClass.compactMap { $0 }
     return defined.isEmpty ? nil : defined.reduce(0, +) / Double(defined.count)
 }
 
@@ -294,8 +300,7 @@ public struct MetricsReport: Codable, Equatable, Sendable {
         balancedAccuracy = confusion.balancedAccuracy
         macroF1 = confusion.macroF1
         let auroc = perClassAUROC ?? [Double?](repeating: nil, count: c)
-        let definedAUROC = auroc.compactMap { $0 }
-        macroAUROC = definedAUROC.isEmpty ? nil : definedAUROC.reduce(0, +) / Double(definedAUROC.count)
+        macroAUROC = Training.macroAUROC(auroc)
         perClass = (0..<c).map {
             ClassMetrics(name: names[$0], support: support[$0], predicted: predicted[$0],
                          precision: precision[$0], recall: recall[$0], f1: f1[$0], auroc: auroc[$0])
@@ -305,9 +310,7 @@ public struct MetricsReport: Codable, Equatable, Sendable {
 
     /// Pretty-printed JSON with sorted keys (stable across runs, diff-friendly).
     public func jsonData() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return try encoder.encode(self)
+        try prettyJSON(self)
     }
 
     /// A plain-text rendering: the summary metrics, a per-class table and the confusion

@@ -38,11 +38,12 @@ public final class RetrieverExportEncoder: PairingEncoder {
               tokenizer.vocabularySize == model.config.text.vocabularySize else {
             throw RetrieverError("\(path): the stored tokenizer does not fit the text tower")
         }
-        switch metadata["clipit.retriever.normalization"] ?? "clip" {
-        case "imagenet": normalization = .imagenet
-        case "unit": normalization = .unit
-        default: normalization = .clip
+        let normalizationName = metadata["clipit.retriever.normalization"] ?? "clip"
+        guard let named = Normalization(named: normalizationName) else {
+            throw RetrieverError("\(path): unknown clipit.retriever.normalization '\(normalizationName)' "
+                                 + "(\(Normalization.names.joined(separator: ", ")))")
         }
+        normalization = named
         self.model = model
         self.tokenizer = tokenizer
         transformer = ImageTransformer(config: .evaluation(outputSize: model.config.vision.imageSize,

@@ -1,4 +1,5 @@
 import Foundation
+import Formats
 import Datasets
 import Distributed
 import Kernels
@@ -93,8 +94,6 @@ public struct PairingRunSummary: Codable, Sendable {
 
     /// Pretty-printed JSON with sorted keys.
     public func jsonData() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return try encoder.encode(self)
+        try prettyJSON(self)
     }
 }

@@ -165,7 +165,7 @@ public struct PairsFile: Equatable, Sendable {
 
     /// Writes `jsonLines()` to `url` atomically (`AtomicFileWriter`: temporary file, fsync, rename).
     public func write(to url: URL) throws {
-        try jsonLines().withUnsafeBytes { try AtomicFileWriter.write($0, to: url.path) }
+        try AtomicFileWriter.write(jsonLines(), to: url.path)
     }
 
     /// Reads a file written by `write(to:)`.
@@ -280,8 +280,6 @@ public struct PairsSummary: Codable, Equatable, Sendable {
 
     /// Pretty-printed JSON with sorted keys.
     public func jsonData() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return try encoder.encode(self)
+        try prettyJSON(self)
     }
 }

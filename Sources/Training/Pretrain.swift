@@ -83,12 +83,10 @@ public struct PretrainSettings: Codable, Equatable, Sendable {
     }
 
     public func normalizationValue() throws -> Normalization {
-        switch normalization {
-        case "clip": return .clip
-        case "imagenet": return .imagenet
-        case "unit": return .unit
-        default: throw RetrieverError("unknown normalization '\(normalization)' (clip, imagenet or unit)")
+        guard let named = Normalization(named: normalization) else {
+            throw RetrieverError("unknown normalization '\(normalization)' (clip, imagenet or unit)")
         }
+        return named
     }
 
     /// Applies `loraRank` to a preset's towers.
@@ -145,13 +143,8 @@ public struct PairedRetrievalData {
                                      + "id is \(tokenizer.endOfTextId) (vocabulary size − 1)")
         }
         // Image i is paired with report i.
-        let identity = PairsFile(split: images.split, strategy: .top1, seed: 0, reportCount: corpus.count, recordedK: 1,
-                                 records: (0..<corpus.count).map {
-                                     PairRecord(image: $0, report: $0, score: 1, topReports: [$0], topScores: [1],
-                                                imageLabel: nil, reportLabel: nil)
-                                 })
-        self.text = try PairedText(corpus: corpus, cleaned: cleaned, pairs: identity, imageCount: images.count,
-                                   encoding: tokenizer, wordDropFraction: 0, seed: 0, pairsPath: reportsPath)
+        self.text = PairedText(tokens: PairedText.encode(cleaned, encoding: tokenizer, wordDropFraction: 0, seed: 0),
+                               contextLength: tokenizer.contextLength, reportOfImage: Array(0..<corpus.count))
         let held = Int((Double(images.count) * holdoutFraction).rounded())
         trainCount = images.count - held
         guard trainCount >= 2 else {
@@ -254,16 +247,17 @@ public final class RetrieverPretrainer {
             let batches = sampler.batches(epoch: epoch)
             for (b, local) in batches.enumerated() {
                 let clock = Stopwatch()
-                let n = sampler.globalBatchCount(b)
+                let n = sampler.globalBatchCount(b), counts = sampler.sliceCounts(batch: b)
                 store.zeroGradients()
-                let first = ShardedSampler.slice(of: n, rank: comm.rank, worldSize: comm.size).lowerBound
+                let first = counts[..<comm.rank].reduce(0, +)
                 model.setDropoutStream(DropoutStream(seed: dropoutSeed, step: UInt64(step), firstGlobalRow: first))
                 var loss: Float
                 if local.isEmpty {
-                    loss = try model.forwardBackward(images: nil, tokens: nil, batch: 0, comm: comm)
+                    loss = try model.forwardBackward(images: nil, tokens: nil, batch: 0, sliceCounts: counts, comm: comm)
                 } else {
                     let batch = trainAssembler.assemble(local, inputs: [.images, .tokens], seed: seed, epoch: epoch)
-                    loss = try model.forwardBackward(images: batch.images, tokens: batch.tokens, batch: local.count, comm: comm)
+                    loss = try model.forwardBackward(images: batch.images, tokens: batch.tokens, batch: local.count,
+                                                     sliceCounts: counts, comm: comm)
                 }
                 try comm.allreduce(store.gradients.data, count: store.trainableCount, .sum)
                 loss = try comm.allreduce(loss, .sum)

@@ -278,9 +278,7 @@ public func globalRowOffset(localCount: Int, comm: any Communicator) throws -> I
 public func evenSlice(count: Int, rank: Int, size: Int) -> Range<Int> {
     precondition(count >= 0 && size >= 1 && rank >= 0 && rank < size,
                  "evenSlice: count \(count), rank \(rank), size \(size)")
-    let base = count / size, extra = count % size
-    let start = rank * base + min(rank, extra)
-    return start ..< start + base + (rank < extra ? 1 : 0)
+    return ShardedSampler.slice(of: count, rank: rank, worldSize: size)
 }
 
 /// Throws unless every rank passed the same `value` (all ranks see the same gathered

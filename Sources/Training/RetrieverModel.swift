@@ -129,8 +129,8 @@ public final class RetrieverModel {
         loss = SymmetricInfoNCELoss(width: config.embeddingDim)
         store.allocate(seed: seed)
         let visionPrefix = vision.prefix, textPrefix = text.prefix
-        visionTrains = store.parameters.contains { $0.isTrainable && $0.name.hasPrefix(visionPrefix) }
-        textTrains = store.parameters.contains { $0.isTrainable && $0.name.hasPrefix(textPrefix) }
+        visionTrains = store.hasTrainableParameters(prefix: visionPrefix)
+        textTrains = store.hasTrainableParameters(prefix: textPrefix)
     }
 
     /// D, the width of both embeddings.
@@ -152,11 +152,6 @@ public final class RetrieverModel {
         text.setDropoutStream(stream)
     }
 
-    /// The current temperature-free scale e^min(s, ln 100) applied to cosines.
-    public var similarityScale: Float {
-        expf(min(logitScale.value.pointee, SymmetricInfoNCELoss.maximumLogitScale))
-    }
-
     // MARK: - Training
 
     /// One data-parallel forward and backward of the symmetric InfoNCE over a global batch.
@@ -166,13 +161,16 @@ public final class RetrieverModel {
     /// ranks' slices, in rank order, form the global batch of N pairs. Adds this rank's
     /// part of ∂L/∂θ into `store.gradients` (the caller zeroes them per step and sums them
     /// over ranks with one allreduce) and returns this rank's share of the loss (the sum
-    /// over ranks is L). Collectives: one `allgather` of the slice sizes and two
-    /// `allgatherv` of the embeddings.
+    /// over ranks is L). `sliceCounts`, the pairs of every rank in rank order, when the
+    /// caller knows them (`ShardedSampler.sliceCounts`); otherwise one `allgather` finds
+    /// them. Further collectives: two `allgatherv` of the embeddings.
     @discardableResult
     public func forwardBackward(images: UnsafePointer<Float>?, tokens: UnsafePointer<Int32>?, batch: Int,
-                                comm: any Communicator) throws -> Float {
+                                sliceCounts: [Int]? = nil, comm: any Communicator) throws -> Float {
         let d = embeddingDim
-        let counts = try comm.allgather([batch])                      // pairs per rank
+        let counts = try sliceCounts ?? comm.allgather([batch])       // pairs per rank
+        precondition(counts.count == comm.size && counts[comm.rank] == batch,
+                     "RetrieverModel.forwardBackward: slice counts \(counts) do not match rank \(comm.rank)'s batch \(batch)")
         let n = counts.reduce(0, +)
         precondition(n > 0, "RetrieverModel.forwardBackward: the global batch is empty")
         let first = counts[..<comm.rank].reduce(0, +)
@@ -207,8 +205,8 @@ public final class RetrieverModel {
             }
         }
         guard batch > 0 else { return value }
-        ensureCapacity(&dImages, batch * d)
-        ensureCapacity(&dTexts, batch * d)
+        ensure(&dImages, [batch * d])
+        ensure(&dTexts, [batch * d])
         dImages.data.update(repeating: 0, count: batch * d)
         dTexts.data.update(repeating: 0, count: batch * d)
         loss.backward(dImage: visionTrains ? dImages.data : nil, dText: textTrains ? dTexts.data : nil,
@@ -240,21 +238,6 @@ public final class RetrieverModel {
         let out = text.forward(tokens: tokens, batch: batch)
         let rows = Array(UnsafeBufferPointer(start: out, count: batch * embeddingDim))
         return normalize ? l2NormalizedRows(rows, dimension: embeddingDim) : rows
-    }
-
-    /// Embeds `count` items in batches of at most `batchSize`: `fill(range)` returns the
-    /// model input of items `range` (images `(b, 3, S, S)` or tokens `(b, L)`), `embed`
-    /// turns it into `(b, D)` rows. Returns `(count, D)`.
-    public static func embedInBatches<Input>(count: Int, batchSize: Int, fill: (Range<Int>) -> [Input],
-                                             embed: (UnsafePointer<Input>, Int) -> [Float]) -> [Float] {
-        precondition(batchSize >= 1, "embedInBatches: batchSize must be positive")
-        var out: [Float] = []
-        for start in stride(from: 0, to: count, by: batchSize) {
-            let range = start ..< min(start + batchSize, count)
-            let input = fill(range)
-            out += input.withUnsafeBufferPointer { embed($0.baseAddress!, range.count) }
-        }
-        return out
     }
 
     // MARK: - Export and import
@@ -306,12 +289,4 @@ public final class RetrieverModel {
         model.isTraining = false
         return (model, file.metadata)
     }
-}
-
-// MARK: - Buffer helper
-
-/// Makes sure `tensor` holds at least `count` floats (contents not kept); allocates only
-/// when the batch grows, never in the steady state.
-private func ensureCapacity(_ tensor: inout Tensor, _ count: Int) {
-    if tensor.count < count { tensor = Tensor(shape: [count]) }
 }

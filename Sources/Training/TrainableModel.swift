@@ -94,14 +94,14 @@ extension TrainableModel {
     /// A 64-bit FNV-1a hash of the bits of every parameter, trainable then frozen: equal
     /// on two ranks exactly when their weights are bit-identical (up to hash collisions).
     public func weightChecksum() -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        func fold(_ tensor: Tensor) {
-            for i in 0..<tensor.count {
-                h = (h ^ UInt64(tensor.data[i].bitPattern)) &* 0x0000_0100_0000_01B3
-            }
-        }
-        fold(store.trainable)
-        fold(store.frozen)
-        return h
+        fnv1a(store.frozen, continuing: fnv1a(store.trainable))
     }
+}
+
+/// 64-bit FNV-1a over the bit patterns of `tensor`'s floats, continuing from `h`
+/// (the FNV offset basis by default).
+func fnv1a(_ tensor: Tensor, continuing h: UInt64 = 0xCBF2_9CE4_8422_2325) -> UInt64 {
+    var h = h
+    for i in 0..<tensor.count { h = (h ^ UInt64(tensor.data[i].bitPattern)) &* 0x0000_0100_0000_01B3 }
+    return h
 }

@@ -69,6 +69,8 @@ public final class Trainer {
     let seed: UInt64
     private let validationPoints: Set<Int>
     private var lastValidatedStep = -1
+    /// The step `last.safetensors` was last written at (rank 0).
+    private var lastSavedStep = -1
 
     /// Sets up a run on every rank: reads the data, builds the model from the seed (or
     /// from the checkpoint `resume`), checks that all ranks hold identical weights.
@@ -77,8 +79,18 @@ public final class Trainer {
     /// image preprocessing first (`resolvingPretrainedFolders`); `config` is the result.
     public init(config: TrainingConfig, comm: any Communicator, outputDirectory: String, resume: String? = nil,
                 showProgress: Bool = true) throws {
-        let config = try config.resolvingPretrainedFolders()
+        var config = try config.resolvingPretrainedFolders()
         try config.validate()
+        var resumeHeader: Checkpoint.Header?
+        var resumeFile: SafeTensorsFile?
+        if let resume {
+            let opened = try Checkpoint.open(resume)
+            (resumeFile, resumeHeader) = (opened.file, opened.header)
+            // A resumed configuration keeps the stop point its checkpoint was stopped at:
+            // one at or before the checkpoint's step is spent, and the effective (saved)
+            // configuration is then that of an uninterrupted run.
+            if config.train.stopAfterSteps <= opened.header.state.step { config.train.stopAfterSteps = 0 }
+        }
         self.config = config
         self.comm = comm
         self.outputDirectory = outputDirectory
@@ -94,15 +106,9 @@ public final class Trainer {
             throw TrainingError("'\(val.path)' has classes \(val.classNames), '\(train.path)' has \(classNames): "
                                 + "train and validate on splits of the same dataset")
         }
-        var resumeHeader: Checkpoint.Header?
-        var resumeFile: SafeTensorsFile?
-        if let resume {
-            let opened = try Checkpoint.open(resume)
-            (resumeFile, resumeHeader) = (opened.file, opened.header)
-            if opened.header.classNames != classNames {
-                throw TrainingError("checkpoint '\(resume)' was trained on classes \(opened.header.classNames), "
-                                    + "the training data has \(classNames)")
-            }
+        if let resume, let resumeHeader, resumeHeader.classNames != classNames {
+            throw TrainingError("checkpoint '\(resume)' was trained on classes \(resumeHeader.classNames), "
+                                + "the training data has \(classNames)")
         }
 
         let built = try makeModel(config, classes: classNames.count)
@@ -134,10 +140,9 @@ public final class Trainer {
                                        imageCount: train.count, encoding: encoding, wordDropFraction: drop, seed: seed,
                                        pairsPath: config.data.trainPairs)
             if let val, built.predictionInputs.contains(.tokens) {
-                valText = try PairedText(corpus: corpus, cleaned: cleaned,
-                                         pairs: try PairsFile(contentsOf: URL(fileURLWithPath: config.data.valPairs)),
-                                         imageCount: val.count, encoding: encoding, wordDropFraction: drop, seed: seed,
-                                         pairsPath: config.data.valPairs)
+                // The same reports, tokens and word drop as training: only the pairing differs.
+                valText = try trainText?.paired(with: try PairsFile(contentsOf: URL(fileURLWithPath: config.data.valPairs)),
+                                                imageCount: val.count, pairsPath: config.data.valPairs)
             }
         } else {
             tokenizer = nil
@@ -317,9 +322,7 @@ public final class Trainer {
             bestStep: state.bestStep, seconds: clock.lap(), imagesPerSecond: Double(imagesThisRun) / max(trainingSeconds, 1e-9),
             trainableParameters: store.trainableCount, totalParameters: store.trainableCount + store.frozenCount)
         if comm.rank == 0 {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(summary).withUnsafeBytes { try AtomicFileWriter.write($0, to: outputDirectory + "/summary.json") }
+            try AtomicFileWriter.writeJSON(summary, to: outputDirectory + "/summary.json")
             let best = summary.bestBalancedAccuracy.map { String(format: ", best balanced accuracy %.2f%% at step %d", $0 * 100, summary.bestStep ?? 0) } ?? ""
             progress.message(String(format: "train: %@ after %d steps in %.1f s (%.1f img/s)%@; checkpoints in %@",
                                     stopped ? "stopped" : "done", summary.steps, summary.seconds, summary.imagesPerSecond,
@@ -355,8 +358,15 @@ public final class Trainer {
     }
 
     /// Rank 0 writes the checkpoint `name` in the output directory (atomically).
+    /// Writes checkpoint `name` (rank 0). `last.safetensors` is written once per step at
+    /// most: a validation, the periodic checkpoint and the end of the run can all ask for
+    /// it at the same step.
     func saveCheckpoint(_ name: String) throws {
         guard comm.rank == 0 else { return }
+        if name == "last.safetensors" {
+            if lastSavedStep == state.step { return }
+            lastSavedStep = state.step
+        }
         try Checkpoint.write(to: outputDirectory + "/" + name, model: model, optimizer: optimizer, config: config,
                              state: state, classNames: classNames, tokenizer: tokenizer)
     }

@@ -302,12 +302,10 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// the one named by `data.normalization`.
     public func normalization() throws -> Normalization {
         if let p = data.preprocessing { return Normalization(mean: p.mean, std: p.std) }
-        switch data.normalization {
-        case "imagenet": return .imagenet
-        case "clip": return .clip
-        case "unit": return .unit
-        default: throw TrainingError("config: data.normalization must be imagenet, clip or unit, got '\(data.normalization)'")
+        guard let named = Normalization(named: data.normalization) else {
+            throw TrainingError("config: data.normalization must be imagenet, clip or unit, got '\(data.normalization)'")
         }
+        return named
     }
 
     // MARK: YAML

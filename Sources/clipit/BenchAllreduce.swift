@@ -82,9 +82,7 @@ struct BenchAllreduce: ParsableCommand {
     }
 
     func run() throws {
-        let comm = try communicator.make()
-        comm.runOrAbort { try measure(comm) }
-        comm.shutdown()
+        try communicator.run { comm in try measure(comm) }
     }
 
     private func measure(_ comm: any Communicator) throws {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Formats
 import Foundation
 import Kernels
+import Model
 
 /// `clipit bench gemm`: single-precision GEMM throughput through OpenBLAS, for square
 /// matrices (the machine's practical peak) and for every matrix product of one ViT
@@ -142,26 +143,26 @@ private struct GEMMShape {
     var flops: Double { Double(batch) * gemmFlops(m: m, n: n, k: k) }
 }
 
-/// A ViT image tower, for its GEMM shapes.
+/// A ViT image tower (the Model presets), for its GEMM shapes.
 private struct ViTConfig {
     var name: String
     var title: String
-    var width: Int
-    var heads: Int
-    var mlp: Int
-    var depth: Int
-    var patch = 16
-    var image = 224
+    var vision: VisionConfig
 
     static let all = [
-        ViTConfig(name: "vit-s16", title: "ViT-S/16", width: 384, heads: 6, mlp: 1536, depth: 12),
-        ViTConfig(name: "vit-b16", title: "ViT-B/16", width: 768, heads: 12, mlp: 3072, depth: 12),
+        ViTConfig(name: "vit-s16", title: "ViT-S/16", vision: .vitS16),
+        ViTConfig(name: "vit-b16", title: "ViT-B/16", vision: .vitB16),
     ]
 
     static func named(_ name: String) -> ViTConfig? { all.first { $0.name == name } }
 
-    var patches: Int { (image / patch) * (image / patch) }
-    var tokens: Int { patches + 1 }   // + class token
+    var width: Int { vision.width }
+    var heads: Int { vision.heads }
+    var mlp: Int { vision.mlpHidden }
+    var depth: Int { vision.depth }
+    var patch: Int { vision.patchSize }
+    var patches: Int { vision.patchCount }
+    var tokens: Int { vision.tokens }   // + class token
 
     /// Each GEMM of one training step with how many times it runs per step.
     func shapes(batch: Int) -> [(GEMMShape, Int)] {
@@ -188,9 +189,9 @@ private struct ViTConfig {
             ("attn S=QK^T fwd", .none, .transposed, t, t, d, 0),
             ("attn O=PV fwd", .none, .none, t, d, t, 0),
             ("attn dP=dO.V^T", .none, .transposed, t, t, d, 0),
-            ("attn dV=P^T.dO", .transposed, .none, t, d, t, 1),
-            ("attn dQ=dS.K", .none, .none, t, d, t, 1),
-            ("attn dK=dS^T.Q", .transposed, .none, t, d, t, 1),
+            ("attn dV=P^T.dO", .transposed, .none, t, d, t, 0),
+            ("attn dQ=dS.K", .none, .none, t, d, t, 0),
+            ("attn dK=dS^T.Q", .transposed, .none, t, d, t, 0),
         ]
         for (label, ta, tb, m, n, k, beta) in attention {
             out.append((GEMMShape(name: "\(name) \(label)", transA: ta, transB: tb, m: m, n: n, k: k,
@@ -227,13 +228,5 @@ private struct Reporter {
                   + lpad(String(format: "%.3f", seconds * 1e3), 10) + lpad(String(format: "%.1f", gflops), 9)
                   + lpad(String(format: "%.0f%%", 100 * fraction), 9))
         }
-    }
-
-    private func pad(_ s: String, _ width: Int) -> String {
-        s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
-    }
-
-    private func lpad(_ s: String, _ width: Int) -> String {
-        s.count >= width ? " " + s : String(repeating: " ", count: width - s.count) + s
     }
 }

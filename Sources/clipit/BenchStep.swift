@@ -312,17 +312,17 @@ private struct StepResult {
             guard let part, let whole, whole > 0 else { return "-" }
             return String(format: "%.0f%%", 100 * part / whole)
         }
-        return Self.pad(model, 9) + Self.pad(method, 15) + Self.lpad("\(threads)", 4)
-            + Self.lpad(String(format: "%.2f", secondsPerStep), 8)
-            + Self.lpad(String(format: "%.2f", imagesPerSecond), 7)
-            + Self.lpad(String(format: "%.0f", flops.total / 1e9), 8)
-            + Self.lpad(String(format: "%.1f", gflops), 9)
-            + Self.lpad(String(format: "%.1f", peakGflops), 7)
-            + Self.lpad(String(format: "%.0f%%", 100 * peakFraction), 8)
-            + Self.lpad(seconds(forward), 7) + Self.lpad(seconds(backward), 7)
-            + Self.lpad(String(format: "%.2f", optimizer), 7)
-            + Self.lpad(share(forwardGEMM, forward), 9) + Self.lpad(share(backwardGEMM, backward), 9)
-            + Self.lpad(String(format: "%.0f", peakResidentMiB), 9)
+        return pad(model, 9) + pad(method, 15) + lpad("\(threads)", 4)
+            + lpad(String(format: "%.2f", secondsPerStep), 8)
+            + lpad(String(format: "%.2f", imagesPerSecond), 7)
+            + lpad(String(format: "%.0f", flops.total / 1e9), 8)
+            + lpad(String(format: "%.1f", gflops), 9)
+            + lpad(String(format: "%.1f", peakGflops), 7)
+            + lpad(String(format: "%.0f%%", 100 * peakFraction), 8)
+            + lpad(seconds(forward), 7) + lpad(seconds(backward), 7)
+            + lpad(String(format: "%.2f", optimizer), 7)
+            + lpad(share(forwardGEMM, forward), 9) + lpad(share(backwardGEMM, backward), 9)
+            + lpad(String(format: "%.0f", peakResidentMiB), 9)
     }
 
     var json: String {
@@ -361,13 +361,6 @@ private struct StepResult {
         return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
     }
 
-    private static func pad(_ s: String, _ width: Int) -> String {
-        s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
-    }
-
-    private static func lpad(_ s: String, _ width: Int) -> String {
-        s.count >= width ? " " + s : String(repeating: " ", count: width - s.count) + s
-    }
 }
 
 private func mean(_ values: [Double]) -> Double { values.reduce(0, +) / Double(max(values.count, 1)) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Distributed
+import Model
 
 /// Chooses the communicator of a command: `--comm auto|mpi|single`.
 struct CommunicatorOptions: ParsableArguments {
@@ -8,6 +9,21 @@ struct CommunicatorOptions: ParsableArguments {
     var mode: CommunicatorMode = .auto
 
     func make() throws -> any Communicator { try Communicators.make(mode) }
+
+    /// Runs a command's work on this process's rank: makes the communicator, aborts the
+    /// whole job (non-zero exit on every rank) when `body` throws on any rank, and shuts the
+    /// communicator down afterwards.
+    ///
+    /// A `clipit` process is one rank whose BLAS calls all come from this thread, so the
+    /// attention heads may run on parallel workers with single-threaded GEMMs
+    /// (`MultiHeadAttention.parallelHeads`, the path `clipit bench step` measures; the same
+    /// results bit for bit, and no change with one BLAS thread per rank).
+    func run(_ body: (any Communicator) throws -> Void) throws {
+        let comm = try make()
+        MultiHeadAttention.parallelHeads = true
+        comm.runOrAbort { try body(comm) }
+        comm.shutdown()
+    }
 }
 
 extension CommunicatorMode: ExpressibleByArgument {}

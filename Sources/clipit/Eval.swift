@@ -50,9 +50,7 @@ struct Eval: ParsableCommand {
     }
 
     func run() throws {
-        let comm = try communicator.make()
-        comm.runOrAbort { try evaluateCheckpoints(comm) }
-        comm.shutdown()
+        try communicator.run { comm in try evaluateCheckpoints(comm) }
     }
 
     private func evaluateCheckpoints(_ comm: any Communicator) throws {
@@ -110,7 +108,7 @@ struct Eval: ParsableCommand {
                 object["omega"] = omega
             }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-            try data.withUnsafeBytes { try AtomicFileWriter.write($0, to: out) }
+            try AtomicFileWriter.write(data, to: out)
             print("eval: wrote \(out)")
         }
     }

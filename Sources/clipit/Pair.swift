@@ -57,8 +57,7 @@ struct Pair: ParsableCommand {
     }
 
     func run() throws {
-        let comm = try communicator.make()
-        comm.runOrAbort {
+        try communicator.run { comm in
             var clock = Stopwatch()
             let pipeline = try PairingPipeline(retrieverPath: retriever, comm: comm, batchSize: batchSize)
             let options = PairingOptions(strategy: try PairingStrategy(parsing: strategy), seed: seed, recordedK: k)
@@ -66,10 +65,15 @@ struct Pair: ParsableCommand {
             guard !present.isEmpty else {
                 throw RetrieverError("no split of \(splits) found in \(data) (expected <split>.cds files)")
             }
-            // Report labels given as class names map to the datasets' class indices; a
-            // corpus whose labels are other names is read without labels.
+            // Report labels given as class names map to the datasets' class indices; labels
+            // that are not classes are left out of the label statistics, and said so.
             let classNames = try DatasetFile(path: data + "/\(present[0]).cds").classNames
-            let corpus = try (try? ReportCorpus(path: reports, classNames: classNames)) ?? ReportCorpus(path: reports)
+            let (corpus, unmatched) = try ReportCorpus(path: reports).resolvingLabels(classNames: classNames)
+            if comm.rank == 0 && !unmatched.isEmpty {
+                let shown = unmatched.sorted().prefix(5).map { "\"\($0)\"" }.joined(separator: ", ")
+                print("pair: warning: \(reports): \(unmatched.count) report label\(unmatched.count == 1 ? " is" : "s are") not "
+                           + "a class of \(data) (\(shown)\(unmatched.count > 5 ? ", …" : "")); those reports count as unlabelled")
+            }
             if comm.rank == 0 { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
             let localReports = pipeline.embedReports(corpus)
             let reportLabels = corpus.labels.contains { $0 != nil } ? corpus.labels : nil
@@ -92,12 +96,11 @@ struct Pair: ParsableCommand {
             if comm.rank == 0 {
                 let run = PairingRunSummary(retriever: retriever, reports: reports, ranks: comm.size, seconds: seconds,
                                             splits: summaries)
-                try run.jsonData().withUnsafeBytes { try AtomicFileWriter.write($0, to: out + "/pairing-summary.json") }
+                try AtomicFileWriter.write(run.jsonData(), to: out + "/pairing-summary.json")
                 print(String(format: "pair: strategy %@, %d rank%@, %.1f s; wrote %@/<split>.pairs.jsonl and pairing-summary.json",
                              options.strategy.description, comm.size, comm.size == 1 ? "" : "s", seconds, out))
             }
             try comm.barrier()
         }
-        comm.shutdown()
     }
 }

@@ -42,8 +42,7 @@ struct Predict: ParsableCommand {
     }
 
     func run() throws {
-        let comm = try communicator.make()
-        comm.runOrAbort {
+        try communicator.run { comm in
             let dataset = try DatasetFile(path: images)
             let (model, header) = try Checkpoint.loadModel(checkpoint)
             model.mergeLoRA()
@@ -64,10 +63,9 @@ struct Predict: ParsableCommand {
                 let line = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
                 text += String(decoding: line, as: UTF8.self) + "\n"
             }
-            try Data(text.utf8).withUnsafeBytes { try AtomicFileWriter.write($0, to: out) }
+            try AtomicFileWriter.write(Data(text.utf8), to: out)
             print("predict: \(p.sampleCount) images → \(out) (balanced accuracy against the file's labels "
                   + String(format: "%.2f%%)", result.report.balancedAccuracy * 100))
         }
-        comm.shutdown()
     }
 }

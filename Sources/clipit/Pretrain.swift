@@ -103,8 +103,7 @@ struct Pretrain: ParsableCommand {
     }
 
     func run() throws {
-        let comm = try communicator.make()
-        comm.runOrAbort {
+        try communicator.run { comm in
             let settings = self.settings
             let config = settings.apply(to: try RetrieverPresets.config(preset))
             let paired = try PairedRetrievalData(imagesPath: images ?? data! + "/paired.cds",
@@ -115,10 +114,8 @@ struct Pretrain: ParsableCommand {
                                                   outputDirectory: out)
             let summary = try trainer.run()
             if comm.rank == 0 {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try encoder.encode(settings).withUnsafeBytes { try AtomicFileWriter.write($0, to: out + "/settings.json") }
-                try encoder.encode(summary).withUnsafeBytes { try AtomicFileWriter.write($0, to: out + "/summary.json") }
+                try AtomicFileWriter.writeJSON(settings, to: out + "/settings.json")
+                try AtomicFileWriter.writeJSON(summary, to: out + "/summary.json")
                 try model.export(to: out + "/retriever.safetensors", metadata: [
                     "clipit.tokenizer": paired.tokenizer.stateJSON,
                     "clipit.retriever.normalization": settings.normalization,
@@ -136,6 +133,5 @@ struct Pretrain: ParsableCommand {
             }
             try comm.barrier()
         }
-        comm.shutdown()
     }
 }

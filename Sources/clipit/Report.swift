@@ -58,7 +58,7 @@ struct Report: ParsableCommand {
 
         let outDir = out ?? runs
         try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
-        try Data(markdown.utf8).withUnsafeBytes { try AtomicFileWriter.write($0, to: outDir + "/results.md") }
+        try AtomicFileWriter.write(Data(markdown.utf8), to: outDir + "/results.md")
         var object: [String: Any] = [
             "runs": runs,
             "std": "sample standard deviation over seeds (n - 1); 0 for one seed",
@@ -69,7 +69,7 @@ struct Report: ParsableCommand {
         if !pairings.isEmpty { object["pairings"] = pairings.map(\.json) }
         let data = try JSONSerialization.data(withJSONObject: object,
                                               options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        try data.withUnsafeBytes { try AtomicFileWriter.write($0, to: outDir + "/results.json") }
+        try AtomicFileWriter.write(data, to: outDir + "/results.json")
         print("report: wrote \(outDir)/results.md and \(outDir)/results.json")
     }
 

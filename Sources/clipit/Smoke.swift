@@ -34,9 +34,7 @@ struct Smoke: ParsableCommand {
     }
 
     func run() throws {
-        let comm = try communicator.make()
-        comm.runOrAbort { try smoke(comm) }
-        comm.shutdown()
+        try communicator.run { comm in try smoke(comm) }
     }
 
     private func smoke(_ comm: any Communicator) throws {

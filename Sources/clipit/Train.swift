@@ -98,15 +98,13 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        let comm = try communicator.make()
-        comm.runOrAbort {
+        try communicator.run { comm in
             let config = try resolveConfig()
             let output = out ?? ((resume ?? ".") as NSString).deletingLastPathComponent
             let trainer = try Trainer(config: config, comm: comm, outputDirectory: output.isEmpty ? "." : output,
                                       resume: resume, showProgress: !quiet)
             _ = try trainer.run()
         }
-        comm.shutdown()
     }
 
     /// Preset ← config file ← --set ← explicit flags (or the checkpoint's configuration
@@ -124,7 +122,7 @@ struct Train: ParsableCommand {
         set("train.batch_size", batch)
         set("optim.lr", lr)
         set("train.max_steps", maxSteps)
-        set("train.stop_after_steps", stopAfterSteps ?? (resume != nil ? 0 : nil))
+        set("train.stop_after_steps", stopAfterSteps)
         set("train.validations_per_epoch", validationsPerEpoch)
         if let data {
             let exists = { FileManager.default.fileExists(atPath: data + "/" + $0) }

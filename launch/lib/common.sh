@@ -33,13 +33,6 @@ ensure_swift() {
     command -v swift >/dev/null || die "no Swift toolchain on PATH: install Swift 6.0 or later (https://swift.org/install)."
 }
 
-# Runs mpirun as this user may: root needs --allow-run-as-root.
-mpirun_flags() {
-    local flags=()
-    [ "$(id -u)" -eq 0 ] && flags+=(--allow-run-as-root)
-    printf '%s\n' "${flags[@]}"
-}
-
 # Builds the release products (the binaries we run and measure).
 build_release() {
     log "building release"
