@@ -109,3 +109,15 @@ public func resolvePairsPath(_ fileOrDirectory: String, split: String) throws ->
     }
     return found
 }
+
+/// Stage 3 on a checkpoint: loads its model, folds LoRA into the base weights unless
+/// `mergeLoRA` is false, and evaluates it on `dataset` (`evaluationAssembler`, `evaluate`).
+public func evaluateCheckpoint(_ path: String, on dataset: DatasetFile, pairsPath: String?, reportsPath: String?,
+                               mergeLoRA: Bool = true, comm: any Communicator, batchSize: Int) throws
+    -> (result: EvaluationResult, model: any TrainableModel, header: Checkpoint.Header) {
+    let (model, header) = try Checkpoint.loadModel(path)
+    if mergeLoRA { model.mergeLoRA() }
+    let assembler = try evaluationAssembler(for: model, header: header, dataset: dataset, pairsPath: pairsPath,
+                                            reportsPath: reportsPath)
+    return (try evaluate(model, on: assembler, comm: comm, batchSize: batchSize), model, header)
+}

@@ -30,7 +30,7 @@ public final class RetrieverExportEncoder: PairingEncoder {
     /// Loads the export: the model, its tokenizer and image normalisation from the metadata.
     public init(path: String) throws {
         let (model, metadata) = try RetrieverModel.load(path: path)
-        guard let state = metadata["clipit.tokenizer"] else {
+        guard let state = metadata[RetrieverModel.tokenizerMetadataKey] else {
             throw RetrieverError("\(path) has no tokenizer ('clipit.tokenizer' metadata); export it with `clipit pretrain`")
         }
         let tokenizer = try WordTokenizer(stateJSON: state)
@@ -38,7 +38,7 @@ public final class RetrieverExportEncoder: PairingEncoder {
               tokenizer.vocabularySize == model.config.text.vocabularySize else {
             throw RetrieverError("\(path): the stored tokenizer does not fit the text tower")
         }
-        let normalizationName = metadata["clipit.retriever.normalization"] ?? "clip"
+        let normalizationName = metadata[RetrieverModel.normalizationMetadataKey] ?? "clip"
         guard let named = Normalization(named: normalizationName) else {
             throw RetrieverError("\(path): unknown clipit.retriever.normalization '\(normalizationName)' "
                                  + "(\(Normalization.names.joined(separator: ", ")))")

@@ -1,6 +1,7 @@
 import Foundation
 import Datasets
 import Distributed
+import Formats
 import Kernels
 import Model
 
@@ -186,6 +187,8 @@ public final class RetrieverPretrainer {
     public let optimizer: Adam
     public let schedule: LearningRateSchedule
     public let totalSteps: Int
+    /// Where rank 0 writes metrics.jsonl and `writeOutputs`' files; nil: nowhere.
+    public let outputDirectory: String?
     let trainAssembler: BatchAssembler
     let evalAssembler: BatchAssembler
     let log: MetricsLog
@@ -198,6 +201,7 @@ public final class RetrieverPretrainer {
         self.model = model
         self.data = data
         self.settings = settings
+        self.outputDirectory = outputDirectory
         self.comm = comm
         seed = UInt64(truncatingIfNeeded: settings.seed)
         let normalization = try settings.normalizationValue()
@@ -305,6 +309,20 @@ public final class RetrieverPretrainer {
                                pairsPerSecond: Double(pairs) / max(seconds, 1e-9), finalLoss: lastLoss.map(Double.init),
                                logitScale: Double(model.logitScale.value.pointee),
                                trainableParameters: store.trainableCount, before: before, after: after)
+    }
+
+    /// Writes the run's outputs from rank 0 into `outputDirectory` (nothing without one):
+    /// `settings.json`, `summary.json` and `retriever.safetensors`, the export
+    /// `clipit pair` reads (`PairingEncoder`): the weights with the tokenizer and the
+    /// image normalisation, plus `metadata` (e.g. preset and seed, for the record).
+    public func writeOutputs(summary: PretrainSummary, metadata: [String: String] = [:]) throws {
+        guard comm.rank == 0, let outputDirectory else { return }
+        try AtomicFileWriter.writeJSON(settings, to: outputDirectory + "/settings.json")
+        try AtomicFileWriter.writeJSON(summary, to: outputDirectory + "/summary.json")
+        var meta = metadata
+        meta[RetrieverModel.tokenizerMetadataKey] = data.tokenizer.stateJSON
+        meta[RetrieverModel.normalizationMetadataKey] = settings.normalization
+        try model.export(to: outputDirectory + "/retriever.safetensors", metadata: meta)
     }
 
     /// Retrieval quality on the held-out pairs (every rank embeds a slice; the result is

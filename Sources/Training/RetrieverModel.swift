@@ -247,6 +247,10 @@ public final class RetrieverModel {
     /// The metadata key holding the format name.
     public static let formatMetadataKey = "clipit.format"
     public static let formatName = "clipit-retriever-v1"
+    /// The metadata key holding the word tokenizer's state (`WordTokenizer.stateJSON`).
+    public static let tokenizerMetadataKey = "clipit.tokenizer"
+    /// The metadata key holding the image normalisation's name (`Normalization(named:)`).
+    public static let normalizationMetadataKey = "clipit.retriever.normalization"
 
     /// Writes the model for inference: LoRA (if any) is merged into the base weights and
     /// only base parameters are written under their contract names (`vision.*`, `text.*`,

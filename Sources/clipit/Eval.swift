@@ -61,24 +61,19 @@ struct Eval: ParsableCommand {
         let pairsPath = try pairs.map { try resolvePairsPath($0, split: dataset.split) }
 
         var clock = Stopwatch()
-        let (model, header) = try Checkpoint.loadModel(checkpoint)
-        if !noMerge { model.mergeLoRA() }
-        let assembler = try evaluationAssembler(for: model, header: header, dataset: dataset, pairsPath: pairsPath,
-                                                reportsPath: reports)
-        let result = try evaluate(model, on: assembler, comm: comm, batchSize: batch)
+        let (result, _, header) = try evaluateCheckpoint(checkpoint, on: dataset, pairsPath: pairsPath, reportsPath: reports,
+                                                         mergeLoRA: !noMerge, comm: comm, batchSize: batch)
 
         var textResult: EvaluationResult?
         var omega: Double?
         if let textCheckpoint {
-            let (textModel, textHeader) = try Checkpoint.loadModel(textCheckpoint)
-            guard textModel.predictionInputs.contains(.tokens) else {
+            let textHeader = try Checkpoint.open(textCheckpoint).header
+            guard try !textHeader.config.trainingMethod().readsImages else {
                 throw TrainingError("--text-checkpoint '\(textCheckpoint)' is a \(textHeader.config.method) model; "
                                     + "pass a checkpoint trained with --method text-only")
             }
-            textModel.mergeLoRA()
-            let textAssembler = try evaluationAssembler(for: textModel, header: textHeader, dataset: dataset,
-                                                        pairsPath: pairsPath, reportsPath: reports)
-            let text = try evaluate(textModel, on: textAssembler, comm: comm, batchSize: batch)
+            let text = try evaluateCheckpoint(textCheckpoint, on: dataset, pairsPath: pairsPath, reportsPath: reports,
+                                              comm: comm, batchSize: batch).result
             let c = result.predictions.classCount
             omega = omegaScore(labels: result.predictions.labels,
                                textPredictions: argmaxPredictions(scores: text.predictions.scores, classCount: c),

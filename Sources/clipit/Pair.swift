@@ -58,7 +58,7 @@ struct Pair: ParsableCommand {
 
     func run() throws {
         try communicator.run { comm in
-            var clock = Stopwatch()
+            let clock = Stopwatch()
             let pipeline = try PairingPipeline(retrieverPath: retriever, comm: comm, batchSize: batchSize)
             let options = PairingOptions(strategy: try PairingStrategy(parsing: strategy), seed: seed, recordedK: k)
             let present = splits.filter { FileManager.default.fileExists(atPath: data + "/\($0).cds") }

@@ -44,12 +44,9 @@ struct Predict: ParsableCommand {
     func run() throws {
         try communicator.run { comm in
             let dataset = try DatasetFile(path: images)
-            let (model, header) = try Checkpoint.loadModel(checkpoint)
-            model.mergeLoRA()
             let pairsPath = try pairs.map { try resolvePairsPath($0, split: dataset.split) }
-            let assembler = try evaluationAssembler(for: model, header: header, dataset: dataset, pairsPath: pairsPath,
-                                                    reportsPath: reports)
-            let result = try evaluate(model, on: assembler, comm: comm, batchSize: batch)
+            let (result, _, header) = try evaluateCheckpoint(checkpoint, on: dataset, pairsPath: pairsPath,
+                                                             reportsPath: reports, comm: comm, batchSize: batch)
             guard comm.rank == 0 else { return }
             let p = result.predictions, c = p.classCount
             let predictions = argmaxPredictions(scores: p.scores, classCount: c)

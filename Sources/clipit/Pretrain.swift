@@ -113,15 +113,9 @@ struct Pretrain: ParsableCommand {
             let trainer = try RetrieverPretrainer(model: model, data: paired, settings: settings, comm: comm,
                                                   outputDirectory: out)
             let summary = try trainer.run()
+            try trainer.writeOutputs(summary: summary, metadata: ["clipit.retriever.preset": preset,
+                                                                  "clipit.retriever.seed": String(seed)])
             if comm.rank == 0 {
-                try AtomicFileWriter.writeJSON(settings, to: out + "/settings.json")
-                try AtomicFileWriter.writeJSON(summary, to: out + "/summary.json")
-                try model.export(to: out + "/retriever.safetensors", metadata: [
-                    "clipit.tokenizer": paired.tokenizer.stateJSON,
-                    "clipit.retriever.normalization": settings.normalization,
-                    "clipit.retriever.preset": preset,
-                    "clipit.retriever.seed": String(seed),
-                ])
                 if let q = summary.after {
                     print(String(format: "pretrain: %d steps in %.1f s (%.1f pairs/s, %d rank%@); held-out %d pairs: "
                                      + "image→text top-1 %.1f%%, top-5 %.1f%%, label match %.1f%%",
