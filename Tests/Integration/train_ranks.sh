@@ -51,20 +51,9 @@ failed=0
 work=$(mktemp -d)
 if [[ "${KEEP:-0}" == 1 ]]; then echo "work directory: $work"; else trap 'rm -rf "$work"' EXIT; fi
 
-mpirun_options() {  # mpirun options for $1 ranks
-    local options=(-np "$1" -x OPENBLAS_NUM_THREADS=1)
-    [[ $(id -u) -eq 0 ]] && options+=(--allow-run-as-root)
-    (( $1 > cores )) && options+=(--oversubscribe)
-    echo "${options[@]}"
-}
-
-record() {  # record NAME OK(0|1) DETAIL
-    if [[ $2 -eq 0 ]]; then
-        passed=$((passed + 1)); echo "PASS $1 ($3)"
-    else
-        failed=$((failed + 1)); echo "FAIL $1 ($3)"
-    fi
-}
+mpirun_extra=(-x OPENBLAS_NUM_THREADS=1)
+# shellcheck source=harness.sh
+source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 
 # A pairs file for split $1 with $2 images over $3 reports: image i → report i mod M.
 make_pairs() {
@@ -172,7 +161,7 @@ fi
 abort_ranks=$(( largest > 1 ? largest : 2 ))
 start=$(date +%s%N)
 # shellcheck disable=SC2046
-timeout "$abort_timeout" $mpirun $(mpirun_options "$abort_ranks") "$clipit" train --train "$work/missing.cds" \
+timeout --kill-after=10 "$abort_timeout" $mpirun $(mpirun_options "$abort_ranks") "$clipit" train --train "$work/missing.cds" \
     --method unimodal --out "$work/abort" --quiet >"$work/abort.log" 2>&1
 status=$?
 ms=$(( ($(date +%s%N) - start) / 1000000 ))

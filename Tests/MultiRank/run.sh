@@ -35,27 +35,9 @@ failed=0
 log_dir=$(mktemp -d)
 trap 'rm -rf "$log_dir"' EXIT
 
-# mpirun options for $1 ranks: root needs --allow-run-as-root, more ranks than cores
-# need --oversubscribe.
-mpirun_options() {
-    local options=(-np "$1")
-    [[ $(id -u) -eq 0 ]] && options+=(--allow-run-as-root)
-    (( $1 > cores )) && options+=(--oversubscribe)
-    echo "${options[@]}"
-}
-
-seconds_since() {  # seconds since a `date +%s%N` stamp, to the millisecond
-    local ms=$(( ($(date +%s%N) - $1) / 1000000 ))
-    printf '%d.%03d' $((ms / 1000)) $((ms % 1000))
-}
-
-record() {  # record NAME OK(0|1) DETAIL
-    if [[ $2 -eq 0 ]]; then
-        passed=$((passed + 1)); echo "PASS $1 ($3)"
-    else
-        failed=$((failed + 1)); echo "FAIL $1 ($3)"
-    fi
-}
+mpirun_extra=()
+# shellcheck source=../Integration/harness.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../Integration/harness.sh"
 
 for ranks in $rank_counts; do
     log="$log_dir/suite-$ranks.log"
