@@ -3,15 +3,23 @@ import PackageDescription
 
 /// clipit: CLIP-IT distillation training for histology on CPU clusters (MPI + OpenBLAS).
 ///
-/// Layering (nothing above `Distributed` sees MPI, nothing above `Kernels` sees CBLAS):
+/// Layering, bottom to top (a module imports only modules listed above it; docs/architecture.md):
 ///   CMPI, COpenBLAS, CZlib  — C system libraries (pkg-config), thin inline shims only
 ///   Kernels                 — Float32 tensors, BLAS GEMM, elementwise forward/backward kernels
+///   Formats                 — file formats: safetensors, PNG, NPZ/NPY, zlib, atomic writes, memory maps
 ///   Distributed             — Communicator (MPI or single rank), sharded sampling
-///   Formats                 — safetensors, atomic writes, memory maps, zlib (inflate, CRC32)
-///   Model                   — layers, encoders, LoRA, CLIP-IT heads, losses, optimisers
-///   Datasets                — dataset and report-corpus files, cleaning, transforms, synthetic data
-///   Training                — retrieval/pairing, data-parallel trainer, checkpoints, metrics
+///   Datasets                — .cds and report-corpus files, cleaning, image transforms and
+///                             preprocessing, tokenizers, the synthetic benchmark
+///   Model                   — layers, encoders, LoRA, heads, losses, optimisers, the models
+///                             (CLIP-IT, unimodal, text-only, retriever) and their protocol; no file I/O
+///   Import                  — weights in and out: pretrained folders, safetensors loading,
+///                             PEFT export, retriever exports, pretrained tokenizers
+///   DataParallel            — the one data-parallel step, batch assembly, metrics log, progress
+///   Retrieval               — Stage 1: retriever pretraining, embedding, exact top-k, pairing, pairs files
+///   Evaluation              — Stage 3: evaluating a model on a split, metrics, Ω, seed statistics
+///   Training                — Stage 2: configuration, methods, the trainer, checkpoints
 ///   clipit                  — the command-line tool (one file per subcommand)
+///   TestSupport             — thread-simulated ranks and brute-force reference checkers (tests only)
 let optimise: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 
 let package = Package(
@@ -37,35 +45,54 @@ let package = Package(
                        providers: [.apt(["zlib1g-dev"])]),
 
         .target(name: "Kernels", dependencies: ["COpenBLAS"], swiftSettings: optimise),
+        .target(name: "Formats", dependencies: ["CZlib"], swiftSettings: optimise),
         .target(name: "Distributed", dependencies: ["CMPI", "Kernels"], swiftSettings: optimise),
-        .target(name: "Formats", dependencies: ["Kernels", "CZlib"], swiftSettings: optimise),
-        .target(name: "Model", dependencies: ["Kernels", "Formats"], swiftSettings: optimise),
         .target(name: "Datasets", dependencies: ["Kernels", "Formats"], swiftSettings: optimise),
-        .target(name: "Import", dependencies: ["Model", "Formats", "Kernels"], swiftSettings: optimise),
-        .target(name: "Training", dependencies: ["Kernels", "Model", "Distributed", "Datasets", "Formats", "Import",
+        .target(name: "Model", dependencies: ["Kernels"], swiftSettings: optimise),
+        .target(name: "Import", dependencies: ["Model", "Datasets", "Formats", "Kernels"], swiftSettings: optimise),
+        .target(name: "DataParallel", dependencies: ["Model", "Datasets", "Distributed", "Formats", "Kernels"],
+                swiftSettings: optimise),
+        .target(name: "Retrieval", dependencies: ["DataParallel", "Import", "Model", "Datasets", "Distributed",
+                                                  "Formats", "Kernels"], swiftSettings: optimise),
+        .target(name: "Evaluation", dependencies: ["DataParallel", "Model", "Datasets", "Distributed", "Kernels"],
+                swiftSettings: optimise),
+        .target(name: "Training", dependencies: ["Evaluation", "Retrieval", "DataParallel", "Import", "Model",
+                                                 "Datasets", "Distributed", "Formats", "Kernels",
                                                  .product(name: "Yams", package: "Yams")],
                 swiftSettings: optimise),
         .executableTarget(
             name: "clipit",
-            dependencies: ["Kernels", "Distributed", "Model", "Formats", "Datasets", "Training", "Import",
+            dependencies: ["Training", "Evaluation", "Retrieval", "DataParallel", "Import", "Model", "Datasets",
+                           "Distributed", "Formats", "Kernels",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: optimise),
 
+        // Test support: thread-simulated ranks and brute-force reference checkers.
+        .target(name: "TestSupport", dependencies: ["Retrieval", "Evaluation", "Distributed", "Formats", "Kernels"],
+                path: "Tests/TestSupport"),
+
         // Multi-rank suite: an executable run under `mpirun -np N` by launch/test.
-        .executableTarget(name: "clipit-multirank-tests", dependencies: ["Distributed", "Kernels", "Training"],
+        .executableTarget(name: "clipit-multirank-tests",
+                          dependencies: ["TestSupport", "Training", "Retrieval", "DataParallel", "Model", "Datasets",
+                                         "Distributed", "Kernels"],
                           path: "Tests/MultiRank", exclude: ["run.sh"], swiftSettings: optimise),
 
         .testTarget(name: "KernelsTests", dependencies: [
             "Kernels", .product(name: "Numerics", package: "swift-numerics")]),
-        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Kernels"]),
-        .testTarget(name: "FormatsTests", dependencies: ["Formats", "Kernels"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Kernels", "TestSupport"]),
+        .testTarget(name: "FormatsTests", dependencies: ["Formats", "Kernels", "TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Formats", "Kernels"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Distributed", "Datasets", "Kernels", "Import"]),
-        .testTarget(name: "ImportTests", dependencies: ["Import", "Model", "Formats", "Kernels"],
-                    resources: [.copy("Fixtures")]),
         .testTarget(name: "ModelTests", dependencies: [
-            "Model", "Kernels", .product(name: "Numerics", package: "swift-numerics")],
+            "Model", "Import", "Kernels", "Formats", "TestSupport", .product(name: "Numerics", package: "swift-numerics")],
                     resources: [.copy("Fixtures")]),
+        .testTarget(name: "ImportTests", dependencies: ["Import", "Model", "Datasets", "Formats", "Kernels", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "RetrievalTests", dependencies: ["Retrieval", "Evaluation", "DataParallel", "Model", "Import",
+                                                           "Datasets", "Distributed", "Kernels", "TestSupport"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Distributed", "Kernels", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Retrieval", "Evaluation", "DataParallel", "Model",
+                                                          "Import", "Datasets", "Distributed", "Formats", "Kernels",
+                                                          "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

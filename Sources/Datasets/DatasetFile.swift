@@ -256,11 +256,6 @@ public final class DatasetFile: @unchecked Sendable {  // immutable after init
     }
 }
 
-func hex32(_ value: UInt32) -> String {
-    let digits = String(value, radix: 16)
-    return "0x" + String(repeating: "0", count: 8 - digits.count) + digits
-}
-
 // MARK: - Writer
 
 /// Streams a `.cds` file: the header and JSON block first, then one image at a time, then

@@ -1,5 +1,6 @@
 // Importers that turn public image datasets into `.cds` files: MedMNIST-style .npz
 // archives and folders of class sub-folders of PNG images (docs/importing.md).
+import Formats
 import Foundation
 
 /// What an importer wrote: one `.cds` file.

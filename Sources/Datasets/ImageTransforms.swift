@@ -2,6 +2,7 @@
 // a caller-provided batch buffer. Random choices are drawn from a generator seeded by
 // derivedSeed(seed, epoch, sample index), so a sample is transformed identically whatever
 // the number of ranks or threads and the order in which samples are visited.
+import Formats
 import Foundation
 import Kernels
 
@@ -50,15 +51,24 @@ public struct Normalization: Equatable, Sendable {
     public static let unit = Normalization(mean: [0, 0, 0], std: [1, 1, 1])
 
     /// The names configs, command lines and retriever exports use.
-    public static let names = ["clip", "imagenet", "unit"]
+    public static let names = NormalizationName.names
 
     /// The normalisation called `name` (`clip`, `imagenet`, `unit`); nil for any other name.
     public init?(named name: String) {
-        switch name {
-        case "clip": self = .clip
-        case "imagenet": self = .imagenet
-        case "unit": self = .unit
-        default: return nil
+        guard let known = NormalizationName(rawValue: name) else { return nil }
+        self = known.normalization
+    }
+}
+
+/// The named normalisations, as configurations and command lines choose them.
+public enum NormalizationName: String, NamedChoice {
+    case clip, imagenet, unit
+
+    public var normalization: Normalization {
+        switch self {
+        case .clip: return .clip
+        case .imagenet: return .imagenet
+        case .unit: return .unit
         }
     }
 }

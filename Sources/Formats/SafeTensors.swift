@@ -6,7 +6,6 @@
 //              plus an optional "__metadata__": {string: string}; may be padded with spaces
 //   rest       the data section; offsets are byte offsets relative to its start, little-endian data
 import Foundation
-import Kernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -285,14 +284,6 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
         return values
     }
 
-    /// `name` as a new `Tensor` of its shape, converted to Float32.
-    public func tensor(_ name: String) throws -> Tensor {
-        let entry = try entry(name)
-        let tensor = Tensor(shape: entry.shape)
-        try read(name, into: tensor.data, count: tensor.count)
-        return tensor
-    }
-
     /// `name` as integers, from any integer type or BOOL (as 0/1).
     public func ints(_ name: String) throws -> [Int] {
         let entry = try entry(name)
@@ -429,11 +420,6 @@ public struct SafeTensorsWriter {
     /// valid and unchanged until `write(to:)` returns (checkpointing straight from parameters).
     public mutating func add(_ name: String, shape: [Int], pointer: UnsafePointer<Float>, count: Int) {
         insert(name, Item(dtype: .f32, shape: shape, payload: .floatPointer(pointer, count: count)), count: count)
-    }
-
-    /// Adds a tensor's current values (copied now) as F32.
-    public mutating func add(_ name: String, tensor: Tensor) {
-        add(name, shape: tensor.shape, floats: tensor.array)
     }
 
     /// Adds `values` as I64.

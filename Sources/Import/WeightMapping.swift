@@ -1,3 +1,4 @@
+import Datasets
 import Formats
 import Kernels
 import Model

@@ -134,3 +134,19 @@ public func l2NormalizeBackward(_ y: UnsafePointer<Float>, _ dy: UnsafePointer<F
         }
     }
 }
+
+/// Returns a copy of `rows` (count × dimension) with every row L2-normalised
+/// (`l2NormalizeForward`, eps = 1e-12: an all-zero row stays zero).
+public func l2NormalizedRows(_ rows: [Float], dimension: Int) -> [Float] {
+    precondition(dimension >= 1 && rows.count % dimension == 0,
+                 "l2NormalizedRows: \(rows.count) values is not a multiple of dimension \(dimension)")
+    var normalized = rows
+    let count = rows.count / dimension
+    var norms = [Float](repeating: 0, count: count)
+    normalized.withUnsafeMutableBufferPointer { y in
+        rows.withUnsafeBufferPointer { x in
+            l2NormalizeForward(x.baseAddress!, y.baseAddress!, norms: &norms, rows: count, cols: dimension)
+        }
+    }
+    return normalized
+}

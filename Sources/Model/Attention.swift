@@ -2,7 +2,7 @@ import Dispatch
 import Kernels
 
 /// How the query/key/value projections are stored.
-public enum QKVLayout: String, Codable, Sendable {
+public enum QKVLayout: String, NamedChoice {
     /// One Linear E→3E (timm `attn.qkv`, output projection `attn.proj`).
     case fused
     /// Three Linears E→E (HF `q_proj`, `k_proj`, `v_proj`, output projection `out_proj`).
@@ -35,6 +35,8 @@ public final class MultiHeadAttention {
     public let outputProjection: Linear
     public var linears: [Linear] { inputProjections + [outputProjection] }
 
+    /// The model's execution state (head parallelism).
+    private let execution: ModelExecution
     private var batch = 0, tokens = 0
     private var qkv = emptyTensor()        // (B·T, 3E)
     private var probs = emptyTensor()      // (B, H, T, T)
@@ -53,6 +55,7 @@ public final class MultiHeadAttention {
                 workspace: BackwardWorkspace = BackwardWorkspace()) {
         precondition(embedDim % heads == 0, "Attention \(name): width \(embedDim) not divisible by \(heads) heads")
         self.name = name
+        execution = store.execution
         self.embedDim = embedDim
         self.heads = heads
         self.headDim = embedDim / heads
@@ -180,17 +183,10 @@ public final class MultiHeadAttention {
         }
     }
 
-    /// Whether the heads may run on several workers (see `forEachHead`). Off by default: the
-    /// workers need OpenBLAS switched to one thread for the duration, and changing OpenBLAS's
-    /// thread count while another thread is inside a BLAS call corrupts its buffers (seen with
-    /// the thread ranks of the tests). Switch it on only in a process whose BLAS calls all
-    /// come from the thread that runs the model, as with one rank per process (`clipit`).
-    public static var parallelHeads = false
-
-    /// Number of workers `forEachHead` uses: the BLAS thread count when `parallelHeads` is
-    /// on, at most one per (sequence, head) pair; otherwise 1.
+    /// Number of workers `forEachHead` uses: the BLAS thread count when the model's
+    /// `execution.parallelHeads` is on, at most one per (sequence, head) pair; otherwise 1.
     private var headWorkers: Int {
-        Self.parallelHeads ? max(1, min(BLASRuntime.threads, batch * heads)) : 1
+        execution.parallelHeads ? max(1, min(BLASRuntime.threads, batch * heads)) : 1
     }
 
     /// Runs `body(b, h, worker)` for every sequence b < batch and head h, with

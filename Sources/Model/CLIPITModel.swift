@@ -1,8 +1,7 @@
 import Kernels
-import Formats
 
 /// Whether the distillation term's gradient reaches the text tower.
-public enum TextGradient: String, Sendable, Equatable, Codable {
+public enum TextGradient: String, NamedChoice, Equatable {
     /// ∂/∂t flows into the text tower's trainable parameters (the reference's "mutual"
     /// alignment, the default).
     case mutual
@@ -89,7 +88,7 @@ public struct CLIPITConfig: Codable, Equatable, Sendable {
 /// so the rank's gradient is its share of ∂L/∂θ and the allreduced SUM of the gradients
 /// equals the gradient a single rank would compute on the whole batch (and the SUM of the
 /// returned losses is the global loss). See docs/training-math.md.
-public final class CLIPITModel {
+public final class CLIPITModel: TrainableModel {
     public let config: CLIPITConfig
     public let store: ParameterStore
     public let vision: VisionTransformer
@@ -107,7 +106,7 @@ public final class CLIPITModel {
     /// v of the last forward, (B, E); owned by the vision tower.
     public private(set) var visionFeatures: UnsafePointer<Float>?
     /// t of the last training forward, (B, D); owned by the text tower.
-    public private(set) var textEmbeddings: UnsafePointer<Float>?
+    public private(set) var lastTextEmbeddings: UnsafePointer<Float>?
 
     /// Builds the towers and heads and initialises every parameter from `seed` (LoRA B = 0,
     /// PyTorch default Linear init for the heads); load pretrained weights afterwards.
@@ -129,25 +128,6 @@ public final class CLIPITModel {
         store.allocate(seed: seed)
         visionTrains = store.hasTrainableParameters(prefix: vision.prefix)
         textTrains = text.map { store.hasTrainableParameters(prefix: $0.prefix) } ?? false
-    }
-
-    /// Sets every gradient to zero. `forwardBackward` *adds* into the gradients, so call this
-    /// at the start of each optimiser step (and not between micro-batches that accumulate).
-    public func zeroGradients() { store.zeroGradients() }
-
-    /// Training mode (LoRA dropout on) or evaluation mode, for both towers.
-    public var isTraining: Bool {
-        get { vision.isTraining }
-        set {
-            vision.isTraining = newValue
-            text?.isTraining = newValue
-        }
-    }
-
-    /// Sets the LoRA dropout masks' stream of both towers (call before each training step).
-    public func setDropoutStream(_ stream: DropoutStream) {
-        vision.setDropoutStream(stream)
-        text?.setDropoutStream(stream)
     }
 
     /// One training forward and backward on `batch` local samples: images (B, 3, H, W)
@@ -185,7 +165,7 @@ public final class CLIPITModel {
         if let text {
             guard let tokens else { preconditionFailure("CLIPITModel: the distillation term needs token ids") }
             let t = text.forward(tokens: tokens, batch: batch)                 // (B, D)
-            textEmbeddings = t
+            lastTextEmbeddings = t
             distill = distillation.forward(predicted: heads.projected.data, target: t, rows: batch,
                                            normalizer: n)
         }
@@ -221,38 +201,28 @@ public final class CLIPITModel {
     /// tower is not touched. Runs in evaluation mode (no LoRA dropout); the result is owned
     /// by the model and valid until the next forward.
     public func predict(images: UnsafePointer<Float>, batch: Int) -> UnsafePointer<Float> {
-        let wasTraining = vision.isTraining
-        if wasTraining { vision.isTraining = false }
-        defer { if wasTraining { vision.isTraining = true } }
-        let v = vision.forward(images: images, batch: batch)
-        visionFeatures = v
-        heads.forward(features: v, batch: batch)
-        return UnsafePointer(heads.logits.data)
+        inEvaluationMode {
+            let v = vision.forward(images: images, batch: batch)
+            visionFeatures = v
+            heads.forward(features: v, batch: batch)
+            return UnsafePointer(heads.logits.data)
+        }
     }
 
-    /// Folds LoRA into the base weights of both towers (W ← W + (α/r)·B A), so inference
-    /// costs exactly what the plain backbone costs. Training (backward) is not possible
-    /// until `unmergeLoRA`.
-    public func mergeLoRA() {
-        vision.mergeLoRA()
-        text?.mergeLoRA()
+    // MARK: TrainableModel
+
+    public var towers: [any Tower] { text.map { [vision, $0] } ?? [vision] }
+    public var classes: Int { config.classes }
+    public var trainingInputs: ModelInputs { text == nil ? [.images] : [.images, .tokens] }
+    public var predictionInputs: ModelInputs { [.images] }
+
+    public func forwardBackward(_ batch: ModelBatch, globalBatch: Int) -> LossBreakdown {
+        forwardBackward(images: batch.images!, labels: batch.labels!, tokens: batch.tokens, batch: batch.count,
+                        globalBatch: globalBatch)
     }
 
-    /// Undoes `mergeLoRA` (up to float rounding).
-    public func unmergeLoRA() {
-        vision.unmergeLoRA()
-        text?.unmergeLoRA()
-    }
+    public func predict(_ batch: ModelBatch) -> UnsafePointer<Float> { predict(images: batch.images!, batch: batch.count) }
 
-    /// Loads every parameter found in `file` under its contract name (towers, LoRA factors,
-    /// heads). Parameters absent from the file keep their values if `allowMissing` says so
-    /// (by default: LoRA factors and heads, which a pretrained checkpoint lacks); tensors of
-    /// the file that are not parameters are ignored if `ignoreUnexpected` says so.
-    @discardableResult
-    public func load(from file: SafeTensorsFile,
-                     allowMissing: (String) -> Bool = { isLoRAParameterName($0) || $0.hasPrefix("heads.") },
-                     ignoreUnexpected: (String) -> Bool = { _ in false }) throws -> WeightLoadingReport {
-        try store.load(from: file, prefix: "", allowMissing: allowMissing,
-                       ignoreUnexpected: ignoreUnexpected)
-    }
+    public var textEmbeddingWidth: Int { text?.outputDim ?? 0 }
+    public var textEmbeddings: UnsafePointer<Float>? { lastTextEmbeddings }
 }

@@ -1,7 +1,7 @@
 import Kernels
 
 /// How a ViT turns its token sequence into one feature vector.
-public enum VisionPooling: String, Codable, Sendable {
+public enum VisionPooling: String, NamedChoice {
     /// The class token (timm `global_pool='token'`, CLIP).
     case cls
     /// Mean of the patch tokens after the final norm. Note: timm's `global_pool='avg'`
@@ -162,7 +162,7 @@ public struct TextConfig: Codable, Equatable, Sendable {
 
 /// Which layers of a tower get LoRA.
 public struct LoRATargets: Codable, Equatable, Sendable {
-    public enum Linears: String, Codable, Sendable {
+    public enum Linears: String, NamedChoice {
         /// Every Linear of every block (attention projections and MLP).
         case all
         /// The attention projections only (qkv / q,k,v and the output projection).

@@ -2,7 +2,7 @@ import Kernels
 
 /// How the vision and text-branch predictions are combined (CLIP-IT §Stage 2 and its
 /// ablations).
-public enum FusionMode: String, Sendable, Equatable, Codable, CaseIterable {
+public enum FusionMode: String, NamedChoice, Equatable {
     /// Late fusion (the method): z = fusion([h_v(v) ; g(h_d(v))]), fusion: Linear(2C→C).
     case late
     /// Ablation "no fusion": z = h_v(v). The projection h_d still exists (it feeds the

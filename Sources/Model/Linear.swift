@@ -23,8 +23,13 @@ public final class Linear {
     public private(set) var isMerged = false
     /// Whether dropout on the LoRA input is active (training).
     public var isTraining = true
-    /// Source of dropout masks (set by the model before each training forward).
-    public var dropoutStream = DropoutStream(seed: 0)
+    /// Rows of this layer's input per sample (N patches or T tokens per image, L tokens
+    /// per report, 1 for a pooled feature): mask row r of the local batch is drawn for the
+    /// global row `firstGlobalRow · dropoutRowsPerSample + r`, so masks do not depend on
+    /// how a batch is split over ranks. Set by the tower that owns the layer.
+    public var dropoutRowsPerSample = 1
+    /// The store's execution state (its step dropout stream).
+    private let execution: ModelExecution
 
     private let layerID: UInt64
     // Cached from the last forward.
@@ -54,6 +59,7 @@ public final class Linear {
         self.outFeatures = outFeatures
         self.lora = lora
         self.layerID = stableHash(name)
+        execution = store.execution
         let baseRegion: ParameterRegion = lora == nil ? region : .frozen
         weight = store.declare(name + ".weight", shape: shape, region: baseRegion,
                                initializer: .kaimingUniform(fanIn: inFeatures))
@@ -187,13 +193,14 @@ public final class Linear {
         }
     }
 
-    /// droppedInput = mask ⊙ x / (1−p), with masks drawn from `dropoutStream`; backward
+    /// droppedInput = mask ⊙ x / (1−p), with masks drawn from the store's step dropout stream; backward
     /// regenerates the same masks instead of storing them.
     private func applyDropout(_ x: UnsafePointer<Float>, ldx: Int, rows: Int, p: Float) {
         let keep = 1 / (1 - p)
         let out = droppedInput.data
+        let stream = execution.dropout, first = stream.firstGlobalRow * dropoutRowsPerSample
         for r in 0..<rows {
-            var rng = dropoutStream.generator(layer: layerID, row: r)
+            var rng = stream.generator(layer: layerID, row: first + r)
             let xr = x + r * ldx, o = out + r * inFeatures
             for j in 0..<inFeatures { o[j] = rng.nextFloat() < p ? 0 : xr[j] * keep }
         }
@@ -204,8 +211,9 @@ public final class Linear {
                                      p: Float) {
         let keep = 1 / (1 - p)
         let g = droppedInput.data
+        let stream = execution.dropout, first = stream.firstGlobalRow * dropoutRowsPerSample
         for r in 0..<rows {
-            var rng = dropoutStream.generator(layer: layerID, row: r)
+            var rng = stream.generator(layer: layerID, row: first + r)
             let gr = g + r * inFeatures, d = dx + r * lddx
             for j in 0..<inFeatures where rng.nextFloat() >= p { d[j] += gr[j] * keep }
         }

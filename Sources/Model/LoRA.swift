@@ -38,14 +38,34 @@ public struct DropoutStream: Sendable {
         self.firstGlobalRow = firstGlobalRow
     }
 
-    /// A generator for one row of one layer.
+    /// A generator for one row of one layer; `row` counts from the first row of the
+    /// global batch (`firstGlobalRow` is added by the caller, scaled to its rows).
     func generator(layer: UInt64, row: Int) -> RandomGenerator {
         var h = seed &* 0x9E37_79B9_7F4A_7C15
         h ^= layer &+ 0x632B_E59B_D9B4_E019 &+ (h << 6) &+ (h >> 2)
         h ^= step &+ 0x8CB9_2BA7_2F3D_8DD7 &+ (h << 6) &+ (h >> 2)
-        h ^= UInt64(firstGlobalRow + row) &+ 0x5851_F42D_4C95_7F2D &+ (h << 6) &+ (h >> 2)
+        h ^= UInt64(row) &+ 0x5851_F42D_4C95_7F2D &+ (h << 6) &+ (h >> 2)
         return RandomGenerator(seed: h)
     }
+}
+
+/// How a model executes, shared by every layer declared in one `ParameterStore`
+/// (`store.execution`): the data-parallel step sets the dropout stream once per step, and
+/// the layers read these values when they run. No per-step state is pushed into layers,
+/// and nothing here is global: each model has its own.
+public final class ModelExecution {
+    /// The step's LoRA-dropout stream; `firstGlobalRow` is the global index of this rank's
+    /// first *sample* (image or report) in the batch. Each Linear offsets it by its own
+    /// rows per sample when it draws a mask.
+    public var dropout = DropoutStream(seed: 0)
+    /// Whether attention may run its heads on several workers, each with single-threaded
+    /// GEMMs (`MultiHeadAttention.forEachHead`; bit-identical results). Only for a process
+    /// whose BLAS calls all come from the thread that runs the model, as with one rank per
+    /// `clipit` process: changing OpenBLAS's thread count while another thread is inside a
+    /// BLAS call corrupts its buffers (seen with the thread ranks of the tests).
+    public var parallelHeads = false
+
+    public init() {}
 }
 
 /// FNV-1a hash of a string: a stable (process-independent) identifier for a layer name.

@@ -14,7 +14,7 @@ import Kernels
 // `scale · ∂loss/∂input` into the gradient buffers (`scale` carries a loss weight such as λ).
 
 /// What the cross-entropy is applied to.
-public enum CrossEntropyMode: String, Sendable, Equatable, Codable {
+public enum CrossEntropyMode: String, NamedChoice, Equatable {
     /// ℓ = −log softmax(z)_y: cross-entropy on the logits (the method).
     case logits
     /// ℓ = −log softmax(softmax(z))_y: the reference implementation's double softmax

@@ -1,7 +1,7 @@
 import Kernels
 
 /// The nonlinearity between the two Linears of a transformer MLP.
-public enum Activation: String, Codable, Sendable {
+public enum Activation: String, NamedChoice {
     /// Exact GELU, ½x(1 + erf(x/√2)) — timm ViTs, `nn.GELU()`.
     case gelu
     /// Tanh-approximated GELU — `nn.GELU(approximate="tanh")`.

@@ -71,6 +71,9 @@ public final class Parameter {
 /// `allocate(seed:)` once; afterwards no parameter can be added.
 public final class ParameterStore {
     public private(set) var parameters: [Parameter] = []
+    /// How the layers declared here execute: the step's LoRA-dropout stream and
+    /// attention's head parallelism.
+    public let execution = ModelExecution()
     private var byName: [String: Parameter] = [:]
     public private(set) var trainableCount = 0
     public private(set) var frozenCount = 0

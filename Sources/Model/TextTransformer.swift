@@ -67,6 +67,8 @@ public final class TextTransformer {
                    lora: training.projectionLoRA, store: store)
         }
         linears = blocks.flatMap(\.linears) + (projection.map { [$0] } ?? [])
+        // LoRA-dropout rows per report: L token rows in the blocks, one pooled row.
+        for block in blocks { for l in block.linears { l.dropoutRowsPerSample = config.contextLength } }
     }
 
     /// Width of the returned features.
@@ -91,15 +93,6 @@ public final class TextTransformer {
         for l in linears { l.unmergeLoRA() }
     }
 
-    /// Sets the dropout-mask stream of every Linear (call before each training forward).
-    /// `stream.firstGlobalRow` is the global index of this rank's first *sequence*; block
-    /// Linears get it scaled by the context length, the projection uses it as is.
-    public func setDropoutStream(_ stream: DropoutStream) {
-        let tokens = DropoutStream(seed: stream.seed, step: stream.step,
-                                   firstGlobalRow: stream.firstGlobalRow * config.contextLength)
-        for block in blocks { for l in block.linears { l.dropoutStream = tokens } }
-        projection?.dropoutStream = stream
-    }
 
     /// Text features (B, outputDim) of token ids (B, L), L = `config.contextLength`. Each
     /// sequence is pooled at its first end-of-text token (the last position if it has

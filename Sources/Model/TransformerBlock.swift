@@ -33,8 +33,7 @@ public final class TransformerBlock {
     public let mlp: MLP
     public let layerScale1: Parameter?
     public let layerScale2: Parameter?
-    /// The block's Linear layers (attention, then MLP); built once, read every step by
-    /// the towers' `setDropoutStream`.
+    /// The block's Linear layers (attention, then MLP), built once.
     public let linears: [Linear]
 
     private var batch = 0, tokens = 0

@@ -1,5 +1,4 @@
 import Kernels
-import Formats
 
 /// The unimodal baselines of CLIP-IT.md (decision 6): a vision tower and one linear head
 /// `heads.vision_head` Linear(E→C), trained with cross-entropy only.
@@ -12,7 +11,7 @@ import Formats
 ///
 /// Same conventions as `CLIPITModel`: gradients are added (call `zeroGradients` per step)
 /// and per-sample losses are divided by the global batch size.
-public final class UnimodalModel {
+public final class UnimodalModel: TrainableModel {
     public let vision: VisionTransformer
     public let head: LinearHead
     public let store: ParameterStore
@@ -36,15 +35,6 @@ public final class UnimodalModel {
         store.allocate(seed: seed)
         visionTrains = store.hasTrainableParameters(prefix: vision.prefix)
     }
-
-    public func zeroGradients() { store.zeroGradients() }
-
-    public var isTraining: Bool {
-        get { vision.isTraining }
-        set { vision.isTraining = newValue }
-    }
-
-    public func setDropoutStream(_ stream: DropoutStream) { vision.setDropoutStream(stream) }
 
     /// One training forward and backward (see `CLIPITModel.forwardBackward`); `distill` is 0.
     @discardableResult
@@ -74,32 +64,32 @@ public final class UnimodalModel {
 
     /// Logits (B, C) in evaluation mode; owned by the model, valid until the next forward.
     public func predict(images: UnsafePointer<Float>, batch: Int) -> UnsafePointer<Float> {
-        let wasTraining = vision.isTraining
-        if wasTraining { vision.isTraining = false }
-        defer { if wasTraining { vision.isTraining = true } }
-        let v = vision.forward(images: images, batch: batch)
-        visionFeatures = v
-        head.forward(v, batch: batch)
-        return UnsafePointer(head.logits.data)
+        inEvaluationMode {
+            let v = vision.forward(images: images, batch: batch)
+            visionFeatures = v
+            head.forward(v, batch: batch)
+            return UnsafePointer(head.logits.data)
+        }
     }
 
-    public func mergeLoRA() { vision.mergeLoRA() }
-    public func unmergeLoRA() { vision.unmergeLoRA() }
+    // MARK: TrainableModel
 
-    /// Loads parameters by contract name (see `CLIPITModel.load`).
-    @discardableResult
-    public func load(from file: SafeTensorsFile,
-                     allowMissing: (String) -> Bool = { isLoRAParameterName($0) || $0.hasPrefix("heads.") },
-                     ignoreUnexpected: (String) -> Bool = { _ in false }) throws -> WeightLoadingReport {
-        try store.load(from: file, prefix: "", allowMissing: allowMissing,
-                       ignoreUnexpected: ignoreUnexpected)
+    public var towers: [any Tower] { [vision] }
+    public var trainingInputs: ModelInputs { [.images] }
+    public var predictionInputs: ModelInputs { [.images] }
+
+    public func forwardBackward(_ batch: ModelBatch, globalBatch: Int) -> LossBreakdown {
+        forwardBackward(images: batch.images!, labels: batch.labels!, batch: batch.count, globalBatch: globalBatch)
     }
+
+    public func predict(_ batch: ModelBatch) -> UnsafePointer<Float> { predict(images: batch.images!, batch: batch.count) }
+
 }
 
 /// A text-only classifier: the text tower and one linear head `heads.text_classifier`
 /// Linear(D→C) on t. Used for the Ω score (CLIP-IT.md, Analysis): the fraction of test
 /// samples it gets right from the paired report while the vision-only model is wrong.
-public final class TextClassifier {
+public final class TextClassifier: TrainableModel {
     public let text: TextTransformer
     public let head: LinearHead
     public let store: ParameterStore
@@ -120,8 +110,6 @@ public final class TextClassifier {
         store.allocate(seed: seed)
         textTrains = store.hasTrainableParameters(prefix: text.prefix)
     }
-
-    public func zeroGradients() { store.zeroGradients() }
 
     /// One training forward and backward on token ids (B, L); gradients are added.
     @discardableResult
@@ -148,18 +136,22 @@ public final class TextClassifier {
 
     /// Logits (B, C) of token ids (B, L), evaluation mode.
     public func predict(tokens: UnsafePointer<Int32>, batch: Int) -> UnsafePointer<Float> {
-        let wasTraining = text.isTraining
-        if wasTraining { text.isTraining = false }
-        defer { if wasTraining { text.isTraining = true } }
-        head.forward(text.forward(tokens: tokens, batch: batch), batch: batch)
-        return UnsafePointer(head.logits.data)
+        inEvaluationMode {
+            head.forward(text.forward(tokens: tokens, batch: batch), batch: batch)
+            return UnsafePointer(head.logits.data)
+        }
     }
 
-    @discardableResult
-    public func load(from file: SafeTensorsFile,
-                     allowMissing: (String) -> Bool = { isLoRAParameterName($0) || $0.hasPrefix("heads.") },
-                     ignoreUnexpected: (String) -> Bool = { _ in false }) throws -> WeightLoadingReport {
-        try store.load(from: file, prefix: "", allowMissing: allowMissing,
-                       ignoreUnexpected: ignoreUnexpected)
+    // MARK: TrainableModel
+
+    public var towers: [any Tower] { [text] }
+    public var trainingInputs: ModelInputs { [.tokens] }
+    public var predictionInputs: ModelInputs { [.tokens] }
+
+    public func forwardBackward(_ batch: ModelBatch, globalBatch: Int) -> LossBreakdown {
+        forwardBackward(tokens: batch.tokens!, labels: batch.labels!, batch: batch.count, globalBatch: globalBatch)
     }
+
+    public func predict(_ batch: ModelBatch) -> UnsafePointer<Float> { predict(tokens: batch.tokens!, batch: batch.count) }
+
 }

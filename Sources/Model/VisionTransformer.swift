@@ -84,6 +84,9 @@ public final class VisionTransformer {
                    lora: training.projectionLoRA, store: store)
         }
         linears = [patchEmbedding.proj] + blocks.flatMap(\.linears) + (head.map { [$0] } ?? [])
+        // LoRA-dropout rows per image: N patch rows, T token rows, one pooled row.
+        patchEmbedding.proj.dropoutRowsPerSample = config.patchCount
+        for block in blocks { for l in block.linears { l.dropoutRowsPerSample = config.tokens } }
     }
 
     /// Width of the returned features.
@@ -101,20 +104,6 @@ public final class VisionTransformer {
     /// Folds LoRA into every Linear (inference); `unmergeLoRA` undoes it.
     public func mergeLoRA() { for l in linears { l.mergeLoRA() } }
     public func unmergeLoRA() { for l in linears { l.unmergeLoRA() } }
-
-    /// Sets the dropout-mask stream of every Linear (call before each training forward).
-    /// `stream.firstGlobalRow` is the global index of this rank's first *image*; each Linear
-    /// gets it scaled to its own rows (N patch rows or T token rows per image, one row per
-    /// image for the head), so the masks do not depend on how the batch is split.
-    public func setDropoutStream(_ stream: DropoutStream) {
-        func scaled(_ rowsPerImage: Int) -> DropoutStream {
-            DropoutStream(seed: stream.seed, step: stream.step,
-                          firstGlobalRow: stream.firstGlobalRow * rowsPerImage)
-        }
-        patchEmbedding.proj.dropoutStream = scaled(config.patchCount)
-        for block in blocks { for l in block.linears { l.dropoutStream = scaled(config.tokens) } }
-        head?.dropoutStream = scaled(1)
-    }
 
     /// Pooled (and projected) features (B, outputDim) of images (B, C, H, W), H = W =
     /// `config.imageSize`, normalised NCHW. The result is owned by the encoder and valid

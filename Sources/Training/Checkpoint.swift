@@ -1,3 +1,9 @@
+import Distributed
+import Datasets
+import Import
+import DataParallel
+import Evaluation
+import Retrieval
 import Foundation
 import Kernels
 import Model

@@ -1,3 +1,9 @@
+import Distributed
+import Datasets
+import Import
+import DataParallel
+import Evaluation
+import Retrieval
 import Kernels
 import Model
 import Formats
@@ -53,7 +59,9 @@ public enum TrainingMethod: Equatable, Hashable, Sendable, CustomStringConvertib
             "no-vision-lora": .noVisionLoRA, "early-fusion": .earlyFusion, "full-finetune": .fullFineTune,
         ]
         guard let method = table[name] else {
-            throw TrainingError("unknown method '\(text)'; choose one of "
+            let suggestion = nearestName(to: name, among: TrainingMethod.all.map(\.description) + ["text-drop:K"])
+                .map { " (did you mean '\($0)'?)" } ?? ""
+            throw TrainingError("unknown method '\(text)'\(suggestion); choose one of "
                                 + TrainingMethod.all.map(\.description).joined(separator: ", ")
                                 + " (text-drop:K with any K in 0...100)")
         }
@@ -112,10 +120,10 @@ public func makeModel(_ config: TrainingConfig, classes: Int,
     let model: any TrainableModel
     switch method {
     case .unimodal, .unimodalLoRA:
-        model = UnimodalTrainable(UnimodalModel(vision: m.vision, training: method == .unimodal ? .frozen : visionLoRA,
-                                                classes: classes, crossEntropy: m.crossEntropy, seed: seed))
+        model = UnimodalModel(vision: m.vision, training: method == .unimodal ? .frozen : visionLoRA,
+                                                classes: classes, crossEntropy: m.crossEntropy, seed: seed)
     case .textOnly:
-        model = TextOnlyTrainable(TextClassifier(text: m.text, training: textLoRA, classes: classes, seed: seed))
+        model = TextClassifier(text: m.text, training: textLoRA, classes: classes, seed: seed)
     default:
         var c = CLIPITConfig(vision: m.vision, text: m.text, visionTraining: visionLoRA, textTraining: textLoRA,
                              classes: classes, twoLayerProjection: m.twoLayerProjection, fusion: .late,
@@ -130,7 +138,7 @@ public func makeModel(_ config: TrainingConfig, classes: Int,
         case .fullFineTune: c.visionTraining = .fullFineTune; c.textTraining = .fullFineTune
         default: break
         }
-        model = CLIPITTrainable(CLIPITModel(c, seed: seed))
+        model = CLIPITModel(c, seed: seed)
     }
     if loadingInitialWeights { try loadInitialWeights(model.store, config: m) }
     return model
@@ -155,98 +163,21 @@ func loadInitialWeights(_ store: ParameterStore, config m: ModelSettings) throws
     }
 }
 
-// MARK: - Adapters
-
-/// `CLIPITModel` as a `TrainableModel` (the method and its ablations).
-public final class CLIPITTrainable: TrainableModel {
-    public let model: CLIPITModel
-    public init(_ model: CLIPITModel) { self.model = model }
-
-    public var store: ParameterStore { model.store }
-    public var classes: Int { model.config.classes }
-    public var trainingInputs: ModelInputs { model.text == nil ? [.images] : [.images, .tokens] }
-    public var predictionInputs: ModelInputs { [.images] }
-    public var isTraining: Bool {
-        get { model.isTraining }
-        set { model.isTraining = newValue }
-    }
-    public func setDropoutStream(_ stream: DropoutStream) { model.setDropoutStream(stream) }
-
-    public func forwardBackward(_ batch: ModelBatch, globalBatch: Int) -> LossBreakdown {
-        lastRows = batch.count
-        return model.forwardBackward(images: batch.images!, labels: batch.labels!, tokens: batch.tokens,
-                                     batch: batch.count, globalBatch: globalBatch)
-    }
-
-    /// Rows of the last `forwardBackward` (for the text-collapse diagnostic).
-    private var lastRows = 0
-    public var textEmbeddingWidth: Int { model.text?.outputDim ?? 0 }
-
-    public func addUnitTextEmbeddings(into sum: UnsafeMutablePointer<Float>) {
-        guard let t = model.textEmbeddings, let d = model.text?.outputDim else { return }
-        for i in 0..<lastRows {
-            let row = t + i * d
-            axpy(1 / max(Float(sumOfSquares(row, count: d).squareRoot()), 1e-12), row, sum, count: d)
+extension TrainingMethod: Codable {
+    /// Decodes the command-line name (`init(parsing:)`), with the nearest valid name
+    /// suggested on a typo.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let name = try container.decode(String.self)
+        do {
+            self = try TrainingMethod(parsing: name)
+        } catch {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "\(error)")
         }
     }
 
-    public func predict(_ batch: ModelBatch) -> UnsafePointer<Float> {
-        model.predict(images: batch.images!, batch: batch.count)
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
     }
-
-    public func mergeLoRA() { model.mergeLoRA() }
-}
-
-/// `UnimodalModel` (linear probe, or LoRA / full fine-tuning + linear head).
-public final class UnimodalTrainable: TrainableModel {
-    public let model: UnimodalModel
-    public init(_ model: UnimodalModel) { self.model = model }
-
-    public var store: ParameterStore { model.store }
-    public var classes: Int { model.classes }
-    public var trainingInputs: ModelInputs { [.images] }
-    public var predictionInputs: ModelInputs { [.images] }
-    public var isTraining: Bool {
-        get { model.isTraining }
-        set { model.isTraining = newValue }
-    }
-    public func setDropoutStream(_ stream: DropoutStream) { model.setDropoutStream(stream) }
-
-    public func forwardBackward(_ batch: ModelBatch, globalBatch: Int) -> LossBreakdown {
-        model.forwardBackward(images: batch.images!, labels: batch.labels!, batch: batch.count,
-                              globalBatch: globalBatch)
-    }
-
-    public func predict(_ batch: ModelBatch) -> UnsafePointer<Float> {
-        model.predict(images: batch.images!, batch: batch.count)
-    }
-
-    public func mergeLoRA() { model.mergeLoRA() }
-}
-
-/// `TextClassifier`: the text tower + linear head on each image's paired report.
-public final class TextOnlyTrainable: TrainableModel {
-    public let model: TextClassifier
-    public init(_ model: TextClassifier) { self.model = model }
-
-    public var store: ParameterStore { model.store }
-    public var classes: Int { model.classes }
-    public var trainingInputs: ModelInputs { [.tokens] }
-    public var predictionInputs: ModelInputs { [.tokens] }
-    public var isTraining: Bool {
-        get { model.text.isTraining }
-        set { model.text.isTraining = newValue }
-    }
-    public func setDropoutStream(_ stream: DropoutStream) { model.text.setDropoutStream(stream) }
-
-    public func forwardBackward(_ batch: ModelBatch, globalBatch: Int) -> LossBreakdown {
-        model.forwardBackward(tokens: batch.tokens!, labels: batch.labels!, batch: batch.count,
-                              globalBatch: globalBatch)
-    }
-
-    public func predict(_ batch: ModelBatch) -> UnsafePointer<Float> {
-        model.predict(tokens: batch.tokens!, batch: batch.count)
-    }
-
-    public func mergeLoRA() { model.text.mergeLoRA() }
 }

@@ -1,118 +1,13 @@
+import Kernels
+import Distributed
+import Datasets
+import DataParallel
+import Evaluation
+import Retrieval
 import Foundation
 import Formats
 import Import
 import Model
-
-// MARK: - The CLIP BPE tokenizer as a text encoding
-
-/// The CLIP BPE tokenizer of a pretrained text tower's model folder (`model.init_text`), as
-/// the trainer's `TextEncoding`: `[start] + BPE ids + [end]`, truncated to the tower's
-/// context (end kept) and zero-padded — the ids the tower was trained on.
-///
-/// Checkpoints store `stateJSON`: the folder, the family and, for every tokenizer file, its
-/// path, size and CRC-32. The vocabulary itself (≈ 1.3 MB for CLIP) is not copied; rebuilding
-/// reads the files again and stops with a clear error if one is missing or has changed.
-public final class CLIPTextEncoding: TextEncoding {
-    public let tokenizer: CLIPTokenizer
-    public let directory: String
-    public let files: [FileFingerprint]
-
-    /// Path, size and CRC-32 of one tokenizer file.
-    public struct FileFingerprint: Codable, Equatable, Sendable {
-        public var path: String
-        public var bytes: Int
-        public var crc32: String
-
-        public init(path: String) throws {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw TrainingError("cannot read the tokenizer file '\(path)'")
-            }
-            self.path = path
-            bytes = data.count
-            crc32 = String(format: "%08x", data.withUnsafeBytes { Zlib.crc32($0) })
-        }
-    }
-
-    struct State: Codable {
-        var kind: String
-        var directory: String
-        var contextLength: Int
-        var files: [FileFingerprint]
-    }
-
-    /// The tokenizer of the model folder `directory` (which must have a text tower).
-    public init(folder directory: String) throws {
-        let model = try PretrainedModel(directory: directory)
-        tokenizer = try model.makeTokenizer()
-        self.directory = directory
-        switch model.tokenizerFiles {
-        case .vocabularyAndMerges(let v, let m)?: files = [try FileFingerprint(path: v), try FileFingerprint(path: m)]
-        case .bpeGzip(let g)?: files = [try FileFingerprint(path: g)]
-        case nil: files = []
-        }
-    }
-
-    /// Rebuilds the encoding a checkpoint recorded, checking that the tokenizer files are
-    /// the ones the run was trained with.
-    convenience init(state: State) throws {
-        try self.init(folder: state.directory)
-        guard files == state.files else {
-            let recorded = state.files.map { "\($0.path) (\($0.bytes) bytes, crc32 \($0.crc32))" }.joined(separator: ", ")
-            let now = files.map { "\($0.path) (\($0.bytes) bytes, crc32 \($0.crc32))" }.joined(separator: ", ")
-            throw TrainingError("the tokenizer files of '\(state.directory)' changed since the checkpoint was written "
-                                + "(recorded: \(recorded); now: \(now)); restore the model folder the run was "
-                                + "trained with")
-        }
-        guard contextLength == state.contextLength else {
-            throw TrainingError("the text tower of '\(state.directory)' now has context \(contextLength), the checkpoint "
-                                + "was trained with \(state.contextLength)")
-        }
-    }
-
-    public var contextLength: Int { tokenizer.contextLength }
-    public var vocabularySize: Int { tokenizer.vocabularySize }
-    public var endOfTextId: Int32 { tokenizer.endOfTextId }
-    public func encode(_ text: String) -> [Int32] { tokenizer.tokenize(text) }
-
-    public var stateJSON: String {
-        let state = State(kind: "clip-bpe", directory: directory, contextLength: contextLength, files: files)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try! encoder.encode(state), as: UTF8.self)
-    }
-}
-
-/// Rebuilds the text encoding a checkpoint or retriever export stored (`stateJSON` of a
-/// `WordTokenizer` or a `CLIPTextEncoding`).
-public func makeTextEncoding(stateJSON: String) throws -> any TextEncoding {
-    struct Kind: Decodable { var kind: String }
-    let kind = (try? JSONDecoder().decode(Kind.self, from: Data(stateJSON.utf8)))?.kind
-    switch kind {
-    case "clip-bpe":
-        let state: CLIPTextEncoding.State
-        do {
-            state = try JSONDecoder().decode(CLIPTextEncoding.State.self, from: Data(stateJSON.utf8))
-        } catch {
-            throw TrainingError("unreadable CLIP tokenizer state (\(error))")
-        }
-        return try CLIPTextEncoding(state: state)
-    default:
-        return try WordTokenizer(stateJSON: stateJSON)
-    }
-}
-
-/// Checks that `encoding` produces ids `tower` can read: the same context length and
-/// end-of-text id, and no id beyond the embedding table (the word tokenizer's vocabulary
-/// must equal the table).
-func checkEncoding(_ encoding: any TextEncoding, fits tower: TextConfig) throws {
-    let vocabularyFits = encoding is WordTokenizer ? encoding.vocabularySize == tower.vocabularySize
-        : encoding.vocabularySize <= tower.vocabularySize
-    guard vocabularyFits, encoding.contextLength == tower.contextLength, encoding.endOfTextId == tower.endOfTextId else {
-        throw TrainingError("the tokenizer (vocabulary \(encoding.vocabularySize), context \(encoding.contextLength), "
-                            + "end-of-text id \(encoding.endOfTextId)) does not fit the text tower (model.text: vocabulary "
-                            + "\(tower.vocabularySize), context \(tower.contextLength), end-of-text id \(tower.endOfTextId))")
-    }
-}
 
 // MARK: - Pretrained model folders as towers
 
@@ -148,7 +43,7 @@ extension TrainingConfig {
                                     + "a text tower (timm folders are image-only; use a transformers CLIP or open_clip folder)")
             }
             c.model.text = text
-            c.data.tokenizer = "clip"
+            c.data.tokenizer = .clip
         }
         return c
     }

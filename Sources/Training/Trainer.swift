@@ -1,3 +1,7 @@
+import Import
+import DataParallel
+import Evaluation
+import Retrieval
 import Foundation
 import Kernels
 import Model
@@ -31,15 +35,11 @@ public struct TrainingSummary: Codable, Equatable, Sendable {
 ///
 /// Every rank builds the same model from the seed (checked at start with an allreduce of
 /// a weight checksum), takes its contiguous slice of each global batch from
-/// `ShardedSampler`, and per step:
-///
-/// 1. zeroes the flat gradient buffer;
-/// 2. runs forward and backward on its slice, every per-sample term divided by the
-///    *global* batch size (a rank with an empty slice skips this and contributes zeros);
-/// 3. sums the flat gradient buffer over ranks with ONE allreduce (and the three loss
-///    values with a second, tiny one);
-/// 4. clips the global gradient norm and takes the optimiser step: identical inputs on
-///    every rank, so identical weights after the step.
+/// `ShardedSampler`, and runs the shared `DataParallelStep` on it (zero, forward and
+/// backward with every per-sample term divided by the *global* batch size, ONE allreduce
+/// of the flat gradient and one small one of the losses and the text-collapse sums,
+/// finite check, clip, schedule, update). Validation, checkpoints, the metrics log and the
+/// progress display run between steps.
 ///
 /// The loss trajectory therefore does not depend on the number of ranks except through
 /// the order of float additions in the allreduce and inside the per-rank GEMMs.
@@ -61,6 +61,8 @@ public final class Trainer {
     public private(set) var lastLoss: LossBreakdown?
     public private(set) var lastGradientNorm: Float?
 
+    /// zero → forward/backward → allreduce → clip → update, shared with retriever pretraining.
+    let dataParallelStep: DataParallelStep
     let trainAssembler: BatchAssembler
     let valAssembler: BatchAssembler?
     let sampler: ShardedSampler
@@ -77,8 +79,11 @@ public final class Trainer {
     /// `showProgress` controls rank 0's progress display. Pretrained model folders in
     /// `model.init_vision` / `model.init_text` set the tower configs, the tokenizer and the
     /// image preprocessing first (`resolvingPretrainedFolders`); `config` is the result.
+    /// `parallelHeads` lets attention run its heads on the BLAS threads
+    /// (`ModelExecution.parallelHeads`: only in a process whose BLAS calls all come from
+    /// this thread, as with one rank per `clipit` process; bit-identical results).
     public init(config: TrainingConfig, comm: any Communicator, outputDirectory: String, resume: String? = nil,
-                showProgress: Bool = true) throws {
+                showProgress: Bool = true, parallelHeads: Bool = false) throws {
         var config = try config.resolvingPretrainedFolders()
         try config.validate()
         var resumeHeader: Checkpoint.Header?
@@ -112,6 +117,7 @@ public final class Trainer {
         }
 
         let built = try makeModel(config, classes: classNames.count)
+        built.store.execution.parallelHeads = parallelHeads
         model = built
         let readsTokens = built.trainingInputs.contains(.tokens) || built.predictionInputs.contains(.tokens)
         var trainText: PairedText?, valText: PairedText?
@@ -121,7 +127,7 @@ public final class Trainer {
             let encoding: any TextEncoding
             if let state = resumeHeader?.tokenizerState {
                 encoding = try makeTextEncoding(stateJSON: state)
-            } else if config.data.tokenizer == "clip" {
+            } else if config.data.tokenizer == .clip {
                 // A pretrained text tower's folder: its CLIP BPE tokenizer.
                 encoding = try CLIPTextEncoding(folder: config.model.initText)
             } else if !config.model.initText.isEmpty,
@@ -135,14 +141,11 @@ public final class Trainer {
             try checkEncoding(encoding, fits: config.model.text)
             tokenizer = encoding
             let drop = method.wordDropFraction
-            trainText = try PairedText(corpus: corpus, cleaned: cleaned,
-                                       pairs: try PairsFile(contentsOf: URL(fileURLWithPath: config.data.trainPairs)),
-                                       imageCount: train.count, encoding: encoding, wordDropFraction: drop, seed: seed,
-                                       pairsPath: config.data.trainPairs)
+            trainText = try PairedText(corpus: corpus, cleaned: cleaned, pairsPath: config.data.trainPairs,
+                                       imageCount: train.count, encoding: encoding, wordDropFraction: drop, seed: seed)
             if let val, built.predictionInputs.contains(.tokens) {
                 // The same reports, tokens and word drop as training: only the pairing differs.
-                valText = try trainText?.paired(with: try PairsFile(contentsOf: URL(fileURLWithPath: config.data.valPairs)),
-                                                imageCount: val.count, pairsPath: config.data.valPairs)
+                valText = try trainText?.paired(withPairsFile: config.data.valPairs, imageCount: val.count)
             }
         } else {
             tokenizer = nil
@@ -161,14 +164,8 @@ public final class Trainer {
         }
 
         // Optimiser and schedule.
-        let o = config.optim, count = built.store.trainableCount
-        switch o.optimizer {
-        case "sgd": optimizer = SGD(parameterCount: count, momentum: o.momentum, weightDecay: o.weightDecay)
-        case "adamw": optimizer = Adam(parameterCount: count, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon,
-                                       weightDecay: o.weightDecay, decay: .decoupled)
-        default: optimizer = Adam(parameterCount: count, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon,
-                                  weightDecay: o.weightDecay, decay: .l2)
-        }
+        let o = config.optim
+        optimizer = makeOptimizer(o, parameterCount: built.store.trainableCount)
         sampler = ShardedSampler.training(itemCount: train.count, globalBatchSize: config.train.batchSize,
                                           rank: comm.rank, worldSize: comm.size, seed: seed)
         let stepsPerEpoch = sampler.batchesPerEpoch
@@ -179,12 +176,11 @@ public final class Trainer {
         }
         let planned = config.train.epochs * stepsPerEpoch
         totalSteps = config.train.maxSteps > 0 ? min(planned, config.train.maxSteps) : planned
-        switch o.schedule {
-        case "cosine": schedule = .cosine(base: o.lr, minimum: o.etaMin, steps: totalSteps)
-        case "warmup-cosine": schedule = .warmupCosine(base: o.lr, minimum: o.etaMin, warmupSteps: o.warmupSteps,
-                                                       totalSteps: totalSteps)
-        default: schedule = .constant(o.lr)
-        }
+        schedule = makeSchedule(o, totalSteps: totalSteps)
+        dataParallelStep = DataParallelStep(
+            comm: comm, store: built.store, optimizer: optimizer, schedule: schedule, gradientClip: o.gradClip,
+            dropoutSeed: derivedSeed(seed, 0x0D0F), diagnosticWidth: built.textEmbeddingWidth,
+            divergenceHint: "lower optim.lr, keep gradient clipping on (optim.grad_clip), or check the input files")
         let perEpoch = config.train.validationsPerEpoch
         validationPoints = perEpoch == 0 ? [] : Set((1...perEpoch).map { k in
             (k * stepsPerEpoch + perEpoch - 1) / perEpoch - 1   // ceil(k·S/V) − 1, the last one S − 1
@@ -226,7 +222,6 @@ public final class Trainer {
     public func run() throws -> TrainingSummary {
         let store = model.store
         let epochs = config.train.epochs
-        let dropoutSeed = derivedSeed(seed, 0x0D0F)
         var clock = Stopwatch()
         var trainingSeconds = 0.0, imagesThisRun = 0, stepsThisRun = 0
         var stopped = false
@@ -240,7 +235,6 @@ public final class Trainer {
         }
 
         let textWidth = model.textEmbeddingWidth
-        var losses = [Float](repeating: 0, count: 3 + textWidth)
         loop: while state.step < totalSteps && state.epoch < epochs {
             let epoch = state.epoch
             let batches = sampler.batches(epoch: epoch)
@@ -249,34 +243,27 @@ public final class Trainer {
                 let stepClock = Stopwatch()
                 let n = sampler.globalBatchCount(b)
                 let local = batches[b]
-                store.zeroGradients()
-                let firstRow = ShardedSampler.slice(of: n, rank: comm.rank, worldSize: comm.size).lowerBound
-                model.setDropoutStream(DropoutStream(seed: dropoutSeed, step: UInt64(state.step), firstGlobalRow: firstRow))
-                // [total, ce, distill, Σ tᵢ/‖tᵢ‖ (D floats, models with a text tower)]: one
-                // small allreduce for the losses and the text-collapse diagnostic.
-                for k in losses.indices { losses[k] = 0 }
-                if !local.isEmpty {
+                var textAgreement: Double?
+                let outcome = try dataParallelStep.run(step: state.step, globalBatch: n, reducedDiagnostics: { sums in
+                    // Σ tᵢ/‖tᵢ‖ over the global batch: the text-collapse diagnostic.
+                    if textWidth > 0 {
+                        textAgreement = meanPairwiseCosine(sumOfUnitVectors: sums.baseAddress!, width: textWidth, count: n)
+                    }
+                }) { textSums in
+                    guard !local.isEmpty else { return LossBreakdown(total: 0, ce: 0, distill: 0) }
                     let batch = trainAssembler.assemble(local, inputs: model.trainingInputs, seed: seed, epoch: epoch)
-                    let loss = model.forwardBackward(batch, globalBatch: n)
-                    (losses[0], losses[1], losses[2]) = (loss.total, loss.ce, loss.distill)
-                    if textWidth > 0 { losses.withUnsafeMutableBufferPointer { model.addUnitTextEmbeddings(into: $0.baseAddress! + 3) } }
+                    let losses = model.forwardBackward(batch, globalBatch: n)
+                    if let t = model.textEmbeddings {
+                        addUnitRows(t, rows: local.count, width: textWidth, into: textSums.baseAddress!)
+                    }
+                    return losses
                 }
-                try comm.allreduce(store.gradients.data, count: store.trainableCount, .sum)
-                try comm.allreduce(&losses, .sum)
-                guard losses[0].isFinite else {
-                    throw TrainingError("the loss became \(losses[0]) at step \(state.step + 1): lower optim.lr, "
-                                        + "keep gradient clipping on (optim.grad_clip), or check the input files")
-                }
-                let norm = config.optim.gradClip > 0
-                    ? clipGradientNorm(store.gradients.data, count: store.trainableCount, maxNorm: config.optim.gradClip)
-                    : Float(gradientNorm(store.gradients.data, count: store.trainableCount))
-                let lr = schedule.learningRate(atStep: state.step)
-                optimizer.step(store, learningRate: lr)
+                let losses = outcome.losses, norm = outcome.gradientNorm, lr = outcome.learningRate
 
                 state.step += 1
                 state.imagesSeen += n
                 (state.epoch, state.nextBatch) = b + 1 == stepsPerEpoch ? (epoch + 1, 0) : (epoch, b + 1)
-                lastLoss = LossBreakdown(total: losses[0], ce: losses[1], distill: losses[2])
+                lastLoss = losses
                 lastGradientNorm = norm
                 let seconds = stepClock.elapsedSeconds
                 trainingSeconds += seconds
@@ -284,19 +271,15 @@ public final class Trainer {
                 stepsThisRun += 1
                 let rate = Double(imagesThisRun) / max(trainingSeconds, 1e-9)
                 var record: [String: Any] = [
-                    "type": "step", "step": state.step, "epoch": epoch, "loss": MetricsLog.number(losses[0]),
-                    "ce": MetricsLog.number(losses[1]), "distill": MetricsLog.number(losses[2]),
+                    "type": "step", "step": state.step, "epoch": epoch, "loss": MetricsLog.number(losses.total),
+                    "ce": MetricsLog.number(losses.ce), "distill": MetricsLog.number(losses.distill),
                     "lr": MetricsLog.number(lr), "grad_norm": MetricsLog.number(norm),
                     "images_per_s": Double(n) / max(seconds, 1e-9), "ranks": comm.size,
                 ]
-                if textWidth > 0, let agreement = losses.withUnsafeBufferPointer({
-                    meanPairwiseCosine(sumOfUnitVectors: $0.baseAddress! + 3, width: textWidth, count: n)
-                }) {
-                    record["text_cos"] = MetricsLog.number(agreement)
-                }
+                if let textAgreement { record["text_cos"] = MetricsLog.number(textAgreement) }
                 try log.write(record)
                 progress.step(epoch: epoch, epochs: epochs, step: state.step, steps: totalSteps, imagesPerSecond: rate,
-                              loss: losses[0], eta: trainingSeconds / Double(stepsThisRun) * Double(totalSteps - state.step))
+                              loss: losses.total, eta: trainingSeconds / Double(stepsThisRun) * Double(totalSteps - state.step))
 
                 if validationPoints.contains(b) { try validate(epoch: epoch) }
                 if config.train.checkpointEvery > 0 && state.step % config.train.checkpointEvery == 0 {
@@ -369,5 +352,33 @@ public final class Trainer {
         }
         try Checkpoint.write(to: outputDirectory + "/" + name, model: model, optimizer: optimizer, config: config,
                              state: state, classNames: classNames, tokenizer: tokenizer)
+    }
+}
+
+/// The optimiser `optim` names, over `parameterCount` trainable values.
+func makeOptimizer(_ o: OptimSettings, parameterCount count: Int) -> any Optimizer {
+    switch o.optimizer {
+    case .sgd: return SGD(parameterCount: count, momentum: o.momentum, weightDecay: o.weightDecay)
+    case .adamw: return Adam(parameterCount: count, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon,
+                             weightDecay: o.weightDecay, decay: .decoupled)
+    case .adam: return Adam(parameterCount: count, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon,
+                            weightDecay: o.weightDecay, decay: .l2)
+    }
+}
+
+/// The learning-rate schedule `optim` names, over a run of `totalSteps`.
+func makeSchedule(_ o: OptimSettings, totalSteps: Int) -> LearningRateSchedule {
+    switch o.schedule {
+    case .constant: return .constant(o.lr)
+    case .cosine: return .cosine(base: o.lr, minimum: o.etaMin, steps: totalSteps)
+    case .warmupCosine: return .warmupCosine(base: o.lr, minimum: o.etaMin, warmupSteps: o.warmupSteps, totalSteps: totalSteps)
+    }
+}
+
+/// sum += Σ over `rows` rows of row/‖row‖ (width floats each; a zero row adds nothing).
+func addUnitRows(_ t: UnsafePointer<Float>, rows: Int, width d: Int, into sum: UnsafeMutablePointer<Float>) {
+    for i in 0..<rows {
+        let row = t + i * d
+        axpy(1 / max(Float(sumOfSquares(row, count: d).squareRoot()), 1e-12), row, sum, count: d)
     }
 }

@@ -1,3 +1,9 @@
+import Kernels
+import Formats
+import Distributed
+import DataParallel
+import Evaluation
+import Retrieval
 import Foundation
 import Datasets
 import Import
@@ -9,6 +15,33 @@ import Yams
 public struct TrainingError: Error, CustomStringConvertible, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// The optimiser (`optim.optimizer`).
+public enum OptimizerKind: String, NamedChoice {
+    /// `torch.optim.Adam`: weight decay as an L2 term in the gradient.
+    case adam
+    /// AdamW: decoupled weight decay.
+    case adamw
+    /// SGD with momentum.
+    case sgd
+}
+
+/// The learning-rate schedule (`optim.schedule`).
+public enum ScheduleKind: String, NamedChoice {
+    case constant
+    /// Cosine annealing from `lr` to `eta_min` over the run.
+    case cosine
+    /// Linear warm-up over `warmup_steps`, then cosine annealing.
+    case warmupCosine = "warmup-cosine"
+}
+
+/// How reports become token ids (`data.tokenizer`).
+public enum TokenizerKind: String, NamedChoice {
+    /// The built-in word-level tokenizer (docs/training.md).
+    case word
+    /// The CLIP BPE tokenizer of the model folder `model.init_text`.
+    case clip
 }
 
 /// LoRA settings shared by both towers (the reference: r = 16, α = 8, dropout 0).
@@ -82,13 +115,13 @@ public struct DataSettings: Codable, Equatable, Sendable {
     /// The report corpus the pairs index into.
     public var reports: String
     /// `imagenet` (timm ViTs), `clip` or `unit`.
-    public var normalization: String
+    public var normalization: NormalizationName
     /// Random resized crop, flips, quarter turns and colour jitter on training images.
     public var augment: Bool
     /// Text encoding: `word` (the built-in word-level tokenizer, docs/training.md) or
     /// `clip` (the CLIP BPE tokenizer of the model folder `model.init_text`; set
     /// automatically when that is a folder).
-    public var tokenizer: String
+    public var tokenizer: TokenizerKind
     /// The exact evaluation transform of a pretrained image tower (resize the short side,
     /// centre crop, mean/std; `ImagePreprocessing`), set from the `model.init_vision`
     /// folder. When present it replaces `data.normalization`: evaluation (and training
@@ -96,8 +129,8 @@ public struct DataSettings: Codable, Equatable, Sendable {
     public var preprocessing: ImagePreprocessing?
 
     public init(train: String = "", val: String = "", trainPairs: String = "", valPairs: String = "",
-                reports: String = "", normalization: String = "imagenet", augment: Bool = true,
-                tokenizer: String = "word", preprocessing: ImagePreprocessing? = nil) {
+                reports: String = "", normalization: NormalizationName = .imagenet, augment: Bool = true,
+                tokenizer: TokenizerKind = .word, preprocessing: ImagePreprocessing? = nil) {
         self.train = train
         self.val = val
         self.trainPairs = trainPairs
@@ -114,7 +147,7 @@ public struct DataSettings: Codable, Equatable, Sendable {
 /// gradient-norm clipping 0.5, optional cosine annealing to 1e-4).
 public struct OptimSettings: Codable, Equatable, Sendable {
     /// `adam` (L2 weight decay, `torch.optim.Adam`), `adamw` or `sgd`.
-    public var optimizer: String
+    public var optimizer: OptimizerKind
     public var lr: Float
     public var weightDecay: Float
     public var beta1: Float
@@ -125,13 +158,13 @@ public struct OptimSettings: Codable, Equatable, Sendable {
     /// Global gradient-norm clipping threshold; 0 disables clipping.
     public var gradClip: Float
     /// `constant`, `cosine` or `warmup-cosine`.
-    public var schedule: String
+    public var schedule: ScheduleKind
     public var etaMin: Float
     public var warmupSteps: Int
 
-    public init(optimizer: String = "adam", lr: Float = 1e-3, weightDecay: Float = 1e-4, beta1: Float = 0.9,
+    public init(optimizer: OptimizerKind = .adam, lr: Float = 1e-3, weightDecay: Float = 1e-4, beta1: Float = 0.9,
                 beta2: Float = 0.999, epsilon: Float = 1e-8, momentum: Float = 0.9, gradClip: Float = 0.5,
-                schedule: String = "constant", etaMin: Float = 1e-4, warmupSteps: Int = 0) {
+                schedule: ScheduleKind = .constant, etaMin: Float = 1e-4, warmupSteps: Int = 0) {
         self.optimizer = optimizer
         self.lr = lr
         self.weightDecay = weightDecay
@@ -191,7 +224,7 @@ public struct RunSettings: Codable, Equatable, Sendable {
 /// every checkpoint. docs/training.md lists the keys.
 public struct TrainingConfig: Codable, Equatable, Sendable {
     /// `clipit`, `unimodal`, … (`TrainingMethod`).
-    public var method: String
+    public var method: TrainingMethod
     /// Seeds the weights, the data order, augmentation and dropout.
     public var seed: Int
     public var model: ModelSettings
@@ -199,7 +232,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var optim: OptimSettings
     public var train: RunSettings
 
-    public init(method: String = "clipit", seed: Int = 0, model: ModelSettings, data: DataSettings = DataSettings(),
+    public init(method: TrainingMethod = .clipit, seed: Int = 0, model: ModelSettings, data: DataSettings = DataSettings(),
                 optim: OptimSettings = OptimSettings(), train: RunSettings = RunSettings()) {
         self.method = method
         self.seed = seed
@@ -209,12 +242,12 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         self.train = train
     }
 
-    public func trainingMethod() throws -> TrainingMethod { try TrainingMethod(parsing: method) }
+    public func trainingMethod() throws -> TrainingMethod { method }
 
     // MARK: Presets
 
     /// The names `model.preset` accepts.
-    public static let presetNames = ["tiny", "demo"]
+    public static let presetNames = ModelPreset.names
 
     /// A preset configuration:
     /// - `tiny`: the test towers of docs/model-contract.md (16 px images, patch 8, E = 32,
@@ -227,20 +260,17 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public static func preset(_ name: String) throws -> TrainingConfig {
         switch name {
         case "tiny":
-            let text = TextConfig(vocabularySize: 128, contextLength: 16, width: 32, depth: 2, heads: 4, mlpHidden: 64,
-                                  activation: .quickGELU, layerNormEps: 1e-5, projectionDim: 24, endOfTextId: 127)
+            let towers = ModelPreset.named(name)!
             return TrainingConfig(
-                model: ModelSettings(preset: name, vision: .tiny, text: text, lora: LoRASettings(rank: 4, alpha: 8)),
+                model: ModelSettings(preset: name, vision: towers.vision, text: towers.text,
+                                     lora: LoRASettings(rank: 4, alpha: 8)),
                 data: DataSettings(augment: false),
                 train: RunSettings(epochs: 2, batchSize: 8, evalBatchSize: 16, validationsPerEpoch: 2, logEvery: 1))
         case "demo":
-            let vision = VisionConfig(imageSize: 64, patchSize: 8, width: 128, depth: 4, heads: 4, mlpHidden: 256,
-                                      activation: .gelu, layerNormEps: 1e-6, layerScaleInit: nil, preNorm: false,
-                                      pooling: .cls, projectionDim: nil, patchBias: true)
-            let text = TextConfig(vocabularySize: 512, contextLength: 32, width: 96, depth: 2, heads: 4, mlpHidden: 192,
-                                  activation: .quickGELU, layerNormEps: 1e-5, projectionDim: 128, endOfTextId: 511)
+            let towers = ModelPreset.named(name)!
             return TrainingConfig(
-                model: ModelSettings(preset: name, vision: vision, text: text, lora: LoRASettings(rank: 8, alpha: 8)),
+                model: ModelSettings(preset: name, vision: towers.vision, text: towers.text,
+                                     lora: LoRASettings(rank: 8, alpha: 8)),
                 data: DataSettings(augment: true),
                 train: RunSettings(epochs: 3, batchSize: 32, evalBatchSize: 64, validationsPerEpoch: 2, logEvery: 5))
         default:
@@ -262,10 +292,6 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require(train.validationsPerEpoch >= 0, "train.validations_per_epoch must be non-negative")
         try require(train.maxSteps >= 0 && train.stopAfterSteps >= 0, "train.max_steps and train.stop_after_steps must be non-negative")
         try require(train.logEvery >= 1, "train.log_every must be at least 1")
-        try require(["adam", "adamw", "sgd"].contains(optim.optimizer),
-                    "optim.optimizer must be adam, adamw or sgd, got '\(optim.optimizer)'")
-        try require(["constant", "cosine", "warmup-cosine"].contains(optim.schedule),
-                    "optim.schedule must be constant, cosine or warmup-cosine, got '\(optim.schedule)'")
         try require(optim.lr > 0, "optim.lr must be positive")
         try require(optim.gradClip >= 0, "optim.grad_clip must be non-negative (0 disables clipping)")
         try require(model.lora.rank >= 1, "model.lora.rank must be at least 1")
@@ -274,8 +300,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
                     "model.vision.image_size \(model.vision.imageSize) is not a multiple of patch_size \(model.vision.patchSize)")
         try require(model.vision.width % model.vision.heads == 0, "model.vision.width must be a multiple of heads")
         try require(model.text.width % model.text.heads == 0, "model.text.width must be a multiple of heads")
-        try require(["word", "clip"].contains(data.tokenizer), "data.tokenizer must be 'word' or 'clip', got '\(data.tokenizer)'")
-        if data.tokenizer == "word" {
+        if data.tokenizer == .word {
             try require(Int(model.text.endOfTextId) == model.text.vocabularySize - 1,
                         "model.text.end_of_text_id must be vocabulary_size − 1 (\(model.text.vocabularySize - 1)) for the word tokenizer")
         } else {
@@ -302,10 +327,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// the one named by `data.normalization`.
     public func normalization() throws -> Normalization {
         if let p = data.preprocessing { return Normalization(mean: p.mean, std: p.std) }
-        guard let named = Normalization(named: data.normalization) else {
-            throw TrainingError("config: data.normalization must be imagenet, clip or unit, got '\(data.normalization)'")
-        }
-        return named
+        return data.normalization.normalization
     }
 
     // MARK: YAML

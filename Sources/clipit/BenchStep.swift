@@ -69,7 +69,7 @@ struct BenchStep: ParsableCommand {
     var breakdown = true
 
     @Flag(inversion: .prefixedNo,
-          help: "Run attention heads on the BLAS threads, each with single-threaded GEMMs (MultiHeadAttention.parallelHeads).")
+          help: "Run attention heads on the BLAS threads, each with single-threaded GEMMs (ModelExecution.parallelHeads).")
     var parallelHeads = true
 
     @Flag(help: "Print one JSON object per configuration instead of a table.")
@@ -106,7 +106,6 @@ struct BenchStep: ParsableCommand {
         let threadCount = threads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"]
             .flatMap { Int($0) }.flatMap { $0 >= 1 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
         BLASRuntime.setThreads(threadCount)
-        MultiHeadAttention.parallelHeads = parallelHeads   // this process calls BLAS from one thread
         let models = Self.models.filter { model == "both" || $0.name == model }
         let methods = Self.methods.filter { method == "both" || $0 == method }
         if !json {
@@ -208,6 +207,7 @@ struct BenchStep: ParsableCommand {
             let config = CLIPITConfig(vision: vision, text: .clip, visionTraining: lora, textTraining: lora,
                                       classes: classes)
             let model = CLIPITModel(config, seed: 1)
+            model.store.execution.parallelHeads = parallelHeads   // this process calls BLAS from one thread
             let tokens = UnsafePointer(inputs.tokens!)
             return Workload(
                 store: model.store, flops: model.trainingFlops(batch: b),
@@ -215,6 +215,7 @@ struct BenchStep: ParsableCommand {
                 forwardBackward: { model.forwardBackward(images: images, labels: labels, tokens: tokens, batch: b) })
         }
         let model = UnimodalModel(vision: vision, training: lora, classes: classes, seed: 1)
+        model.store.execution.parallelHeads = parallelHeads
         return Workload(
             store: model.store, flops: model.trainingFlops(batch: b),
             forward: { _ = model.predict(images: images, batch: b) },   // no dropout: same work as training

@@ -13,14 +13,8 @@ struct CommunicatorOptions: ParsableArguments {
     /// Runs a command's work on this process's rank: makes the communicator, aborts the
     /// whole job (non-zero exit on every rank) when `body` throws on any rank, and shuts the
     /// communicator down afterwards.
-    ///
-    /// A `clipit` process is one rank whose BLAS calls all come from this thread, so the
-    /// attention heads may run on parallel workers with single-threaded GEMMs
-    /// (`MultiHeadAttention.parallelHeads`, the path `clipit bench step` measures; the same
-    /// results bit for bit, and no change with one BLAS thread per rank).
     func run(_ body: (any Communicator) throws -> Void) throws {
         let comm = try make()
-        MultiHeadAttention.parallelHeads = true
         comm.runOrAbort { try body(comm) }
         comm.shutdown()
     }

@@ -1,3 +1,8 @@
+import Model
+import Import
+import DataParallel
+import Evaluation
+import Retrieval
 import ArgumentParser
 import Datasets
 import Distributed

@@ -1,3 +1,8 @@
+import Datasets
+import Import
+import DataParallel
+import Evaluation
+import Retrieval
 import ArgumentParser
 import Formats
 import Foundation

@@ -1,3 +1,9 @@
+import Datasets
+import Model
+import Import
+import DataParallel
+import Evaluation
+import Retrieval
 import ArgumentParser
 import Formats
 import Foundation
@@ -110,6 +116,7 @@ struct Pretrain: ParsableCommand {
                                                  reportsPath: reports ?? data! + "/paired.jsonl",
                                                  holdoutFraction: settings.holdoutFraction, text: config.text)
             let model = try RetrieverModel(config, seed: UInt64(truncatingIfNeeded: seed))
+            model.store.execution.parallelHeads = true   // one rank per process: BLAS called from this thread only
             let trainer = try RetrieverPretrainer(model: model, data: paired, settings: settings, comm: comm,
                                                   outputDirectory: out)
             let summary = try trainer.run()

@@ -1,3 +1,9 @@
+import Datasets
+import Model
+import Import
+import DataParallel
+import Evaluation
+import Retrieval
 import ArgumentParser
 import Distributed
 import Foundation
@@ -102,7 +108,7 @@ struct Train: ParsableCommand {
             let config = try resolveConfig()
             let output = out ?? ((resume ?? ".") as NSString).deletingLastPathComponent
             let trainer = try Trainer(config: config, comm: comm, outputDirectory: output.isEmpty ? "." : output,
-                                      resume: resume, showProgress: !quiet)
+                                      resume: resume, showProgress: !quiet, parallelHeads: true)
             _ = try trainer.run()
         }
     }

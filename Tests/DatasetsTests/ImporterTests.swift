@@ -1,3 +1,4 @@
+@testable import Formats
 import XCTest
 @testable import Datasets
 

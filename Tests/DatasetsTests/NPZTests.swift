@@ -1,4 +1,4 @@
-import Formats
+@testable import Formats
 import XCTest
 @testable import Datasets
 

@@ -3,6 +3,8 @@ import Foundation
 import Import
 import Model
 import XCTest
+import Datasets
+import Kernels
 
 /// Each family's tiny reference folder (reference/make_import_fixtures.py) imported and run:
 /// preprocessing against torchvision-on-PIL, token ids against the family's tokenizer, and the

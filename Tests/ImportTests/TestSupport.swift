@@ -1,6 +1,10 @@
 import Formats
 import Foundation
 import XCTest
+import Import
+import Model
+import Datasets
+import Kernels
 
 /// Paths into Tests/ImportTests/Fixtures (made by reference/make_import_fixtures.py).
 enum ImportFixtures {

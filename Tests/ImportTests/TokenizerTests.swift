@@ -1,6 +1,9 @@
 import Formats
 import Import
 import XCTest
+import Model
+import Datasets
+import Kernels
 
 final class TokenizerTests: XCTestCase {
     static var fullVocabulary: [TextNormalization: CLIPTokenizer] = [:]

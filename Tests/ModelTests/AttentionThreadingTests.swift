@@ -1,19 +1,18 @@
 import XCTest
 import Kernels
 @testable import Model
+@testable import Import
+@testable import Formats
 
-/// With `parallelHeads`, attention runs its heads on as many workers as there are BLAS
+/// With `execution.parallelHeads`, attention runs its heads on as many workers as there are BLAS
 /// threads; the outputs and every gradient must be bit-identical to the serial run.
 final class AttentionThreadingTests: XCTestCase {
     private func run(threads: Int, causal: Bool) -> [[Float]] {
         let saved = BLASRuntime.threads
         BLASRuntime.setThreads(threads)
-        MultiHeadAttention.parallelHeads = true
-        defer {
-            MultiHeadAttention.parallelHeads = false
-            BLASRuntime.setThreads(saved)
-        }
+        defer { BLASRuntime.setThreads(saved) }
         let store = ParameterStore()
+        store.execution.parallelHeads = true
         let attention = MultiHeadAttention("attn", embedDim: 32, heads: 4, layout: .fused, causal: causal,
                                            region: .frozen, lora: LoRAConfig(rank: 2, alpha: 4), store: store)
         store.allocate(seed: 7)

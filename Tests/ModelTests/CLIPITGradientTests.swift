@@ -1,6 +1,8 @@
 import XCTest
 import Kernels
 @testable import Model
+@testable import Import
+@testable import Formats
 
 /// Finite-difference checks of the WHOLE CLIP-IT loss (both towers, heads, CE and the
 /// distillation term) with respect to every trainable tensor (a random subset of each

@@ -1,8 +1,10 @@
+import TestSupport
 import Foundation
 import XCTest
 import Formats
 import Kernels
 @testable import Model
+@testable import Import
 
 /// End-to-end checks of the ViT and CLIP text towers: finite-difference gradients of every
 /// trainable parameter and of the images, LoRA merging, position-embedding resampling,
@@ -158,9 +160,9 @@ final class EncoderTests: XCTestCase {
         store.allocate(seed: 1)
         Self.randomize(store, 2, 0.2)
         let images = Self.randomTensor([4, 3, 16, 16], 3, 1)
-        vit.setDropoutStream(DropoutStream(seed: 9, step: 4, firstGlobalRow: 0))
+        store.execution.dropout = DropoutStream(seed: 9, step: 4, firstGlobalRow: 0)
         let whole = Array(UnsafeBufferPointer(start: vit.forward(images: images.data, batch: 4), count: 4 * 32))
-        vit.setDropoutStream(DropoutStream(seed: 9, step: 4, firstGlobalRow: 2))
+        store.execution.dropout = DropoutStream(seed: 9, step: 4, firstGlobalRow: 2)
         let half = Array(UnsafeBufferPointer(start: vit.forward(images: images.data + 2 * 3 * 16 * 16, batch: 2),
                                              count: 2 * 32))
         assertClose(half, Array(whole[64...]), tolerance: 1e-5, "split batch")

@@ -1,5 +1,8 @@
 import XCTest
 import Kernels
+import Model
+import Import
+import Formats
 
 /// Finite-difference gradient checks for layers with hand-written backward passes.
 ///

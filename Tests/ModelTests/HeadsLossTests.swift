@@ -2,6 +2,8 @@ import XCTest
 import Numerics
 import Kernels
 @testable import Model
+@testable import Import
+@testable import Formats
 
 /// Forward values and finite-difference gradient checks of the CLIP-IT heads and losses.
 final class HeadsLossTests: XCTestCase {

@@ -1,6 +1,8 @@
 import XCTest
 import Kernels
 @testable import Model
+@testable import Import
+@testable import Formats
 
 /// Finite-difference checks of every layer's backward pass (parameters and inputs).
 final class LayerGradientTests: XCTestCase {
@@ -102,7 +104,7 @@ final class LayerGradientTests: XCTestCase {
                                            region: .trainable, lora: lora, store: store)
         store.allocate(seed: 10)
         Self.randomize(store, seed: 11)
-        for l in attention.linears { l.dropoutStream = DropoutStream(seed: 5, step: 3) }
+        store.execution.dropout = DropoutStream(seed: 5, step: 3)
         attention.setKeyPadding(validLengths: validLengths, tokens: T)
         let x = Self.randomTensor([B * T, E], seed: 12), dx = Tensor(shape: [B * T, E])
         let y = Tensor(shape: [B * T, E])

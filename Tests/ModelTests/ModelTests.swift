@@ -1,1 +1,5 @@
 import XCTest
+import Model
+import Import
+import Kernels
+import Formats

@@ -2,6 +2,8 @@ import XCTest
 import Numerics
 import Kernels
 @testable import Model
+@testable import Import
+@testable import Formats
 
 /// Optimiser steps, clipping and schedules against values computed by hand.
 final class OptimizerTests: XCTestCase {

@@ -3,6 +3,7 @@ import XCTest
 import Formats
 import Kernels
 @testable import Model
+@testable import Import
 
 final class PEFTExportTests: XCTestCase {
     var directory = ""

@@ -1,6 +1,8 @@
 import XCTest
 import Kernels
 @testable import Model
+@testable import Import
+@testable import Formats
 
 /// The analytic step FLOPs (`trainingFlops`) equal what `gemm` actually executes, counted
 /// by `GEMMStatistics`, for the method, its ablations and the unimodal baselines.

@@ -1,5 +1,11 @@
+import TestSupport
 import Distributed
 import Training
+import Retrieval
+import DataParallel
+import Model
+import Datasets
+import Kernels
 
 /// Stage-1 retrieval across real ranks: the distributed blocked top-k equals the
 /// single-process search over the gathered data, on every rank.

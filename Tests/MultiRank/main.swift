@@ -14,6 +14,11 @@ import Kernels
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
+import Training
+import Retrieval
+import DataParallel
+import Model
+import Datasets
 #endif
 
 /// The error the failing rank throws in `--abort-test`.

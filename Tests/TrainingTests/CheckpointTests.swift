@@ -3,6 +3,13 @@ import Foundation
 import Distributed
 import Formats
 @testable import Training
+@testable import Retrieval
+@testable import Evaluation
+@testable import DataParallel
+@testable import Model
+@testable import Import
+@testable import Datasets
+@testable import Kernels
 
 final class CheckpointTests: XCTestCase {
     var data: TinyTrainingData!

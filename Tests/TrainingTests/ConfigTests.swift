@@ -1,13 +1,22 @@
 import XCTest
 import Foundation
 @testable import Training
+@testable import Retrieval
+@testable import Evaluation
+@testable import DataParallel
+@testable import Model
+@testable import Import
+@testable import Datasets
+@testable import Distributed
+@testable import Formats
+@testable import Kernels
 
 final class ConfigTests: XCTestCase {
     func testPresetsAndDefaultsFollowTheReference() throws {
         let config = try TrainingConfig.resolve(yaml: nil)
         XCTAssertEqual(config.model.preset, "tiny")
-        XCTAssertEqual(config.method, "clipit")
-        XCTAssertEqual(config.optim.optimizer, "adam")
+        XCTAssertEqual(config.method, .clipit)
+        XCTAssertEqual(config.optim.optimizer, .adam)
         XCTAssertEqual(config.optim.lr, 1e-3)
         XCTAssertEqual(config.optim.weightDecay, 1e-4)
         XCTAssertEqual(config.optim.gradClip, 0.5)
@@ -38,12 +47,12 @@ final class ConfigTests: XCTestCase {
             """
         let config = try TrainingConfig.resolve(yaml: yaml, overrides: ["optim.lr=5e-4", "model.vision.depth=6",
                                                                         "data.train='a: b.cds'"])
-        XCTAssertEqual(config.method, "unimodal-lora")
+        XCTAssertEqual(config.method, .unimodalLoRA)
         XCTAssertEqual(config.seed, 3)
         XCTAssertEqual(config.model.vision.depth, 6, "--set wins over the file")
         XCTAssertEqual(config.model.vision.width, 128, "unset keys keep the preset's values")
         XCTAssertEqual(config.model.lora.rank, 4)
-        XCTAssertEqual(config.optim.schedule, "cosine")
+        XCTAssertEqual(config.optim.schedule, .cosine)
         XCTAssertEqual(config.optim.weightDecay, 0.001)
         XCTAssertEqual(config.optim.lr, 5e-4)
         XCTAssertEqual(config.data.train, "a: b.cds")
@@ -71,7 +80,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(try TrainingConfig.fromJSON(try config.json()), config)
         // Resuming: the checkpoint's configuration is the base.
         let resumed = try TrainingConfig.resolve(yaml: nil, overrides: ["train.epochs=7"], base: config)
-        XCTAssertEqual(resumed.method, "text-drop:30")
+        XCTAssertEqual(resumed.method, .textDrop(percent: 30))
         XCTAssertEqual(resumed.train.epochs, 7)
     }
 

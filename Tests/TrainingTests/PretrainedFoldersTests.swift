@@ -1,3 +1,4 @@
+import TestSupport
 import XCTest
 import Foundation
 import Datasets
@@ -7,6 +8,9 @@ import Import
 import Kernels
 import Model
 @testable import Training
+@testable import Retrieval
+@testable import Evaluation
+@testable import DataParallel
 
 /// The tiny pretrained model folders of Tests/ImportTests/Fixtures (HF CLIP, open_clip,
 /// timm), used as Stage-1 retrievers and as Stage-2 towers.
@@ -120,7 +124,7 @@ final class PretrainedFoldersTests: XCTestCase {
         backbone.projectionDim = nil
         XCTAssertEqual(trainer.config.model.vision, backbone)
         XCTAssertEqual(trainer.config.model.text, clipModel.text)
-        XCTAssertEqual(trainer.config.data.tokenizer, "clip")
+        XCTAssertEqual(trainer.config.data.tokenizer, .clip)
         XCTAssertEqual(trainer.config.data.preprocessing, timmModel.preprocessing)
         let encoding = try XCTUnwrap(trainer.tokenizer as? CLIPTextEncoding)
         let corpus = try ReportCorpus(path: data.reports)
@@ -129,7 +133,7 @@ final class PretrainedFoldersTests: XCTestCase {
         XCTAssertEqual(encoding.encode(report0), tokenizer.tokenize(report0))
 
         // Initial features: the imported towers on the same preprocessed inputs.
-        let model = try XCTUnwrap(trainer.model as? CLIPITTrainable).model
+        let model = try XCTUnwrap(trainer.model as? CLIPITModel)
         let dataset = try DatasetFile(path: data.val)
         let pre = try XCTUnwrap(timmModel.preprocessing)
         var pixels = [Float](repeating: 0, count: 3 * pre.outputCount)

@@ -1,3 +1,4 @@
+import TestSupport
 import XCTest
 import Foundation
 import Datasets
@@ -5,6 +6,11 @@ import Distributed
 import Formats
 import Kernels
 @testable import Training
+@testable import Retrieval
+@testable import Evaluation
+@testable import DataParallel
+@testable import Model
+@testable import Import
 
 /// A tiny labelled dataset on disk: train/val `.cds` (16×16 RGB, 3 classes), a report
 /// corpus and pairs files, in a fresh temporary directory.
@@ -158,7 +164,7 @@ final class TrainerTests: XCTestCase {
             XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/best.safetensors"), "\(method)")
             XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/config.yaml"), "\(method)")
             let (model, header) = try Checkpoint.loadModel(out + "/last.safetensors")
-            XCTAssertEqual(header.config.method, method.description)
+            XCTAssertEqual(header.config.method, method)
             XCTAssertEqual(model.predictionInputs, method == .textOnly ? [.tokens] : [.images])
         }
         let t = trainable

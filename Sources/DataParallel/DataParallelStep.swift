@@ -1,0 +1,127 @@
+import Distributed
+import Kernels
+import Model
+
+/// One data-parallel optimiser step, the same for every loop (Stage 2 training and
+/// retriever pretraining), in llm.c's order:
+///
+///     zero → forward/backward on this rank's slice → allreduce(gradients) →
+///     allreduce(losses, diagnostics) → finite check → clip → schedule → update
+///
+/// Every rank calls `run` with its slice of the same global batch. The caller's
+/// forward/backward divides every per-sample term by the *global* batch size, so the
+/// summed flat gradient (ONE allreduce over `store.gradients`) is the gradient a single
+/// rank would compute over the whole batch, and the summed losses are the batch's loss.
+/// The losses and the caller's diagnostic sums travel in one second, small allreduce.
+/// Clipping and the update then run on identical inputs on every rank, so the weights
+/// stay bit-identical across ranks.
+public final class DataParallelStep {
+    public let comm: any Communicator
+    public let store: ParameterStore
+    public let optimizer: any Optimizer
+    public let schedule: LearningRateSchedule
+    /// Global gradient-norm threshold; 0 disables clipping.
+    public let gradientClip: Float
+    /// Seeds the LoRA-dropout masks (with the step and the global row).
+    public let dropoutSeed: UInt64
+    /// What a non-finite loss error tells the user to do (the loop's own option names).
+    public let divergenceHint: String
+    /// `LossBreakdown.fieldCount` losses, then `diagnosticWidth` diagnostic sums
+    /// (allocated once).
+    private var reduction: [Float]
+
+    /// - Parameter diagnosticWidth: floats of per-step sums the forward/backward may add
+    ///   into (`run`'s `diagnostics`), reduced with the losses; 0 for none.
+    public init(comm: any Communicator, store: ParameterStore, optimizer: any Optimizer,
+                schedule: LearningRateSchedule, gradientClip: Float, dropoutSeed: UInt64,
+                diagnosticWidth: Int = 0, divergenceHint: String) {
+        self.comm = comm
+        self.store = store
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.gradientClip = gradientClip
+        self.dropoutSeed = dropoutSeed
+        self.divergenceHint = divergenceHint
+        reduction = [Float](repeating: 0, count: LossBreakdown.fieldCount + diagnosticWidth)
+    }
+
+    /// The reduced outcome of one step.
+    public struct Outcome {
+        /// The global batch's losses (summed over ranks).
+        public var losses: LossBreakdown
+        /// The global gradient norm before clipping.
+        public var gradientNorm: Float
+        /// The learning rate the update used.
+        public var learningRate: Float
+    }
+
+    /// Runs step `step` (0-based; it selects the learning rate and the dropout masks) on a
+    /// global batch of `globalBatch` samples. `forwardBackward` runs this rank's slice
+    /// (on every rank, even with an empty slice, since a model's loss may itself run
+    /// collectives; an empty slice returns zeros), adds into `store.gradients` and into
+    /// `diagnostics`, and returns the slice's losses. `reducedDiagnostics`, when given,
+    /// receives the summed diagnostics.
+    @discardableResult
+    public func run(step: Int, globalBatch: Int,
+                    reducedDiagnostics: ((UnsafeBufferPointer<Float>) -> Void)? = nil,
+                    _ forwardBackward: (_ diagnostics: UnsafeMutableBufferPointer<Float>) throws -> LossBreakdown)
+        throws -> Outcome {
+        store.zeroGradients()
+        // Dropout masks are drawn per global row, so they do not depend on the rank count.
+        let firstRow = ShardedSampler.slice(of: globalBatch, rank: comm.rank, worldSize: comm.size).lowerBound
+        store.execution.dropout = DropoutStream(seed: dropoutSeed, step: UInt64(step), firstGlobalRow: firstRow)
+        for k in reduction.indices { reduction[k] = 0 }
+        let losses = try reduction.withUnsafeMutableBufferPointer { all in
+            try forwardBackward(UnsafeMutableBufferPointer(rebasing: all[LossBreakdown.fieldCount...]))
+        }
+        losses.write(into: &reduction)
+        try comm.allreduce(store.gradients.data, count: store.trainableCount, .sum)
+        try comm.allreduce(&reduction, .sum)
+        let reduced = LossBreakdown(reading: reduction)
+        guard reduced.total.isFinite else {
+            throw DataParallelError("the loss became \(reduced.total) at step \(step + 1): \(divergenceHint)")
+        }
+        if let reducedDiagnostics {
+            reduction.withUnsafeBufferPointer { reducedDiagnostics(UnsafeBufferPointer(rebasing: $0[LossBreakdown.fieldCount...])) }
+        }
+        let norm = gradientClip > 0
+            ? clipGradientNorm(store.gradients.data, count: store.trainableCount, maxNorm: gradientClip)
+            : Float(gradientNorm(store.gradients.data, count: store.trainableCount))
+        let lr = schedule.learningRate(atStep: step)
+        optimizer.step(store, learningRate: lr)
+        return Outcome(losses: reduced, gradientNorm: norm, learningRate: lr)
+    }
+}
+
+extension LossBreakdown {
+    /// How many floats `write(into:)` packs: total, ce, distill.
+    public static let fieldCount = 3
+
+    /// Packs the named losses at the start of a reduction buffer.
+    func write(into buffer: inout [Float]) {
+        buffer[0] = total
+        buffer[1] = ce
+        buffer[2] = distill
+    }
+
+    /// Reads what `write(into:)` packed.
+    init(reading buffer: [Float]) {
+        self.init(total: buffer[0], ce: buffer[1], distill: buffer[2])
+    }
+}
+
+/// A data-parallel loop that cannot go on (a non-finite loss); `description` says what to do.
+public struct DataParallelError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension RowExchange {
+    /// The row exchange of one global batch over `comm`'s ranks: `counts` rows per rank,
+    /// in rank order (`ShardedSampler.sliceCounts`), gathered with `allgatherv`.
+    public init(comm: any Communicator, counts: [Int]) {
+        self.init(rank: comm.rank, counts: counts) { local, counts, all in
+            try comm.allgatherv(local, counts: counts, into: all)
+        }
+    }
+}

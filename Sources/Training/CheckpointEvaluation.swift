@@ -1,0 +1,107 @@
+import Kernels
+import Formats
+import Foundation
+import DataParallel
+import Datasets
+import Distributed
+import Evaluation
+import Import
+import Model
+import Retrieval
+
+// Stage 3 on a checkpoint: its model, the data it needs, and the evaluation.
+
+/// The assembler that feeds a checkpoint's model with `dataset` for evaluation or
+/// prediction: the evaluation transform at the model's image size and normalisation (or
+/// the pretrained tower's exact preprocessing, `data.preprocessing`) and,
+/// when the model reads text (the text-only classifier), each image's paired report
+/// from `pairsPath` and `reportsPath`, encoded with the tokenizer stored in the checkpoint.
+public func evaluationAssembler(for model: any TrainableModel, header: Checkpoint.Header, dataset: DatasetFile,
+                                pairsPath: String?, reportsPath: String?) throws -> BatchAssembler {
+    let config = header.config
+    guard dataset.classNames == header.classNames else {
+        throw TrainingError("'\(dataset.path)' has classes \(dataset.classNames), the checkpoint was trained on "
+                            + "\(header.classNames)")
+    }
+    var text: PairedText?
+    if model.predictionInputs.contains(.tokens) {
+        guard let pairsPath, !pairsPath.isEmpty else {
+            throw TrainingError("the \(config.method) model reads each image's paired report: pass the pairs file of "
+                                + "'\(dataset.path)' (--pairs)")
+        }
+        let reports = (reportsPath?.isEmpty == false ? reportsPath : nil) ?? config.data.reports
+        guard !reports.isEmpty else { throw TrainingError("pass the report corpus the pairs index into (--reports)") }
+        guard let state = header.tokenizerState else {
+            throw TrainingError("the checkpoint has no tokenizer state; it was not written by a text model")
+        }
+        let encoding = try makeTextEncoding(stateJSON: state)
+        let method = try config.trainingMethod()
+        text = try PairedText(corpus: try ReportCorpus(path: reports), pairsPath: pairsPath, imageCount: dataset.count,
+                              encoding: encoding, wordDropFraction: method.wordDropFraction,
+                              seed: UInt64(truncatingIfNeeded: config.seed))
+    }
+    let transform = TransformConfig.evaluation(outputSize: config.model.vision.imageSize,
+                                               normalization: try config.normalization())
+    return BatchAssembler(dataset: dataset, transform: transform, text: text, preprocessing: config.data.preprocessing)
+}
+
+/// The pairs file of `split` given a file or a directory: a directory is searched for
+/// `<split>.pairs.jsonl`, then `<split>.jsonl`, then `pairs-<split>.jsonl`. Returns ""
+/// for an empty argument.
+public func resolvePairsPath(_ fileOrDirectory: String, split: String) throws -> String {
+    guard !fileOrDirectory.isEmpty else { return "" }
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: fileOrDirectory, isDirectory: &isDirectory) else {
+        throw TrainingError("pairs '\(fileOrDirectory)' does not exist: pass a pairs file or the directory clipit pair wrote")
+    }
+    guard isDirectory.boolValue else { return fileOrDirectory }
+    let candidates = ["\(split).pairs.jsonl", "\(split).jsonl", "pairs-\(split).jsonl"].map { fileOrDirectory + "/" + $0 }
+    guard let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
+        throw TrainingError("no pairs file for split '\(split)' in '\(fileOrDirectory)' (looked for "
+                            + candidates.map { ($0 as NSString).lastPathComponent }.joined(separator: ", ") + ")")
+    }
+    return found
+}
+
+/// Stage 3 on a checkpoint: loads its model, folds LoRA into the base weights unless
+/// `mergeLoRA` is false, and evaluates it on `dataset` (`evaluationAssembler`, `evaluate`).
+public func evaluateCheckpoint(_ path: String, on dataset: DatasetFile, pairsPath: String?, reportsPath: String?,
+                               mergeLoRA: Bool = true, comm: any Communicator, batchSize: Int) throws
+    -> (result: EvaluationResult, model: any TrainableModel, header: Checkpoint.Header) {
+    let (model, header) = try Checkpoint.loadModel(path)
+    if mergeLoRA { model.mergeLoRA() }
+    let assembler = try evaluationAssembler(for: model, header: header, dataset: dataset, pairsPath: pairsPath,
+                                            reportsPath: reportsPath)
+    return (try evaluate(model, on: assembler, comm: comm, batchSize: batchSize), model, header)
+}
+
+extension PairedText {
+    /// The paired reports of a split: the pairs file `pairsPath` (Stage 1's output) read
+    /// and checked against the split's `imageCount` and the corpus, every report cleaned,
+    /// word-dropped and encoded (`PairedText.init(corpus:cleaned:reportOfImage:…)`).
+    public init(corpus: ReportCorpus, cleaned: [String]? = nil, pairsPath: String, imageCount: Int,
+                encoding: any TextEncoding, wordDropFraction: Double, seed: UInt64) throws {
+        let pairs = try PairsFile(contentsOf: URL(fileURLWithPath: pairsPath))
+        try Self.check(pairs, imageCount: imageCount, reportCount: corpus.count, pairsPath: pairsPath)
+        self.init(corpus: corpus, cleaned: cleaned, reportOfImage: pairs.reportIndices, encoding: encoding,
+                  wordDropFraction: wordDropFraction, seed: seed)
+    }
+
+    /// The same encoded reports paired with another split's images through its pairs file.
+    public func paired(withPairsFile pairsPath: String, imageCount: Int) throws -> PairedText {
+        let pairs = try PairsFile(contentsOf: URL(fileURLWithPath: pairsPath))
+        try Self.check(pairs, imageCount: imageCount, reportCount: reportCount, pairsPath: pairsPath)
+        return paired(with: pairs.reportIndices)
+    }
+
+    private static func check(_ pairs: PairsFile, imageCount: Int, reportCount: Int, pairsPath: String) throws {
+        guard pairs.imageCount == imageCount else {
+            throw TrainingError("pairs file '\(pairsPath)' has \(pairs.imageCount) images but the dataset has "
+                                + "\(imageCount): pair the same split again (clipit pair) or pass the matching pairs file")
+        }
+        guard pairs.reportCount == reportCount else {
+            throw TrainingError("pairs file '\(pairsPath)' indexes \(pairs.reportCount) reports but the corpus has "
+                                + "\(reportCount): pass the corpus the pairs were made from (--reports)")
+        }
+    }
+}
