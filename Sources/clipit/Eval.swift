@@ -98,7 +98,7 @@ struct Eval: ParsableCommand {
         }
         if let out {
             var object: [String: Any] = [
-                "checkpoint": checkpoint, "data": dataPath, "method": header.config.method, "seed": header.config.seed,
+                "checkpoint": checkpoint, "data": dataPath, "method": header.config.method.description, "seed": header.config.seed,
                 "step": header.state.step, "lora_merged": !noMerge, "ranks": comm.size, "seconds": seconds,
                 "loss": result.loss, "metrics": try jsonObject(result.report),
             ]

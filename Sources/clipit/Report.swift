@@ -1,3 +1,4 @@
+import Evaluation
 import ArgumentParser
 import Formats
 import Foundation
@@ -115,18 +116,7 @@ struct Report: ParsableCommand {
         }
     }
 
-    struct Stats {
-        var values: [Double]
-        init(_ values: [Double]) { self.values = values }
-        var mean: Double { values.isEmpty ? .nan : values.reduce(0, +) / Double(values.count) }
-        /// Sample standard deviation (n − 1); 0 for a single value.
-        var std: Double {
-            guard values.count > 1 else { return 0 }
-            let m = mean
-            return (values.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(values.count - 1)).squareRoot()
-        }
-        var json: [String: Any] { ["mean": mean, "std": std, "values": values] }
-    }
+    typealias Stats = SeedStatistics
 
     private func readGroups() throws -> [Group] {
         let fm = FileManager.default
@@ -252,9 +242,8 @@ struct Report: ParsableCommand {
 
     /// Differences method − baseline of the runs with equal seeds (nil without two common seeds).
     private func pairedDifferences(_ m: Group, _ b: Group) -> Stats? {
-        let base = Dictionary(b.runs.map { ($0.seed, $0.balancedAccuracy) }, uniquingKeysWith: { a, _ in a })
-        let diffs = m.runs.compactMap { run in base[run.seed].map { run.balancedAccuracy - $0 } }
-        return diffs.count >= 2 ? Stats(diffs) : nil
+        SeedStatistics.pairedDifferences(method: m.runs.map { ($0.seed, $0.balancedAccuracy) },
+                                         baseline: b.runs.map { ($0.seed, $0.balancedAccuracy) })
     }
 
     // MARK: Rendering
@@ -285,4 +274,9 @@ struct Report: ParsableCommand {
         }
         return out
     }
+}
+
+extension SeedStatistics {
+    /// `{"mean", "std", "values"}` for results.json.
+    var json: [String: Any] { ["mean": mean, "std": std, "values": values] }
 }

@@ -15,9 +15,13 @@ final class GEMMStatisticsTests: XCTestCase {
         gemm(.none, .none, m: 0, n: 5, k: 3, a: a.data, b: b.data, beta: 0, c: c.data)
         XCTAssertEqual(GEMMStatistics.calls, 1)
         XCTAssertEqual(GEMMStatistics.flops, 2 * 4 * 5 * 3)
-        XCTAssertGreaterThanOrEqual(GEMMStatistics.seconds, 0)
+        // A recorded call adds its duration (once, on one thread).
+        let before = GEMMStatistics.seconds
+        GEMMStatistics.record(flops: 8, nanoseconds: 250_000_000)
+        XCTAssertEqual(GEMMStatistics.seconds - before, 0.25, accuracy: 1e-9)
         GEMMStatistics.reset()
         XCTAssertEqual(GEMMStatistics.calls, 0)
         XCTAssertEqual(GEMMStatistics.flops, 0)
+        XCTAssertEqual(GEMMStatistics.seconds, 0)
     }
 }

@@ -71,6 +71,7 @@ final class CLIPITGradientTests: XCTestCase {
             worst = max(worst, r.worstRelativeError)
             checked += r.checked
         }
+        XCTAssertGreaterThan(checked, 0, "no trainable parameter element was checked", file: file, line: line)
         let r = GradientCheck.check("input.images", values: images.data, analytic: dImages,
                                     count: dImages.count, maxElements: 24, step: step,
                                     relativeTolerance: 5e-3, loss: loss,
@@ -159,11 +160,13 @@ final class CLIPITGradientTests: XCTestCase {
             }
         }
         _ = loss()
+        var checked = 0
         for p in model.store.trainableParameters {
             let analytic = Array(UnsafeBufferPointer(start: p.gradient!, count: p.count))
-            GradientCheck.check(p.name, values: p.value, analytic: analytic, count: p.count,
-                                step: 1e-3, relativeTolerance: 5e-3, loss: loss)
+            checked += GradientCheck.check(p.name, values: p.value, analytic: analytic, count: p.count,
+                                           step: 1e-3, relativeTolerance: 5e-3, loss: loss).checked
         }
+        XCTAssertGreaterThan(checked, 0, "no trainable parameter element was checked")
     }
 
     func testTextClassifierGradients() {

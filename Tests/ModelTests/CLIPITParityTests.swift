@@ -215,6 +215,7 @@ final class CLIPITParityTests: XCTestCase {
         compare("output.vision_logits", array(model.head.logits.data, b * 3),
                 try file.floats("output.vision_logits"), into: &errors)
         compare("output.loss", [loss.total], try file.floats("output.loss"), into: &errors)
+        XCTAssertFalse(model.store.trainableParameters.isEmpty, "the unimodal+LoRA model has no trainable parameter")
         for p in model.store.trainableParameters {
             compare("grad." + p.name, gradient(p), try file.floats("grad." + p.name), into: &errors)
         }

@@ -60,6 +60,7 @@ final class HeadsLossTests: XCTestCase {
         wz.withUnsafeBufferPointer { heads.backward(dLogits: $0.baseAddress!, dFeatures: dv.data) }
         let gradients = store.gradients.array
         check("heads ∂L/∂v", v.data, dv.array, loss: loss, file: file, line: line)
+        XCTAssertFalse(store.trainableParameters.isEmpty, "the heads declared no trainable parameter", file: file, line: line)
         for p in store.trainableParameters {
             check("heads ∂L/∂\(p.name)", p.value, Array(gradients[p.offset..<(p.offset + p.count)]),
                   loss: loss, file: file, line: line)

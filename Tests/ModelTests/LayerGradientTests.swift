@@ -186,6 +186,7 @@ final class LayerGradientTests: XCTestCase {
         Self.randomize(store, seed: 31)
         let x = Self.randomTensor([B * T, E], seed: 32), dx = Tensor(shape: [B * T, E])
         let y = Tensor(shape: [B * T, E])
+        XCTAssertFalse(store.trainableParameters.isEmpty, "the block declared no trainable parameter", line: line)
         Self.checkGradients(store: store, inputs: [("x", x, dx)], outputCount: y.count,
                             forward: {
                                 block.forward(x.data, y.data, batch: B, tokens: T)
