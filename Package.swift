@@ -12,6 +12,7 @@ import PackageDescription
 ///                             preprocessing, tokenizers, the synthetic benchmark
 ///   Model                   — layers, encoders, LoRA, heads, losses, optimisers, the models
 ///                             (CLIP-IT, unimodal, text-only, retriever) and their protocol; no file I/O
+///   Configuration           — YAML configurations (Yams): presets, files, --set overrides, typed decoding
 ///   Import                  — weights in and out: pretrained folders, safetensors loading,
 ///                             PEFT export, retriever exports, pretrained tokenizers
 ///   DataParallel            — the one data-parallel step, batch assembly, metrics log, progress
@@ -49,16 +50,16 @@ let package = Package(
         .target(name: "Distributed", dependencies: ["CMPI", "Kernels"], swiftSettings: optimise),
         .target(name: "Datasets", dependencies: ["Kernels", "Formats"], swiftSettings: optimise),
         .target(name: "Model", dependencies: ["Kernels"], swiftSettings: optimise),
+        .target(name: "Configuration", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "Import", dependencies: ["Model", "Datasets", "Formats", "Kernels"], swiftSettings: optimise),
         .target(name: "DataParallel", dependencies: ["Model", "Datasets", "Distributed", "Formats", "Kernels"],
                 swiftSettings: optimise),
-        .target(name: "Retrieval", dependencies: ["DataParallel", "Import", "Model", "Datasets", "Distributed",
-                                                  "Formats", "Kernels"], swiftSettings: optimise),
+        .target(name: "Retrieval", dependencies: ["DataParallel", "Import", "Configuration", "Model", "Datasets",
+                                                  "Distributed", "Formats", "Kernels"], swiftSettings: optimise),
         .target(name: "Evaluation", dependencies: ["DataParallel", "Model", "Datasets", "Distributed", "Kernels"],
                 swiftSettings: optimise),
-        .target(name: "Training", dependencies: ["Evaluation", "Retrieval", "DataParallel", "Import", "Model",
-                                                 "Datasets", "Distributed", "Formats", "Kernels",
-                                                 .product(name: "Yams", package: "Yams")],
+        .target(name: "Training", dependencies: ["Evaluation", "Retrieval", "DataParallel", "Import", "Configuration",
+                                                 "Model", "Datasets", "Distributed", "Formats", "Kernels"],
                 swiftSettings: optimise),
         .executableTarget(
             name: "clipit",
@@ -90,7 +91,7 @@ let package = Package(
         .testTarget(name: "RetrievalTests", dependencies: ["Retrieval", "Evaluation", "DataParallel", "Model", "Import",
                                                            "Datasets", "Distributed", "Kernels", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Distributed", "Kernels", "TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Retrieval", "Evaluation", "DataParallel", "Model",
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Configuration", "Retrieval", "Evaluation", "DataParallel", "Model",
                                                           "Import", "Datasets", "Distributed", "Formats", "Kernels",
                                                           "TestSupport"]),
     ],

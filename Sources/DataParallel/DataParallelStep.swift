@@ -56,20 +56,20 @@ public final class DataParallelStep {
     }
 
     /// Runs step `step` (0-based; it selects the learning rate and the dropout masks) on a
-    /// global batch of `globalBatch` samples. `forwardBackward` runs this rank's slice
+    /// global batch of which this rank holds the rows starting at `firstGlobalRow`
+    /// (`ShardedSampler.localRows`). `forwardBackward` runs this rank's slice
     /// (on every rank, even with an empty slice, since a model's loss may itself run
     /// collectives; an empty slice returns zeros), adds into `store.gradients` and into
     /// `diagnostics`, and returns the slice's losses. `reducedDiagnostics`, when given,
     /// receives the summed diagnostics.
     @discardableResult
-    public func run(step: Int, globalBatch: Int,
+    public func run(step: Int, firstGlobalRow: Int,
                     reducedDiagnostics: ((UnsafeBufferPointer<Float>) -> Void)? = nil,
                     _ forwardBackward: (_ diagnostics: UnsafeMutableBufferPointer<Float>) throws -> LossBreakdown)
         throws -> Outcome {
         store.zeroGradients()
         // Dropout masks are drawn per global row, so they do not depend on the rank count.
-        let firstRow = ShardedSampler.slice(of: globalBatch, rank: comm.rank, worldSize: comm.size).lowerBound
-        store.execution.dropout = DropoutStream(seed: dropoutSeed, step: UInt64(step), firstGlobalRow: firstRow)
+        store.execution.dropout = DropoutStream(seed: dropoutSeed, step: UInt64(step), firstGlobalRow: firstGlobalRow)
         for k in reduction.indices { reduction[k] = 0 }
         let losses = try reduction.withUnsafeMutableBufferPointer { all in
             try forwardBackward(UnsafeMutableBufferPointer(rebasing: all[LossBreakdown.fieldCount...]))

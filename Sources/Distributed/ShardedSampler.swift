@@ -113,13 +113,19 @@ public struct ShardedSampler: Sendable, Equatable {
         return (0 ..< worldSize).map { Self.slice(of: count, rank: $0, worldSize: worldSize).count }
     }
 
+    /// This rank's rows of global batch `batch`: positions within the batch (the first
+    /// one is what dropout masks and gathers offset by).
+    public func localRows(batch: Int) -> Range<Int> {
+        Self.slice(of: globalBatchCount(batch), rank: rank, worldSize: worldSize)
+    }
+
     /// This rank's items for each global batch of `epoch`; `batchesPerEpoch` entries,
     /// some possibly empty.
     public func batches(epoch: Int) -> [[Int]] {
         let order = globalOrder(epoch: epoch)
         return (0 ..< batchesPerEpoch).map { batch in
             let start = batch * globalBatchSize
-            let local = Self.slice(of: globalBatchCount(batch), rank: rank, worldSize: worldSize)
+            let local = localRows(batch: batch)
             return Array(order[start + local.lowerBound ..< start + local.upperBound])
         }
     }

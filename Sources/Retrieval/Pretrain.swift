@@ -1,5 +1,6 @@
 import DataParallel
 import Foundation
+import Configuration
 import Datasets
 import Distributed
 import Formats
@@ -39,16 +40,23 @@ public enum RetrieverPresets {
     }
 }
 
-/// How `clipit pretrain` trains the retriever.
-public struct PretrainSettings: Codable, Equatable, Sendable {
+/// How `clipit pretrain` trains the retriever: the `pretrain:` section of a config file
+/// (`resolve`), with snake_case keys (`pretrain.weight_decay`), over these defaults.
+public struct PretrainConfig: Codable, Equatable, Sendable {
+    /// The towers: `ModelPreset` / `RetrieverPresets` name (`tiny`, `demo`).
+    public var preset: String = "demo"
+    /// The paired set: a `.cds` of images and a report corpus aligned with it by index
+    /// ("" with `clipit pretrain --data DIR`: DIR/paired.cds and DIR/paired.jsonl).
+    public var images: String = ""
+    public var reports: String = ""
     public var seed: Int = 0
     public var epochs: Int = 10
     /// Global batch (all ranks together): the number of pairs whose InfoNCE shares negatives.
     public var batchSize: Int = 64
     public var evalBatchSize: Int = 128
-    /// AdamW with decoupled weight decay, linear warm-up then cosine decay to `minLR`.
+    /// AdamW with decoupled weight decay, linear warm-up then cosine decay to `minLr`.
     public var lr: Float = 1e-3
-    public var minLR: Float = 1e-5
+    public var minLr: Float = 1e-5
     public var weightDecay: Float = 0.05
     public var warmupSteps: Int = 20
     /// Global gradient-norm clipping (0: off).
@@ -58,8 +66,7 @@ public struct PretrainSettings: Codable, Equatable, Sendable {
     public var holdoutFraction: Double = 0.1
     /// Flips and quarter turns on training images.
     public var augment: Bool = true
-    /// `clip`, `imagenet` or `unit`.
-    public var normalization: String = "clip"
+    public var normalization: NormalizationName = .clip
     /// LoRA rank on every Linear of both towers (0: full fine-tuning of both towers).
     public var loraRank: Int = 0
     public var loraAlpha: Float = 8
@@ -70,28 +77,43 @@ public struct PretrainSettings: Codable, Equatable, Sendable {
 
     public init() {}
 
+    /// The `pretrain:` section of `yaml` (a config file's text; its other sections belong to
+    /// `clipit train`) with `pretrain.key=value` overrides, over the defaults: the same
+    /// configuration system as `TrainingConfig.resolve`.
+    public static func resolve(yaml: String?, overrides: [String] = []) throws -> PretrainConfig {
+        do {
+            return try ConfigurationResolver.resolve(yaml: yaml, overrides: overrides, section: "pretrain") { _ in
+                PretrainConfig()
+            }
+        } catch let error as ConfigurationError {
+            throw RetrieverError(error.description)
+        }
+    }
+
+    /// The configuration as YAML (`pretrain:` section, snake_case keys).
+    public func yaml() throws -> String {
+        struct File: Encodable { var pretrain: PretrainConfig }
+        return try ConfigurationResolver.yaml(of: File(pretrain: self))
+    }
+
     public func validate() throws {
         func require(_ condition: Bool, _ message: String) throws {
-            if !condition { throw RetrieverError(message) }
+            if !condition { throw RetrieverError("config: " + message) }
         }
-        try require(epochs >= 1, "--epochs must be at least 1")
-        try require(batchSize >= 2, "--batch-size must be at least 2 (InfoNCE needs negatives)")
-        try require(evalBatchSize >= 1, "--eval-batch-size must be at least 1")
-        try require(lr > 0 && minLR >= 0, "--lr must be positive and --min-lr non-negative")
-        try require((0..<1).contains(holdoutFraction), "--holdout must be in [0, 1)")
-        try require(loraRank >= 0, "--lora-rank must be non-negative")
-        _ = try normalizationValue()
+        try require(RetrieverPresets.names.contains(preset),
+                    "unknown pretrain.preset '\(preset)'; choose one of \(RetrieverPresets.names.joined(separator: ", "))")
+        try require(epochs >= 1, "pretrain.epochs must be at least 1")
+        try require(batchSize >= 2, "pretrain.batch_size must be at least 2 (InfoNCE needs negatives)")
+        try require(evalBatchSize >= 1, "pretrain.eval_batch_size must be at least 1")
+        try require(lr > 0 && minLr >= 0, "pretrain.lr must be positive and pretrain.min_lr non-negative")
+        try require((0..<1).contains(holdoutFraction), "pretrain.holdout_fraction must be in [0, 1)")
+        try require(loraRank >= 0, "pretrain.lora_rank must be non-negative")
+        try require(logEvery >= 1, "pretrain.log_every must be at least 1")
     }
 
-    public func normalizationValue() throws -> Normalization {
-        guard let named = Normalization(named: normalization) else {
-            throw RetrieverError("unknown normalization '\(normalization)' (clip, imagenet or unit)")
-        }
-        return named
-    }
-
-    /// Applies `loraRank` to a preset's towers.
-    public func apply(to config: RetrieverConfig) -> RetrieverConfig {
+    /// The retriever architecture: the preset's towers, with `loraRank` applied.
+    public func retrieverConfig() throws -> RetrieverConfig {
+        let config = try RetrieverPresets.config(preset)
         guard loraRank > 0 else { return config }
         var c = config
         let lora = TowerTraining(lora: LoRAConfig(rank: loraRank, alpha: loraAlpha), targets: .all)
@@ -180,7 +202,7 @@ public struct PretrainSummary: Codable, Equatable, Sendable {
 public final class RetrieverPretrainer {
     public let model: RetrieverModel
     public let data: PairedRetrievalData
-    public let settings: PretrainSettings
+    public let settings: PretrainConfig
     public let comm: any Communicator
     public let sampler: ShardedSampler
     public let optimizer: Adam
@@ -196,7 +218,7 @@ public final class RetrieverPretrainer {
     let progress: ProgressDisplay
     let seed: UInt64
 
-    public init(model: RetrieverModel, data: PairedRetrievalData, settings: PretrainSettings, comm: any Communicator,
+    public init(model: RetrieverModel, data: PairedRetrievalData, settings: PretrainConfig, comm: any Communicator,
                 outputDirectory: String?, showProgress: Bool = true) throws {
         try settings.validate()
         self.model = model
@@ -205,7 +227,7 @@ public final class RetrieverPretrainer {
         self.outputDirectory = outputDirectory
         self.comm = comm
         seed = UInt64(truncatingIfNeeded: settings.seed)
-        let normalization = try settings.normalizationValue()
+        let normalization = settings.normalization.normalization
         let size = model.config.vision.imageSize
         let train = settings.augment
             ? TransformConfig(outputSize: size, interpolation: .bilinear, normalization: normalization,
@@ -221,7 +243,7 @@ public final class RetrieverPretrainer {
                                      + "training pairs: lower --batch-size")
         }
         totalSteps = settings.epochs * sampler.batchesPerEpoch
-        schedule = .warmupCosine(base: settings.lr, minimum: settings.minLR,
+        schedule = .warmupCosine(base: settings.lr, minimum: settings.minLr,
                                  warmupSteps: min(settings.warmupSteps, totalSteps), totalSteps: totalSteps)
         optimizer = Adam(parameterCount: model.store.trainableCount, weightDecay: settings.weightDecay, decay: .decoupled)
         dataParallelStep = DataParallelStep(comm: comm, store: model.store, optimizer: optimizer, schedule: schedule,
@@ -257,7 +279,8 @@ public final class RetrieverPretrainer {
                 let n = sampler.globalBatchCount(b)
                 let rows = RowExchange(comm: comm, counts: sampler.sliceCounts(batch: b))
                 // InfoNCE gathers every rank's embeddings, so an empty slice still takes part.
-                let outcome = try dataParallelStep.run(step: step, globalBatch: n) { _ in
+                let outcome = try dataParallelStep.run(step: step,
+                                                       firstGlobalRow: sampler.localRows(batch: b).lowerBound) { _ in
                     let batch = local.isEmpty ? nil
                         : trainAssembler.assemble(local, inputs: [.images, .tokens], seed: seed, epoch: epoch)
                     let loss = try model.forwardBackward(images: batch?.images, tokens: batch?.tokens,
@@ -305,16 +328,17 @@ public final class RetrieverPretrainer {
     }
 
     /// Writes the run's outputs from rank 0 into `outputDirectory` (nothing without one):
-    /// `settings.json`, `summary.json` and `retriever.safetensors`, the export
+    /// `config.yaml` (the effective `pretrain:` section), `summary.json` and
+    /// `retriever.safetensors`, the export
     /// `clipit pair` reads (`PairingEncoder`): the weights with the tokenizer and the
     /// image normalisation, plus `metadata` (e.g. preset and seed, for the record).
     public func writeOutputs(summary: PretrainSummary, metadata: [String: String] = [:]) throws {
         guard comm.rank == 0, let outputDirectory else { return }
-        try AtomicFileWriter.writeJSON(settings, to: outputDirectory + "/settings.json")
+        try AtomicFileWriter.write(Array(try settings.yaml().utf8), to: outputDirectory + "/config.yaml")
         try AtomicFileWriter.writeJSON(summary, to: outputDirectory + "/summary.json")
         var meta = metadata
         meta[RetrieverModel.tokenizerMetadataKey] = data.tokenizer.stateJSON
-        meta[RetrieverModel.normalizationMetadataKey] = settings.normalization
+        meta[RetrieverModel.normalizationMetadataKey] = settings.normalization.rawValue
         try model.export(to: outputDirectory + "/retriever.safetensors", metadata: meta)
     }
 

@@ -63,6 +63,14 @@ public func resolvePairsPath(_ fileOrDirectory: String, split: String) throws ->
     return found
 }
 
+/// The pairs file of `split` in `folder` when `folder` is a folder that has one; nil for a
+/// file or a folder without it.
+public func resolvePairsPath(inFolder folder: String, split: String) throws -> String? {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else { return nil }
+    return try? resolvePairsPath(folder, split: split)
+}
+
 /// Stage 3 on a checkpoint: loads its model, folds LoRA into the base weights unless
 /// `mergeLoRA` is false, and evaluates it on `dataset` (`evaluationAssembler`, `evaluate`).
 public func evaluateCheckpoint(_ path: String, on dataset: DatasetFile, pairsPath: String?, reportsPath: String?,

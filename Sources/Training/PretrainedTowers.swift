@@ -12,6 +12,17 @@ import Model
 // MARK: - Pretrained model folders as towers
 
 extension TrainingConfig {
+    /// The configuration a run uses: pretrained model folders resolved
+    /// (`resolvingPretrainedFolders`) and validated. When resuming at `step`, a stop point at
+    /// or before it is spent, so the effective (saved) configuration is that of an
+    /// uninterrupted run.
+    public func effective(resumingAt step: Int? = nil) throws -> TrainingConfig {
+        var config = try resolvingPretrainedFolders()
+        try config.validate()
+        if let step, config.train.stopAfterSteps <= step { config.train.stopAfterSteps = 0 }
+        return config
+    }
+
     /// The configuration with the towers of pretrained model folders in place:
     ///
     /// - `model.init_vision` = a timm / transformers CLIP / open_clip folder: `model.vision`

@@ -84,128 +84,54 @@ public final class Trainer {
     /// this thread, as with one rank per `clipit` process; bit-identical results).
     public init(config: TrainingConfig, comm: any Communicator, outputDirectory: String, resume: String? = nil,
                 showProgress: Bool = true, parallelHeads: Bool = false) throws {
-        var config = try config.resolvingPretrainedFolders()
-        try config.validate()
-        var resumeHeader: Checkpoint.Header?
-        var resumeFile: SafeTensorsFile?
-        if let resume {
-            let opened = try Checkpoint.open(resume)
-            (resumeFile, resumeHeader) = (opened.file, opened.header)
-            // A resumed configuration keeps the stop point its checkpoint was stopped at:
-            // one at or before the checkpoint's step is spent, and the effective (saved)
-            // configuration is then that of an uninterrupted run.
-            if config.train.stopAfterSteps <= opened.header.state.step { config.train.stopAfterSteps = 0 }
-        }
+        let checkpoint = try resume.map { try Checkpoint.open($0) }
+        let config = try config.effective(resumingAt: checkpoint?.header.state.step)
         self.config = config
         self.comm = comm
         self.outputDirectory = outputDirectory
-        method = try config.trainingMethod()
+        method = config.method
         seed = UInt64(truncatingIfNeeded: config.seed)
-        let isRoot = comm.rank == 0
 
-        // Data.
-        let train = try DatasetFile(path: config.data.train)
-        classNames = train.classNames
-        let val = config.data.val.isEmpty ? nil : try DatasetFile(path: config.data.val)
-        if let val, val.classNames != classNames {
-            throw TrainingError("'\(val.path)' has classes \(val.classNames), '\(train.path)' has \(classNames): "
-                                + "train and validate on splits of the same dataset")
-        }
-        if let resume, let resumeHeader, resumeHeader.classNames != classNames {
-            throw TrainingError("checkpoint '\(resume)' was trained on classes \(resumeHeader.classNames), "
+        let data = try TrainingData(config: config)
+        classNames = data.classNames
+        if let resume, let header = checkpoint?.header, header.classNames != classNames {
+            throw TrainingError("checkpoint '\(resume)' was trained on classes \(header.classNames), "
                                 + "the training data has \(classNames)")
         }
-
         let built = try makeModel(config, classes: classNames.count)
         built.store.execution.parallelHeads = parallelHeads
         model = built
-        let readsTokens = built.trainingInputs.contains(.tokens) || built.predictionInputs.contains(.tokens)
-        var trainText: PairedText?, valText: PairedText?
-        if readsTokens {
-            let corpus = try ReportCorpus(path: config.data.reports)
-            let cleaned = corpus.texts.map(ReportCleaning.clean)
-            let encoding: any TextEncoding
-            if let state = resumeHeader?.tokenizerState {
-                encoding = try makeTextEncoding(stateJSON: state)
-            } else if config.data.tokenizer == .clip {
-                // A pretrained text tower's folder: its CLIP BPE tokenizer.
-                encoding = try CLIPTextEncoding(folder: config.model.initText)
-            } else if !config.model.initText.isEmpty,
-                      let state = try SafeTensorsFile(path: config.model.initText).metadata["clipit.tokenizer"] {
-                // A pretrained text tower (a retriever export) reads the ids of its own vocabulary.
-                encoding = try makeTextEncoding(stateJSON: state)
-            } else {
-                encoding = WordTokenizer(corpus: cleaned, vocabularySize: config.model.text.vocabularySize,
-                                         contextLength: config.model.text.contextLength)
-            }
-            try checkEncoding(encoding, fits: config.model.text)
-            tokenizer = encoding
-            let drop = method.wordDropFraction
-            trainText = try PairedText(corpus: corpus, cleaned: cleaned, pairsPath: config.data.trainPairs,
-                                       imageCount: train.count, encoding: encoding, wordDropFraction: drop, seed: seed)
-            if let val, built.predictionInputs.contains(.tokens) {
-                // The same reports, tokens and word drop as training: only the pairing differs.
-                valText = try trainText?.paired(withPairsFile: config.data.valPairs, imageCount: val.count)
-            }
-        } else {
-            tokenizer = nil
-        }
-        let normalization = try config.normalization()
-        let size = config.model.vision.imageSize
-        let trainTransform = config.data.augment ? TransformConfig.training(outputSize: size, normalization: normalization)
-            : TransformConfig.evaluation(outputSize: size, normalization: normalization)
-        // A pretrained tower's exact evaluation preprocessing wherever no augmentation is drawn.
-        let exact = config.data.preprocessing
-        trainAssembler = BatchAssembler(dataset: train, transform: trainTransform, text: trainText,
-                                        preprocessing: config.data.augment ? nil : exact)
-        valAssembler = val.map {
-            BatchAssembler(dataset: $0, transform: .evaluation(outputSize: size, normalization: normalization), text: valText,
-                           preprocessing: exact)
-        }
+        let inputs = try data.assemblers(for: built, resumedTokenizer: checkpoint?.header.tokenizerState)
+        (trainAssembler, valAssembler, tokenizer) = (inputs.train, inputs.validation, inputs.tokenizer)
 
-        // Optimiser and schedule.
-        let o = config.optim
-        optimizer = makeOptimizer(o, parameterCount: built.store.trainableCount)
-        sampler = ShardedSampler.training(itemCount: train.count, globalBatchSize: config.train.batchSize,
+        sampler = ShardedSampler.training(itemCount: data.train.count, globalBatchSize: config.train.batchSize,
                                           rank: comm.rank, worldSize: comm.size, seed: seed)
-        let stepsPerEpoch = sampler.batchesPerEpoch
-        self.stepsPerEpoch = stepsPerEpoch
+        stepsPerEpoch = sampler.batchesPerEpoch
         guard stepsPerEpoch > 0 else {
             throw TrainingError("the global batch (\(config.train.batchSize)) is larger than the training set "
-                                + "(\(train.count) images): lower train.batch_size")
+                                + "(\(data.train.count) images): lower train.batch_size")
         }
         let planned = config.train.epochs * stepsPerEpoch
         totalSteps = config.train.maxSteps > 0 ? min(planned, config.train.maxSteps) : planned
-        schedule = makeSchedule(o, totalSteps: totalSteps)
+        validationPoints = validationBatches(perEpoch: config.train.validationsPerEpoch, stepsPerEpoch: stepsPerEpoch)
+        optimizer = makeOptimizer(config.optim, parameterCount: built.store.trainableCount)
+        schedule = makeSchedule(config.optim, totalSteps: totalSteps)
         dataParallelStep = DataParallelStep(
-            comm: comm, store: built.store, optimizer: optimizer, schedule: schedule, gradientClip: o.gradClip,
+            comm: comm, store: built.store, optimizer: optimizer, schedule: schedule, gradientClip: config.optim.gradClip,
             dropoutSeed: derivedSeed(seed, 0x0D0F), diagnosticWidth: built.textEmbeddingWidth,
             divergenceHint: "lower optim.lr, keep gradient clipping on (optim.grad_clip), or check the input files")
-        let perEpoch = config.train.validationsPerEpoch
-        validationPoints = perEpoch == 0 ? [] : Set((1...perEpoch).map { k in
-            (k * stepsPerEpoch + perEpoch - 1) / perEpoch - 1   // ceil(k·S/V) − 1, the last one S − 1
-        })
 
-        // Resume.
-        if let resumeFile, let resumeHeader {
-            try Checkpoint.loadWeights(resumeFile, into: built)
-            try Checkpoint.loadOptimizer(resumeFile, into: optimizer, step: resumeHeader.optimizerStep)
-            state = resumeHeader.state
+        if let checkpoint {
+            try Checkpoint.loadWeights(checkpoint.file, into: built)
+            try Checkpoint.loadOptimizer(checkpoint.file, into: optimizer, step: checkpoint.header.optimizerStep)
+            state = checkpoint.header.state
             lastValidatedStep = state.step
         } else {
             state = TrainerState()
         }
+        try checkIdenticalWeights(built, comm: comm)
 
-        // Every rank must start from bit-identical weights.
-        let checksum = Int(truncatingIfNeeded: built.weightChecksum() >> 1)
-        var extremes = [checksum, -checksum]
-        try comm.allreduce(&extremes, .max)
-        if extremes[0] != -extremes[1] {
-            throw TrainingError("the ranks hold different initial weights (checksums differ): every rank must build the "
-                                + "model from the same config, seed and model.init_* / checkpoint files; check that all "
-                                + "ranks read the same files")
-        }
-
+        let isRoot = comm.rank == 0
         if isRoot { try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true) }
         try comm.barrier()
         log = try MetricsLog(path: outputDirectory + "/metrics.jsonl", enabled: isRoot, truncate: resume == nil)
@@ -244,7 +170,9 @@ public final class Trainer {
                 let n = sampler.globalBatchCount(b)
                 let local = batches[b]
                 var textAgreement: Double?
-                let outcome = try dataParallelStep.run(step: state.step, globalBatch: n, reducedDiagnostics: { sums in
+                let outcome = try dataParallelStep.run(step: state.step,
+                                                       firstGlobalRow: sampler.localRows(batch: b).lowerBound,
+                                                       reducedDiagnostics: { sums in
                     // Σ tᵢ/‖tᵢ‖ over the global batch: the text-collapse diagnostic.
                     if textWidth > 0 {
                         textAgreement = meanPairwiseCosine(sumOfUnitVectors: sums.baseAddress!, width: textWidth, count: n)
@@ -380,5 +308,23 @@ func addUnitRows(_ t: UnsafePointer<Float>, rows: Int, width d: Int, into sum: U
     for i in 0..<rows {
         let row = t + i * d
         axpy(1 / max(Float(sumOfSquares(row, count: d).squareRoot()), 1e-12), row, sum, count: d)
+    }
+}
+
+/// The batch indices within an epoch after which to validate: `perEpoch` evenly spaced
+/// points, the last one at the end of the epoch (ceil(k·S/V) − 1 for k = 1…V).
+func validationBatches(perEpoch: Int, stepsPerEpoch: Int) -> Set<Int> {
+    perEpoch == 0 ? [] : Set((1...perEpoch).map { k in (k * stepsPerEpoch + perEpoch - 1) / perEpoch - 1 })
+}
+
+/// Throws unless every rank holds bit-identical weights (an allreduce of a checksum).
+func checkIdenticalWeights(_ model: any TrainableModel, comm: any Communicator) throws {
+    let checksum = Int(truncatingIfNeeded: model.weightChecksum() >> 1)
+    var extremes = [checksum, -checksum]
+    try comm.allreduce(&extremes, .max)
+    if extremes[0] != -extremes[1] {
+        throw TrainingError("the ranks hold different initial weights (checksums differ): every rank must build the "
+                            + "model from the same config, seed and model.init_* / checkpoint files; check that all "
+                            + "ranks read the same files")
     }
 }

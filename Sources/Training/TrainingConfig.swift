@@ -8,7 +8,7 @@ import Foundation
 import Datasets
 import Import
 import Model
-import Yams
+import Configuration
 
 /// A training run that cannot start or continue: a bad configuration, a missing or
 /// inconsistent input file, a checkpoint that does not fit. `description` says what to do.
@@ -332,56 +332,26 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
 
     // MARK: YAML
 
-    /// Builds the effective configuration.
-    ///
-    /// 1. `yaml` (a config file's text) is read, then each override `key.path=value`
-    ///    is set in it (the value is parsed as a YAML scalar: `0.5`, `true`, `cosine`).
-    /// 2. The result is laid over `base` (a checkpoint's configuration when resuming) or
-    ///    over the preset named by its `model.preset` (default `tiny`): keys not given
-    ///    keep the base's values.
-    /// 3. Every key given must exist: a misspelt key is an error, not silently ignored.
-    public static func resolve(yaml: String?, overrides: [String] = [], base: TrainingConfig? = nil) throws -> TrainingConfig {
-        var user = Node([(Node, Node)]())
-        if let yaml, !yaml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-            guard let node = try compose(yaml: yaml) else { throw TrainingError("config: the YAML document is empty") }
-            guard case .mapping = node else { throw TrainingError("config: the top level must be a mapping of keys") }
-            user = node
-        }
-        for override in overrides {
-            guard let equals = override.firstIndex(of: "="), equals != override.startIndex else {
-                throw TrainingError("--set '\(override)': expected key.path=value, e.g. optim.lr=0.0005")
-            }
-            let path = override[..<equals].split(separator: ".").map(String.init)
-            let text = String(override[override.index(after: equals)...])
-            let value = (try? compose(yaml: text)).flatMap { $0 } ?? Node(text)
-            if case .mapping = value {
-                throw TrainingError("--set '\(override)': the value must be a single value")
-            }
-            user = settingPath(user, path[...], to: value)
-        }
-        let baseConfig: TrainingConfig
-        if let base {
-            baseConfig = base
-        } else {
-            let presetName = user["model"]?["preset"]?.string ?? "tiny"
-            baseConfig = try preset(presetName)
-        }
-        let merged = merging(try snakeNode(of: baseConfig), user)
-        let config: TrainingConfig
+    /// Builds the effective configuration (`ConfigurationResolver`): the preset named by
+    /// `model.preset` (default `tiny`) or `base` (a checkpoint's configuration when
+    /// resuming), then `yaml` (a config file's text; its `pretrain:` section belongs to
+    /// `clipit pretrain` and is skipped), then each `key.path=value` override. Every key
+    /// given must exist: a misspelt key is an error, not silently ignored. `preset` (the
+    /// command line's `--preset`) chooses the preset over the file's `model.preset`.
+    public static func resolve(yaml: String?, overrides: [String] = [], base: TrainingConfig? = nil,
+                               preset presetName: String? = nil) throws -> TrainingConfig {
         do {
-            config = try YAMLDecoder().decode(TrainingConfig.self, from: try serialize(node: keysMapped(merged, camelCase)))
-        } catch let error as DecodingError {
-            throw TrainingError("config: " + describe(error))
+            return try ConfigurationResolver.resolve(yaml: yaml, overrides: overrides, otherSections: ["pretrain"]) { user in
+                if let base { return base }
+                return try preset(presetName ?? user.string(at: ["model", "preset"]) ?? "tiny")
+            }
+        } catch let error as ConfigurationError {
+            throw TrainingError(error.description)
         }
-        let known = leafPaths(try snakeNode(of: config), prefix: "")
-        for path in leafPaths(user, prefix: "") where !known.contains(path) {
-            throw TrainingError("config: unknown key '\(path)' (docs/training.md lists the keys)")
-        }
-        return config
     }
 
     /// The configuration as YAML with snake_case keys (what `config.yaml` holds).
-    public func yaml() throws -> String { try serialize(node: try Self.snakeNode(of: self)) }
+    public func yaml() throws -> String { try ConfigurationResolver.yaml(of: self) }
 
     /// The configuration as one-line JSON (checkpoint metadata).
     public func json() throws -> String {
@@ -393,110 +363,5 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// Parses `json()`.
     public static func fromJSON(_ text: String) throws -> TrainingConfig {
         try JSONDecoder().decode(TrainingConfig.self, from: Data(text.utf8))
-    }
-
-    static func snakeNode(of config: TrainingConfig) throws -> Node {
-        guard let node = try compose(yaml: try YAMLEncoder().encode(config)) else {
-            throw TrainingError("config: could not encode the configuration")
-        }
-        return shortestFloats(keysMapped(node, snakeCase))
-    }
-}
-
-/// Rewrites plain decimal scalars (`1.00000004749745e-3`, the Double image of a Float)
-/// in the shortest form that reads back to the same Float (`0.001`), so that saved
-/// configurations stay readable. Every fractional value of the configuration is a Float.
-private func shortestFloats(_ node: Node) -> Node {
-    switch node {
-    case .mapping(let mapping):
-        return Node(mapping.map { ($0.key, shortestFloats($0.value)) })
-    case .sequence(let sequence):
-        return Node(sequence.map(shortestFloats))
-    case .scalar(let scalar):
-        let text = scalar.string
-        guard scalar.style == .plain || scalar.style == .any, text.contains(where: { $0 == "." || $0 == "e" }),
-              let value = Double(text), value.isFinite else { return node }
-        return Node(String(describing: Float(value)))
-    }
-}
-
-// MARK: - YAML node helpers
-
-/// `weightDecay` → `weight_decay`.
-func snakeCase(_ key: String) -> String {
-    var out = ""
-    for c in key {
-        if c.isUppercase { out += "_" + c.lowercased() } else { out.append(c) }
-    }
-    return out
-}
-
-/// `weight_decay` → `weightDecay`.
-func camelCase(_ key: String) -> String {
-    let parts = key.split(separator: "_", omittingEmptySubsequences: false)
-    guard let first = parts.first else { return key }
-    return String(first) + parts.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
-}
-
-private func keysMapped(_ node: Node, _ transform: (String) -> String) -> Node {
-    switch node {
-    case .mapping(let mapping):
-        return Node(mapping.map { (Node(transform($0.key.string ?? "")), keysMapped($0.value, transform)) })
-    case .sequence(let sequence):
-        return Node(sequence.map { keysMapped($0, transform) })
-    case .scalar:
-        return node
-    }
-}
-
-/// `over` laid onto `base`: mappings merge key by key, anything else replaces.
-private func merging(_ base: Node, _ over: Node) -> Node {
-    guard case .mapping(let b) = base, case .mapping(let o) = over else { return over }
-    var pairs: [(Node, Node)] = b.map { pair in
-        if let replacement = o[pair.key] { return (pair.key, merging(pair.value, replacement)) }
-        return (pair.key, pair.value)
-    }
-    for pair in o where b[pair.key] == nil { pairs.append((pair.key, pair.value)) }
-    return Node(pairs)
-}
-
-private func settingPath(_ node: Node, _ path: ArraySlice<String>, to value: Node) -> Node {
-    guard let key = path.first else { return value }
-    var pairs: [(Node, Node)] = []
-    if case .mapping(let mapping) = node { pairs = mapping.map { ($0.key, $0.value) } }
-    if let i = pairs.firstIndex(where: { $0.0.string == key }) {
-        pairs[i].1 = settingPath(pairs[i].1, path.dropFirst(), to: value)
-    } else {
-        pairs.append((Node(key), settingPath(Node([(Node, Node)]()), path.dropFirst(), to: value)))
-    }
-    return Node(pairs)
-}
-
-/// Dotted paths of the non-mapping values (null values are skipped).
-private func leafPaths(_ node: Node, prefix: String) -> Set<String> {
-    switch node {
-    case .mapping(let mapping):
-        var paths = Set<String>()
-        for pair in mapping {
-            let key = prefix.isEmpty ? (pair.key.string ?? "") : prefix + "." + (pair.key.string ?? "")
-            paths.formUnion(leafPaths(pair.value, prefix: key))
-        }
-        return paths
-    default:
-        return node.null != nil ? [] : [prefix]
-    }
-}
-
-private func describe(_ error: DecodingError) -> String {
-    func path(_ context: DecodingError.Context) -> String {
-        context.codingPath.map { snakeCase($0.stringValue) }.joined(separator: ".")
-    }
-    switch error {
-    case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c):
-        return "'\(path(c))': \(c.debugDescription)"
-    case .keyNotFound(let key, let c):
-        return "missing key '\(path(c)).\(snakeCase(key.stringValue))'"
-    @unknown default:
-        return String(describing: error)
     }
 }

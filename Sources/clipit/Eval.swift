@@ -59,9 +59,7 @@ struct Eval: ParsableCommand {
     }
 
     private func evaluateCheckpoints(_ comm: any Communicator) throws {
-        var isDirectory: ObjCBool = false
-        let dataPath = FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory) && isDirectory.boolValue
-            ? data + "/test.cds" : data
+        let dataPath = try DataFolder.datasetPath(data, split: "test")
         let dataset = try DatasetFile(path: dataPath)
         let pairsPath = try pairs.map { try resolvePairsPath($0, split: dataset.split) }
 

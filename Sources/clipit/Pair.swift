@@ -66,13 +66,14 @@ struct Pair: ParsableCommand {
             let clock = Stopwatch()
             let pipeline = try PairingPipeline(retrieverPath: retriever, comm: comm, batchSize: batchSize)
             let options = PairingOptions(strategy: try PairingStrategy(parsing: strategy), seed: seed, recordedK: k)
-            let present = splits.filter { FileManager.default.fileExists(atPath: data + "/\($0).cds") }
+            let folder = try DataFolder(data)
+            let present = splits.filter { folder.split($0) != nil }
             guard !present.isEmpty else {
                 throw RetrieverError("no split of \(splits) found in \(data) (expected <split>.cds files)")
             }
             // Report labels given as class names map to the datasets' class indices; labels
             // that are not classes are left out of the label statistics, and said so.
-            let classNames = try DatasetFile(path: data + "/\(present[0]).cds").classNames
+            let classNames = try DatasetFile(path: try folder.requiredSplit(present[0])).classNames
             let (corpus, unmatched) = try ReportCorpus(path: reports).resolvingLabels(classNames: classNames)
             if comm.rank == 0 && !unmatched.isEmpty {
                 let shown = unmatched.sorted().prefix(5).map { "\"\($0)\"" }.joined(separator: ", ")
@@ -84,7 +85,7 @@ struct Pair: ParsableCommand {
             let reportLabels = corpus.labels.contains { $0 != nil } ? corpus.labels : nil
             var summaries: [PairsSummary] = []
             for split in present {
-                let dataset = try DatasetFile(path: data + "/\(split).cds")
+                let dataset = try DatasetFile(path: try folder.requiredSplit(split))
                 let pairs = try pipeline.pair(dataset, split: split, localReports: localReports,
                                               reportLabels: reportLabels, options: options)
                 let summary = pairs.summary()

@@ -114,44 +114,9 @@ struct Train: ParsableCommand {
     }
 
     /// Preset ← config file ← --set ← explicit flags (or the checkpoint's configuration
-    /// when resuming, with the same overrides on top).
+    /// when resuming, with the same overrides on top). The flags are typed values set on
+    /// the resolved configuration; only `--preset` acts before, as it chooses the base.
     func resolveConfig() throws -> TrainingConfig {
-        var sets = overrides
-        func set(_ key: String, _ value: CustomStringConvertible?) {
-            if let value { sets.append("\(key)=\(value)") }
-        }
-        func quoted(_ path: String) -> String { "'" + path.replacingOccurrences(of: "'", with: "''") + "'" }
-        set("model.preset", preset)
-        set("method", method)
-        set("seed", seed)
-        set("train.epochs", epochs)
-        set("train.batch_size", batch)
-        set("optim.lr", lr)
-        set("train.max_steps", maxSteps)
-        set("train.stop_after_steps", stopAfterSteps)
-        set("train.validations_per_epoch", validationsPerEpoch)
-        if let data {
-            let exists = { FileManager.default.fileExists(atPath: data + "/" + $0) }
-            guard exists("train.cds") else {
-                throw TrainingError("--data '\(data)' has no train.cds; make the benchmark with clipit synth --out \(data)")
-            }
-            set("data.train", quoted(data + "/train.cds"))
-            if exists("val.cds") && val == nil { set("data.val", quoted(data + "/val.cds")) }
-            if exists("reports.jsonl") && reports == nil { set("data.reports", quoted(data + "/reports.jsonl")) }
-        }
-        set("data.train", train.map(quoted))
-        set("data.val", val.map(quoted))
-        set("data.reports", reports.map(quoted))
-        if let pairs {
-            set("data.train_pairs", quoted(try resolvePairsPath(pairs, split: "train")))
-            var isDirectory: ObjCBool = false
-            if valPairs == nil, FileManager.default.fileExists(atPath: pairs, isDirectory: &isDirectory), isDirectory.boolValue,
-               let found = try? resolvePairsPath(pairs, split: "val") {
-                set("data.val_pairs", quoted(found))
-            }
-        }
-        set("data.val_pairs", valPairs.map(quoted))
-
         let yaml = try config.map { path -> String in
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw TrainingError("cannot read the config file '\(path)'")
@@ -159,6 +124,29 @@ struct Train: ParsableCommand {
             return text
         }
         let base = try resume.map { try Checkpoint.open($0).header.config }
-        return try TrainingConfig.resolve(yaml: yaml, overrides: sets, base: base)
+        var c = try TrainingConfig.resolve(yaml: yaml, overrides: overrides, base: base, preset: preset)
+        if let method { c.method = try TrainingMethod(parsing: method) }
+        if let seed { c.seed = seed }
+        if let epochs { c.train.epochs = epochs }
+        if let batch { c.train.batchSize = batch }
+        if let lr { c.optim.lr = lr }
+        if let maxSteps { c.train.maxSteps = maxSteps }
+        if let stopAfterSteps { c.train.stopAfterSteps = stopAfterSteps }
+        if let validationsPerEpoch { c.train.validationsPerEpoch = validationsPerEpoch }
+        if let data {
+            let folder = try DataFolder(data)
+            c.data.train = try folder.requiredSplit("train")
+            if val == nil, let found = folder.split("val") { c.data.val = found }
+            if reports == nil, let found = folder.reports { c.data.reports = found }
+        }
+        if let train { c.data.train = train }
+        if let val { c.data.val = val }
+        if let reports { c.data.reports = reports }
+        if let pairs {
+            c.data.trainPairs = try resolvePairsPath(pairs, split: "train")
+            if valPairs == nil, let found = try resolvePairsPath(inFolder: pairs, split: "val") { c.data.valPairs = found }
+        }
+        if let valPairs { c.data.valPairs = valPairs }
+        return c
     }
 }

@@ -222,8 +222,8 @@ final class RetrieverPipelineTests: XCTestCase {
         return path
     }()
 
-    static var settings: PretrainSettings {
-        var s = PretrainSettings()
+    static var settings: PretrainConfig {
+        var s = PretrainConfig()
         s.epochs = 2
         s.batchSize = 12
         s.holdoutFraction = 0.25

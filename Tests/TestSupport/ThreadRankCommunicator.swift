@@ -53,25 +53,24 @@ public final class ThreadRankCommunicator: Communicator {
     /// Runs `body(comm)` on `size` threads, one per rank, and returns their results in rank order.
     public static func run<R>(size: Int, _ body: @escaping (ThreadRankCommunicator) throws -> R) throws -> [R] {
         let hub = Hub(size: size)
-        var results = [Result<R, Error>?](repeating: nil, count: size)
-        let lock = NSLock()
+        let results = RankResults<R>(size: size)
         let threads = (0..<size).map { rank in
             Thread {
                 let result = Result { try body(ThreadRankCommunicator(rank: rank, hub: hub)) }
-                lock.lock()
-                results[rank] = result
-                lock.unlock()
+                results.lock.lock()
+                results.values[rank] = result
+                results.lock.unlock()
             }
         }
         threads.forEach { $0.stackSize = 8 << 20; $0.start() }
         while true {
-            lock.lock()
-            let done = results.allSatisfy { $0 != nil }
-            lock.unlock()
+            results.lock.lock()
+            let done = results.values.allSatisfy { $0 != nil }
+            results.lock.unlock()
             if done { break }
             Thread.sleep(forTimeInterval: 0.001)
         }
-        return try results.map { try $0!.get() }
+        return try results.values.map { try $0!.get() }
     }
 
     public func barrier() throws { _ = hub.exchange(rank: rank, 0) }
@@ -132,4 +131,11 @@ public final class ThreadRankCommunicator: Communicator {
     public func abort(_ message: String) -> Never { fatalError("rank \(rank): \(message)") }
 
     public func shutdown() {}
+}
+
+/// The ranks' results of `ThreadRankCommunicator.run`, written under `lock` by the rank threads.
+final class RankResults<R>: @unchecked Sendable {
+    let lock = NSLock()
+    var values: [Result<R, Error>?]
+    init(size: Int) { values = [Result<R, Error>?](repeating: nil, count: size) }
 }

@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
 @testable import Training
+@testable import Configuration
 @testable import Retrieval
 @testable import Evaluation
 @testable import DataParallel
@@ -144,5 +145,54 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(snakeCase("endOfTextId"), "end_of_text_id")
         XCTAssertEqual(camelCase("key_padding_after_end_of_text"), "keyPaddingAfterEndOfText")
         XCTAssertEqual(camelCase("epochs"), "epochs")
+    }
+}
+
+/// Retriever pretraining reads the `pretrain:` section of the same configuration system.
+final class PretrainConfigTests: XCTestCase {
+    func testPretrainSectionOverridesAndTypedDecoding() throws {
+        let yaml = """
+        method: clipit
+        pretrain:
+          preset: tiny
+          epochs: 3
+          normalization: imagenet
+        """
+        let c = try PretrainConfig.resolve(yaml: yaml, overrides: ["pretrain.min_lr=1e-6", "pretrain.lora_rank=4"])
+        XCTAssertEqual(c.preset, "tiny")
+        XCTAssertEqual(c.epochs, 3)
+        XCTAssertEqual(c.normalization, .imagenet)
+        XCTAssertEqual(c.minLr, 1e-6)
+        XCTAssertEqual(c.loraRank, 4)
+        XCTAssertEqual(c.batchSize, PretrainConfig().batchSize, "keys not given keep the defaults")
+        XCTAssertEqual(try PretrainConfig.resolve(yaml: try c.yaml()), c, "config.yaml reads back to the same configuration")
+        // The training configuration of the same file skips the pretrain section.
+        XCTAssertEqual(try TrainingConfig.resolve(yaml: yaml).method, .clipit)
+    }
+
+    func testPretrainErrorsNameTheKeyAndSuggest() {
+        XCTAssertThrowsError(try PretrainConfig.resolve(yaml: "pretrain:\n  learning_rate: 0.1\n")) {
+            XCTAssertTrue("\($0)".contains("unknown key 'pretrain.learning_rate'"), "\($0)")
+        }
+        XCTAssertThrowsError(try PretrainConfig.resolve(yaml: nil, overrides: ["pretrain.normalization=imagnet"])) {
+            XCTAssertTrue("\($0)".contains("did you mean 'imagenet'?"), "\($0)")
+        }
+        XCTAssertThrowsError(try PretrainConfig.resolve(yaml: nil, overrides: ["lr=0.1"])) {
+            XCTAssertTrue("\($0)".contains("pretrain.key"), "\($0)")
+        }
+    }
+
+    func testTypoInAnEnumSuggestsTheNearestName() {
+        XCTAssertThrowsError(try TrainingConfig.resolve(yaml: nil, overrides: ["optim.optimizer=adamm"])) {
+            XCTAssertTrue("\($0)".contains("'optim.optimizer'"), "\($0)")
+            XCTAssertTrue("\($0)".contains("did you mean 'adam'?"), "\($0)")
+        }
+        XCTAssertThrowsError(try TrainingConfig.resolve(yaml: nil, overrides: ["method=clipitt"])) {
+            XCTAssertTrue("\($0)".contains("did you mean 'clipit'?"), "\($0)")
+        }
+        XCTAssertThrowsError(try TrainingConfig.resolve(yaml: nil, overrides: ["optim.schedule=zzzzzzzzzz"])) {
+            XCTAssertFalse("\($0)".contains("did you mean"), "no suggestion for a name far from every valid one: \($0)")
+            XCTAssertTrue("\($0)".contains("constant, cosine, warmup-cosine"), "\($0)")
+        }
     }
 }
