@@ -198,7 +198,7 @@ public enum FolderImporter {
     ///   unsupported format), or the `DatasetError` of a failed write.
     @discardableResult
     public static func importFolder(root: String, output: String, size: Int? = nil, split: String = "train",
-                                    interpolation: Interpolation = .bicubic) throws -> ImportedSplit {
+                                    interpolation: ResizeFilter = .bicubic) throws -> ImportedSplit {
         precondition(size.map { $0 > 0 } ?? true, "FolderImporter: size must be positive")
         let (classNames, files) = try scan(root: root)
         let (height, width): (Int, Int)

@@ -2,29 +2,6 @@ import Kernels
 import Formats
 import Foundation
 
-/// Resampling filter of `resizePIL` (Pillow's `Image.BICUBIC` / `Image.BILINEAR`).
-public enum ResizeFilter: String, NamedChoice {
-    /// Keys cubic convolution, a = −0.5, support 2 (PIL's bicubic).
-    case bicubic
-    /// Triangle filter, support 1.
-    case bilinear
-
-    var support: Double { self == .bicubic ? 2 : 1 }
-
-    func weight(_ x: Double) -> Double {
-        let x = abs(x)
-        switch self {
-        case .bicubic:
-            let a = -0.5
-            if x < 1 { return ((a + 2) * x - (a + 3)) * x * x + 1 }
-            if x < 2 { return (((x - 5) * x + 8) * x - 4) * a }
-            return 0
-        case .bilinear:
-            return x < 1 ? 1 - x : 0
-        }
-    }
-}
-
 /// The evaluation transform of CLIP (OpenAI, open_clip, HF `CLIPImageProcessor`) and timm:
 ///
 ///     resize the short side to `resizeShortSide` (long side ⌊resize·long/short⌋), PIL filter
@@ -147,37 +124,12 @@ private struct Taps {
     var maxTaps: Int
 }
 
-/// Weights for resampling `inSize` samples to `outSize` (Pillow's `precompute_coeffs` and
-/// `normalize_coeffs_8bpc`): output x has centre (x + ½)·scale in input coordinates, the
-/// filter is stretched by max(scale, 1), taps cover round(centre ± support), weights are
-/// normalised to sum 1 and rounded half away from zero to 22-bit fixed point.
+/// Pillow's coefficients for resampling `inSize` samples to `outSize`
+/// (`ResamplingCoefficients`) in its 22-bit fixed point.
 private func taps(inSize: Int, outSize: Int, filter: ResizeFilter) -> Taps {
-    let scale = Double(inSize) / Double(outSize)
-    let filterScale = max(scale, 1)
-    let support = filter.support * filterScale
-    let maxTaps = Int(support.rounded(.up)) * 2 + 1
-    var t = Taps(first: [], count: [], weights: [Int32](repeating: 0, count: outSize * maxTaps), maxTaps: maxTaps)
-    var w = [Double](repeating: 0, count: maxTaps)
-    for x in 0..<outSize {
-        let center = (Double(x) + 0.5) * scale
-        let inverse = 1 / filterScale
-        let lo = max(Int(center - support + 0.5), 0)              // C truncation of a value ≥ −0.5…
-        let hi = min(Int(center + support + 0.5), inSize)
-        let n = hi - lo
-        var total = 0.0
-        for k in 0..<n {
-            w[k] = filter.weight((Double(k + lo) - center + 0.5) * inverse)
-            total += w[k]
-        }
-        for k in 0..<n {
-            let v = total != 0 ? w[k] / total : w[k]
-            let fixed = v < 0 ? (-0.5 + v * Double(1 << precisionBits)) : (0.5 + v * Double(1 << precisionBits))
-            t.weights[x * maxTaps + k] = Int32(fixed)   // truncation toward zero, as C's (int)
-        }
-        t.first.append(lo)
-        t.count.append(n)
-    }
-    return t
+    var c = ResamplingCoefficients()
+    c.compute(inSize: inSize, outSize: outSize, filter: filter)
+    return Taps(first: c.first, count: c.count, weights: c.fixedPointWeights(bits: precisionBits), maxTaps: c.maxTaps)
 }
 
 @inline(__always) private func clip8(_ accumulator: Int64) -> UInt8 {

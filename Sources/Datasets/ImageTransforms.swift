@@ -6,29 +6,6 @@ import Formats
 import Foundation
 import Kernels
 
-/// Resampling filter (as PIL's, which CLIP and timm preprocessing use).
-public enum Interpolation: String, Sendable, CaseIterable {
-    /// Triangle filter, support 1.
-    case bilinear
-    /// Keys cubic with a = −0.5 (PIL's BICUBIC), support 2.
-    case bicubic
-
-    var support: Double { self == .bilinear ? 1 : 2 }
-
-    @inline(__always)
-    func weight(_ x: Double) -> Double {
-        let t = abs(x)
-        switch self {
-        case .bilinear:
-            return t < 1 ? 1 - t : 0
-        case .bicubic:
-            let a = -0.5
-            if t < 1 { return ((a + 2) * t - (a + 3)) * t * t + 1 }
-            if t < 2 { return (((t - 5) * t + 8) * t - 4) * a }
-            return 0
-        }
-    }
-}
 
 /// Per-channel normalisation x ↦ (x/255 − mean[c]) / std[c] of an RGB image.
 public struct Normalization: Equatable, Sendable {
@@ -107,7 +84,7 @@ public struct RandomResizedCrop: Equatable, Sendable {
 /// What to do to every image. Output images are square, `outputSize` × `outputSize`, RGB.
 public struct TransformConfig: Equatable, Sendable {
     public var outputSize: Int
-    public var interpolation: Interpolation
+    public var interpolation: ResizeFilter
     public var normalization: Normalization
     /// Without a random crop: the shorter side is resized to this (default `outputSize`),
     /// then the centre `outputSize` square is cropped (CLIP / timm evaluation).
@@ -121,7 +98,7 @@ public struct TransformConfig: Equatable, Sendable {
     public var rotate90: Bool
     public var colorJitter: ColorJitter?
 
-    public init(outputSize: Int, interpolation: Interpolation = .bicubic, normalization: Normalization,
+    public init(outputSize: Int, interpolation: ResizeFilter = .bicubic, normalization: Normalization,
                 resizeSize: Int? = nil, randomResizedCrop: RandomResizedCrop? = nil,
                 horizontalFlip: Bool = false, verticalFlip: Bool = false, rotate90: Bool = false,
                 colorJitter: ColorJitter? = nil) {
@@ -140,7 +117,7 @@ public struct TransformConfig: Equatable, Sendable {
 
     /// Deterministic evaluation transform: bicubic resize of the shorter side, centre crop.
     public static func evaluation(outputSize: Int, normalization: Normalization,
-                                  interpolation: Interpolation = .bicubic, resizeSize: Int? = nil) -> TransformConfig {
+                                  interpolation: ResizeFilter = .bicubic, resizeSize: Int? = nil) -> TransformConfig {
         TransformConfig(outputSize: outputSize, interpolation: interpolation, normalization: normalization,
                         resizeSize: resizeSize)
     }
@@ -148,7 +125,7 @@ public struct TransformConfig: Equatable, Sendable {
     /// Histology training defaults: random resized crop (scale 0.5–1), both flips, 90°
     /// rotations, mild colour jitter (0.2, 0.2, 0.2, hue 0.02), bilinear.
     public static func training(outputSize: Int, normalization: Normalization,
-                                interpolation: Interpolation = .bilinear) -> TransformConfig {
+                                interpolation: ResizeFilter = .bilinear) -> TransformConfig {
         TransformConfig(outputSize: outputSize, interpolation: interpolation, normalization: normalization,
                         randomResizedCrop: RandomResizedCrop(), horizontalFlip: true, verticalFlip: true,
                         rotate90: true,
@@ -183,8 +160,10 @@ public struct Augmentation: Equatable, Sendable {
 /// input seen.
 public final class ImageTransformer {
     public let config: TransformConfig
-    private var rowTaps = FilterTaps()
-    private var columnTaps = FilterTaps()
+    private var rowTaps = ResamplingCoefficients()
+    private var columnTaps = ResamplingCoefficients()
+    private var rowWeights: [Float] = []      // (S, rowTaps.maxTaps)
+    private var columnWeights: [Float] = []   // (S, columnTaps.maxTaps)
     private var horizontal: [Float] = []   // (source rows used, S, 3)
     private var resampled: [Float]         // (S, S, 3), values in [0, 1]
 
@@ -272,8 +251,10 @@ public final class ImageTransformer {
         let S = config.outputSize
         rowTaps.compute(inSize: height, outSize: S, boxStart: a.cropTop, boxSize: a.cropHeight, filter: config.interpolation)
         columnTaps.compute(inSize: width, outSize: S, boxStart: a.cropLeft, boxSize: a.cropWidth, filter: config.interpolation)
-        let firstRow = rowTaps.start[0]
-        let lastRow = rowTaps.start[S - 1] + rowTaps.count[S - 1]   // rows are monotone
+        rowTaps.floatWeights(into: &rowWeights)
+        columnTaps.floatWeights(into: &columnWeights)
+        let firstRow = rowTaps.first[0]
+        let lastRow = rowTaps.first[S - 1] + rowTaps.count[S - 1]   // rows are monotone
         let usedRows = lastRow - firstRow
         if horizontal.count < usedRows * S * 3 { horizontal = [Float](repeating: 0, count: usedRows * S * 3) }
 
@@ -281,13 +262,13 @@ public final class ImageTransformer {
         let (channelR, channelG, channelB) = channels == 1 ? (0, 0, 0) : (0, 1, 2)
         horizontal.withUnsafeMutableBufferPointer { hp in
             let h = hp.baseAddress!
-            columnTaps.weights.withUnsafeBufferPointer { wp in
+            columnWeights.withUnsafeBufferPointer { wp in
                 for r in 0..<usedRows {
                     let row = src + (firstRow + r) * width * channels
                     for x in 0..<S {
                         var (sr, sg, sb): (Float, Float, Float) = (0, 0, 0)
-                        let start = columnTaps.start[x], n = columnTaps.count[x]
-                        let w = wp.baseAddress! + x * columnTaps.taps
+                        let start = columnTaps.first[x], n = columnTaps.count[x]
+                        let w = wp.baseAddress! + x * columnTaps.maxTaps
                         for k in 0..<n {
                             let p = row + (start + k) * channels
                             sr += w[k] * Float(p[channelR])
@@ -302,11 +283,11 @@ public final class ImageTransformer {
         }
         resampled.withUnsafeMutableBufferPointer { rp in
             horizontal.withUnsafeBufferPointer { hp in
-                rowTaps.weights.withUnsafeBufferPointer { wp in
+                rowWeights.withUnsafeBufferPointer { wp in
                     let out = rp.baseAddress!, h = hp.baseAddress!
                     for y in 0..<S {
-                        let start = rowTaps.start[y] - firstRow, n = rowTaps.count[y]
-                        let w = wp.baseAddress! + y * rowTaps.taps
+                        let start = rowTaps.first[y] - firstRow, n = rowTaps.count[y]
+                        let w = wp.baseAddress! + y * rowTaps.maxTaps
                         for i in 0..<(S * 3) {
                             var sum: Float = 0
                             for k in 0..<n { sum += w[k] * h[(start + k) * S * 3 + i] }
@@ -396,48 +377,6 @@ public final class ImageTransformer {
             apply(dataset.imageBytes(at: index), height: dataset.height, width: dataset.width,
                   channels: dataset.channels, seed: seed, epoch: epoch, index: index,
                   into: batch.data + b * outputCount)
-        }
-    }
-}
-
-/// Normalised filter weights for one axis (PIL's `precompute_coeffs`, with a crop box):
-/// output i covers source positions around centre = boxStart + (i + ½)·scale, with the
-/// filter stretched by max(scale, 1) when shrinking (antialiasing); taps that fall outside
-/// the image are dropped and the rest renormalised.
-struct FilterTaps {
-    var start: [Int] = []
-    var count: [Int] = []
-    var weights: [Float] = []
-    var taps = 0
-    private var row: [Double] = []   // one output's raw weights, Double for the normalisation
-
-    mutating func compute(inSize: Int, outSize: Int, boxStart: Double, boxSize: Double, filter: Interpolation) {
-        let scale = boxSize / Double(outSize)
-        let filterScale = max(scale, 1)
-        let support = filter.support * filterScale
-        let maxTaps = Int(ceil(support)) * 2 + 1
-        if start.count != outSize { start = [Int](repeating: 0, count: outSize); count = start }
-        if weights.count < outSize * maxTaps { weights = [Float](repeating: 0, count: outSize * maxTaps) }
-        taps = maxTaps
-        if row.count < maxTaps { row = [Double](repeating: 0, count: maxTaps) }
-        for i in 0..<outSize {
-            let center = boxStart + (Double(i) + 0.5) * scale
-            let low = max(Int(floor(center - support + 0.5)), 0)
-            let high = min(Int(floor(center + support + 0.5)), inSize)
-            let n = min(max(high - low, 0), maxTaps)
-            var total = 0.0
-            for k in 0..<n {
-                row[k] = filter.weight((Double(low + k) - center + 0.5) / filterScale)
-                total += row[k]
-            }
-            start[i] = min(low, inSize - 1)
-            if n == 0 || total == 0 {   // degenerate box: nearest pixel
-                count[i] = 1
-                weights[i * maxTaps] = 1
-                continue
-            }
-            count[i] = n
-            for k in 0..<n { weights[i * maxTaps + k] = Float(row[k] / total) }
         }
     }
 }

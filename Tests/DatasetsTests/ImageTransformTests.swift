@@ -23,7 +23,7 @@ final class ImageTransformTests: XCTestCase {
     func testIdentityResampleAndNormalisation() {
         let S = 6
         let image = pattern(S)
-        for interpolation in Interpolation.allCases {
+        for interpolation in ResizeFilter.allCases {
             let t = ImageTransformer(config: .evaluation(outputSize: S, normalization: .unit, interpolation: interpolation))
             let a = t.augmentation(height: S, width: S, seed: 0, epoch: 0, index: 0)
             XCTAssertEqual(a, Augmentation(cropTop: 0, cropLeft: 0, cropHeight: 6, cropWidth: 6))
