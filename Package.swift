@@ -82,7 +82,7 @@ let package = Package(
             "Kernels", .product(name: "Numerics", package: "swift-numerics")]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Kernels", "TestSupport"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Kernels", "TestSupport"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Formats", "Kernels"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Formats", "Kernels", "TestSupport"]),
         .testTarget(name: "ModelTests", dependencies: [
             "Model", "Import", "Kernels", "Formats", "TestSupport", .product(name: "Numerics", package: "swift-numerics")],
                     resources: [.copy("Fixtures")]),

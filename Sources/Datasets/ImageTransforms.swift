@@ -366,17 +366,4 @@ public final class ImageTransformer {
             }
         }
     }
-
-    /// Fills `batch` (B, 3, S, S) with the transformed images `indices` of `dataset`; the
-    /// random choices of image i depend only on (seed, epoch, i).
-    public func fillBatch(_ batch: Tensor, from dataset: DatasetFile, indices: [Int], seed: UInt64, epoch: Int) {
-        let S = config.outputSize
-        precondition(batch.shape == [indices.count, 3, S, S],
-                     "ImageTransformer.fillBatch: batch \(batch.shape), expected [\(indices.count), 3, \(S), \(S)]")
-        for (b, index) in indices.enumerated() {
-            apply(dataset.imageBytes(at: index), height: dataset.height, width: dataset.width,
-                  channels: dataset.channels, seed: seed, epoch: epoch, index: index,
-                  into: batch.data + b * outputCount)
-        }
-    }
 }

@@ -66,10 +66,6 @@ extension TowerModel {
         set { for tower in towers { tower.isTraining = newValue } }
     }
 
-    /// Sets every gradient to zero. `forwardBackward` *adds* into the gradients, so the
-    /// step calls this once per optimiser step.
-    public func zeroGradients() { store.zeroGradients() }
-
     /// Folds LoRA into the base weights of every tower for inference, so it costs what
     /// the plain backbone costs; training is not possible until `unmergeLoRA`.
     public func mergeLoRA() { for tower in towers { tower.mergeLoRA() } }

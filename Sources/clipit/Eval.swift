@@ -26,8 +26,11 @@ struct Eval: ParsableCommand {
 
     @OptionGroup var communicator: CommunicatorOptions
 
-    @Option(help: "Checkpoint to evaluate (best.safetensors of a run).")
-    var checkpoint: String
+    @OptionGroup var model: CheckpointOptions
+    private var checkpoint: String { model.checkpoint }
+    private var pairs: String? { model.pairs }
+    private var reports: String? { model.reports }
+    private var batch: Int { model.batch }
 
     @Option(help: "Labelled .cds file, or a directory holding test.cds.")
     var data: String
@@ -35,24 +38,11 @@ struct Eval: ParsableCommand {
     @Option(help: "Checkpoint of a text-only model, for the Ω score.")
     var textCheckpoint: String?
 
-    @Option(help: "Pairs file of the evaluated split (or the pairs directory): needed by text models.")
-    var pairs: String?
-
-    @Option(help: "Report corpus the pairs index into (default: the text model's data.reports).")
-    var reports: String?
-
-    @Option(help: "Global evaluation batch size.")
-    var batch = 128
-
     @Option(help: "Write the results here as JSON.")
     var out: String?
 
     @Flag(help: "Keep LoRA unmerged (for checking that merging does not change predictions).")
     var noMerge = false
-
-    func validate() throws {
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
-    }
 
     func run() throws {
         try communicator.run { comm in try evaluateCheckpoints(comm) }

@@ -24,27 +24,17 @@ struct Predict: ParsableCommand {
 
     @OptionGroup var communicator: CommunicatorOptions
 
-    @Option(help: "Checkpoint (best.safetensors of a run).")
-    var checkpoint: String
+    @OptionGroup var model: CheckpointOptions
+    private var checkpoint: String { model.checkpoint }
+    private var pairs: String? { model.pairs }
+    private var reports: String? { model.reports }
+    private var batch: Int { model.batch }
 
     @Option(help: "Images to classify (.cds).")
     var images: String
 
     @Option(help: "Output JSON-lines file.")
     var out: String
-
-    @Option(help: "Pairs file of the images (only for a text-only checkpoint).")
-    var pairs: String?
-
-    @Option(help: "Report corpus (only for a text-only checkpoint).")
-    var reports: String?
-
-    @Option(help: "Global batch size.")
-    var batch = 128
-
-    func validate() throws {
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
-    }
 
     func run() throws {
         try communicator.run { comm in

@@ -1,6 +1,7 @@
 @testable import Formats
 import Foundation
 import XCTest
+import TestSupport
 import Kernels
 @testable import Datasets
 
@@ -110,5 +111,20 @@ final class ImageTransformTests: XCTestCase {
         a.fillBatch(batch1, from: file, indices: [0, 2], seed: 1, epoch: 0)
         b.fillBatch(batch2, from: file, indices: [2, 1], seed: 1, epoch: 0)
         XCTAssertEqual(Array(batch1.array[432...]), Array(batch2.array[..<432]))
+    }
+}
+
+extension ImageTransformer {
+    /// Fills `batch` (B, 3, S, S) with the transformed images `indices` of `dataset`; the
+    /// random choices of image i depend only on (seed, epoch, i).
+    func fillBatch(_ batch: Tensor, from dataset: DatasetFile, indices: [Int], seed: UInt64, epoch: Int) {
+        let S = config.outputSize
+        precondition(batch.shape == [indices.count, 3, S, S],
+                     "ImageTransformer.fillBatch: batch \(batch.shape), expected [\(indices.count), 3, \(S), \(S)]")
+        for (b, index) in indices.enumerated() {
+            apply(dataset.imageBytes(at: index), height: dataset.height, width: dataset.width,
+                  channels: dataset.channels, seed: seed, epoch: epoch, index: index,
+                  into: batch.data + b * outputCount)
+        }
     }
 }

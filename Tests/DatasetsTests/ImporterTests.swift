@@ -1,5 +1,6 @@
 @testable import Formats
 import XCTest
+import TestSupport
 @testable import Datasets
 
 final class ImporterTests: XCTestCase {
@@ -42,7 +43,9 @@ final class ImporterTests: XCTestCase {
 
     func writePNG(_ path: String, width: Int, height: Int, rgb: (Int, Int) -> [UInt8]) {
         try! FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        let png = TestPNGEncoder(width: width, height: height, colorType: 2, bitDepth: 8).encode { x, y, s in Int(rgb(x, y)[s]) }
+        var pixels: [UInt8] = []
+        for y in 0..<height { for x in 0..<width { pixels += rgb(x, y) } }
+        let png = PNGWriter.encode(pixels, width: width, height: height, channels: 3)
         writeBytes(path, png)
     }
 

@@ -1,5 +1,6 @@
 @testable import Formats
 import XCTest
+import TestSupport
 @testable import Datasets
 
 /// Builds .npy bytes (format 1.0) for tests.

@@ -1,6 +1,7 @@
 @testable import Formats
 import Foundation
 import XCTest
+import TestSupport
 @testable import Datasets
 
 final class ReportCorpusTests: XCTestCase {

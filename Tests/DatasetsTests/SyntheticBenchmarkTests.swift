@@ -2,6 +2,7 @@
 import Foundation
 import Kernels
 import XCTest
+import TestSupport
 @testable import Datasets
 
 final class SyntheticBenchmarkTests: XCTestCase {

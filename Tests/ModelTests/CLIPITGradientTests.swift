@@ -55,7 +55,7 @@ final class CLIPITGradientTests: XCTestCase {
                                   globalBatch: globalBatch).total)
             } }
         }
-        model.zeroGradients()
+        model.store.zeroGradients()
         let dImagesTensor = Tensor(shape: [b, 3, 16, 16])
         x.labels.withUnsafeBufferPointer { lp in x.tokens.withUnsafeBufferPointer { tp in
             _ = model.forwardBackward(images: images.data, labels: lp.baseAddress!,
@@ -136,10 +136,10 @@ final class CLIPITGradientTests: XCTestCase {
                 }
             } }
         }
-        model.zeroGradients()
+        model.store.zeroGradients()
         let whole = step(rows: 0..<b)
         let wholeGradient = model.store.gradients.array
-        model.zeroGradients()
+        model.store.zeroGradients()
         let split = step(rows: 0..<1) + step(rows: 1..<b)   // gradients accumulate
         XCTAssertEqual(split, whole, accuracy: 1e-5)
         let e = CLIPITParityTests.relativeError(model.store.gradients.array, wholeGradient)
@@ -154,7 +154,7 @@ final class CLIPITGradientTests: XCTestCase {
         let images = Tensor(shape: [Self.batch, 3, 16, 16], values: x.images)
         func loss() -> Double {
             x.labels.withUnsafeBufferPointer { lp in
-                model.zeroGradients()
+                model.store.zeroGradients()
                 return Double(model.forwardBackward(images: images.data, labels: lp.baseAddress!,
                                                     batch: Self.batch).total)
             }
@@ -179,7 +179,7 @@ final class CLIPITGradientTests: XCTestCase {
                                              batch: Self.batch).total)
             } }
         }
-        model.zeroGradients()
+        model.store.zeroGradients()
         _ = loss()
         let gradients = model.store.gradients.array
         for p in model.store.trainableParameters {

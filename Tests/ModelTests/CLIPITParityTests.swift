@@ -110,7 +110,7 @@ final class CLIPITParityTests: XCTestCase {
 
     private func run(_ model: CLIPITModel, _ x: Inputs, dImages: UnsafeMutablePointer<Float>? = nil)
         -> LossBreakdown {
-        model.zeroGradients()
+        model.store.zeroGradients()
         return x.images.withUnsafeBufferPointer { images in
             x.labels.withUnsafeBufferPointer { labels in
                 x.tokens!.withUnsafeBufferPointer { tokens in
@@ -192,7 +192,7 @@ final class CLIPITParityTests: XCTestCase {
 
     private func run(_ model: UnimodalModel, _ x: Inputs, dImages: UnsafeMutablePointer<Float>? = nil)
         -> LossBreakdown {
-        model.zeroGradients()
+        model.store.zeroGradients()
         return x.images.withUnsafeBufferPointer { images in
             x.labels.withUnsafeBufferPointer { labels in
                 model.forwardBackward(images: images.baseAddress!, labels: labels.baseAddress!,

@@ -1,6 +1,6 @@
 @testable import Formats
 import XCTest
-@testable import Datasets
+import TestSupport
 
 /// A small PNG encoder for tests: any colour type / bit depth given packed rows, a chosen
 /// filter per row (cycling through all five by default), optional Adam7 interlacing, IDAT
@@ -99,22 +99,6 @@ struct TestPNGEncoder {
 func patternSample(_ x: Int, _ y: Int, _ s: Int, depth: Int) -> Int {
     let v = (x * 37 + y * 101 + s * 59 + x * y * 13) & 0xFFFF
     return v & ((1 << depth) - 1)
-}
-
-/// Asserts that `body` throws an `ImportError` of `kind` whose text contains every fragment.
-func assertImportError(_ kind: ImportError.Kind, _ fragments: [String], file: StaticString = #filePath,
-                       line: UInt = #line, _ body: () throws -> Void) {
-    do {
-        try body()
-        XCTFail("expected an ImportError of kind \(kind)", file: file, line: line)
-    } catch let error as ImportError {
-        XCTAssertEqual(error.kind, kind, "\(error)", file: file, line: line)
-        for fragment in fragments {
-            XCTAssertTrue(error.description.contains(fragment), "'\(error)' lacks '\(fragment)'", file: file, line: line)
-        }
-    } catch {
-        XCTFail("expected an ImportError, got \(error)", file: file, line: line)
-    }
 }
 
 final class PNGTests: XCTestCase {
