@@ -37,12 +37,15 @@ public final class MultiHeadAttention {
 
     /// The model's execution state (head parallelism).
     private let execution: ModelExecution
+    /// T, the tokens per sequence (shared with the owning tower).
+    public let rowsPerSample: SampleRows
+    private let arena: ActivationArena
     private var batch = 0, tokens = 0
-    private var qkv = emptyTensor()        // (B·T, 3E)
-    private var probs = emptyTensor()      // (B, H, T, T)
-    private var context = emptyTensor()    // (B·T, E)
-    /// Backward scratch (slots 3–6): dContext (B·T, E), dqkv (B·T, 3E), dP and dS (T, T).
-    private let workspace: BackwardWorkspace
+    private let qkv: ActivationBuffer       // (B·T, 3E)
+    private let probs: ActivationBuffer     // (B, H, T, T)
+    private let context: ActivationBuffer   // (B·T, E)
+    /// Backward scratch shared with the other blocks of the tower.
+    private let scratch: AttentionScratch
     /// Key keep-mask (B, T): 1 = attend, 0 = padded; nil = no key padding.
     private var keyKeep: Tensor?
 
@@ -52,7 +55,7 @@ public final class MultiHeadAttention {
     ///   - lora: LoRA for the projections (nil: plain Linears in `region`).
     public init(_ name: String, embedDim: Int, heads: Int, layout: QKVLayout, causal: Bool,
                 bias: Bool = true, region: ParameterRegion, lora: LoRAConfig?, store: ParameterStore,
-                workspace: BackwardWorkspace = BackwardWorkspace()) {
+                rowsPerSample: SampleRows = SampleRows(), scratch: AttentionScratch? = nil) {
         precondition(embedDim % heads == 0, "Attention \(name): width \(embedDim) not divisible by \(heads) heads")
         self.name = name
         execution = store.execution
@@ -61,20 +64,27 @@ public final class MultiHeadAttention {
         self.headDim = embedDim / heads
         self.layout = layout
         self.causal = causal
-        self.workspace = workspace
+        self.rowsPerSample = rowsPerSample
+        let arena = store.activations
+        self.arena = arena
+        qkv = arena.buffer(name + ".qkv_out") { $0.samples * rowsPerSample.count * 3 * embedDim }
+        probs = arena.buffer(name + ".probs") { $0.samples * heads * rowsPerSample.count * rowsPerSample.count }
+        context = arena.buffer(name + ".context") { $0.samples * rowsPerSample.count * embedDim }
+        self.scratch = scratch ?? AttentionScratch(name + ".scratch", width: embedDim, rowsPerSample: rowsPerSample,
+                                                   arena: arena)
         switch layout {
         case .fused:
             inputProjections = [Linear(name + ".qkv", in: embedDim, out: 3 * embedDim, bias: bias,
-                                       region: region, lora: lora, store: store)]
+                                       region: region, lora: lora, store: store, rowsPerSample: rowsPerSample)]
             outputProjection = Linear(name + ".proj", in: embedDim, out: embedDim, bias: bias,
-                                      region: region, lora: lora, store: store)
+                                      region: region, lora: lora, store: store, rowsPerSample: rowsPerSample)
         case .separate:
             inputProjections = ["q_proj", "k_proj", "v_proj"].map {
                 Linear(name + "." + $0, in: embedDim, out: embedDim, bias: bias, region: region,
-                       lora: lora, store: store)
+                       lora: lora, store: store, rowsPerSample: rowsPerSample)
             }
             outputProjection = Linear(name + ".out_proj", in: embedDim, out: embedDim, bias: bias,
-                                      region: region, lora: lora, store: store)
+                                      region: region, lora: lora, store: store, rowsPerSample: rowsPerSample)
         }
     }
 
@@ -109,9 +119,11 @@ public final class MultiHeadAttention {
         }
         self.batch = batch
         self.tokens = tokens
-        ensure(&qkv, [rows, 3 * E])
-        ensure(&probs, [batch, heads, T, T])
-        ensure(&context, [rows, E])
+        if rowsPerSample.count != tokens {   // used on its own: the sequence length is the call's
+            rowsPerSample.count = tokens
+            arena.invalidate()
+        }
+        arena.reserve(samples: batch)
         // Projections into the (B·T, 3E) qkv buffer.
         switch layout {
         case .fused:
@@ -142,10 +154,11 @@ public final class MultiHeadAttention {
     public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let E = embedDim, T = tokens, d = headDim, rows = batch * tokens
         let workers = headWorkers
-        let dContext = workspace.buffer(3, count: rows * E)               // (B·T, E)
-        let dqkv = workspace.buffer(4, count: rows * 3 * E)               // (B·T, 3E)
-        let dProbsAll = workspace.buffer(5, count: workers * T * T)       // (T, T) per worker
-        let dScoresAll = workspace.buffer(6, count: workers * T * T)      // (T, T) per worker
+        let dContext = scratch.dContext.data        // (B·T, E)
+        let dqkv = scratch.dqkv.data                // (B·T, 3E)
+        let dProbsAll = scratch.dProbs.data         // (T, T) per worker
+        let dScoresAll = scratch.dScores.data       // (T, T) per worker
+        precondition(scratch.dProbs.count >= workers * T * T, "Attention \(name): head scratch for fewer workers")
         dContext.update(repeating: 0, count: rows * E)
         outputProjection.backward(dy, dx: dContext)
         // dqkv needs no zeroing: each (sequence, head) block of dQ, dK, dV is written once
@@ -236,5 +249,25 @@ public final class MultiHeadAttention {
                 row.update(repeating: 0, count: visible)
             }
         }
+    }
+}
+
+/// Attention's backward scratch, one per tower (its blocks run their backward one at a
+/// time). The per-worker (T, T) matrices are sized for as many workers as BLAS threads
+/// (`forEachHead`); the arena re-plans when the thread count changes.
+public final class AttentionScratch {
+    let dContext: ActivationBuffer   // (B·T, E)
+    let dqkv: ActivationBuffer       // (B·T, 3E)
+    let dProbs: ActivationBuffer     // (workers, T, T)
+    let dScores: ActivationBuffer    // (workers, T, T)
+
+    public init(_ name: String, width: Int, rowsPerSample: SampleRows, arena: ActivationArena) {
+        dContext = arena.buffer(name + ".d_context") { $0.samples * rowsPerSample.count * width }
+        dqkv = arena.buffer(name + ".d_qkv") { $0.samples * rowsPerSample.count * 3 * width }
+        let perWorker: (ActivationShape) -> Int = { _ in
+            max(1, BLASRuntime.threads) * rowsPerSample.count * rowsPerSample.count
+        }
+        dProbs = arena.buffer(name + ".d_probs", size: perWorker)
+        dScores = arena.buffer(name + ".d_scores", size: perWorker)
     }
 }

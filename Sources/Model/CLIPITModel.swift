@@ -100,9 +100,9 @@ public final class CLIPITModel: TrainableModel {
 
     private let visionTrains: Bool
     private let textTrains: Bool
-    private var dLogits = emptyTensor()     // (B, C)
-    private var dFeatures = emptyTensor()   // (B, E)
-    private var dText = emptyTensor()       // (B, D)
+    private let dLogits: ActivationBuffer     // (B, C)
+    private let dFeatures: ActivationBuffer   // (B, E)
+    private let dText: ActivationBuffer       // (B, D)
     /// v of the last forward, (B, E); owned by the vision tower.
     public private(set) var visionFeatures: UnsafePointer<Float>?
     /// t of the last training forward, (B, D); owned by the text tower.
@@ -123,8 +123,13 @@ public final class CLIPITModel: TrainableModel {
             text = nil
         }
         heads = CLIPITHeads(config.heads, store: store)
-        crossEntropy = CrossEntropyLoss(classes: config.classes, mode: config.crossEntropy)
-        distillation = CosineDistillationLoss(width: config.text.outputDim)
+        let arena = store.activations
+        crossEntropy = CrossEntropyLoss(classes: config.classes, mode: config.crossEntropy, arena: arena)
+        distillation = CosineDistillationLoss(width: config.text.outputDim, arena: arena)
+        let c = config.classes, e = config.vision.outputDim, d = config.distillation ? config.text.outputDim : 0
+        dLogits = arena.buffer("model.d_logits") { $0.samples * c }
+        dFeatures = arena.buffer("model.d_features") { $0.samples * e }
+        dText = arena.buffer("model.d_text") { $0.samples * d }
         store.allocate(seed: seed)
         visionTrains = store.hasTrainableParameters(prefix: vision.prefix)
         textTrains = text.map { store.hasTrainableParameters(prefix: $0.prefix) } ?? false
@@ -156,6 +161,7 @@ public final class CLIPITModel: TrainableModel {
                          tokens: UnsafePointer<Int32>?, batch: Int, globalBatch: Int?) -> LossBreakdown {
         let n = globalBatch ?? batch
         precondition(n >= batch && batch > 0, "CLIPITModel: globalBatch \(n) < local batch \(batch)")
+        store.activations.reserve(samples: batch)
         let v = vision.forward(images: images, batch: batch)                   // (B, E)
         visionFeatures = v
         heads.forward(features: v, batch: batch)                               // z (B, C), t̂ (B, D)
@@ -175,12 +181,10 @@ public final class CLIPITModel: TrainableModel {
     /// Backward of the last `forward`: losses → heads → towers.
     private func backward(batch: Int, dImages: UnsafeMutablePointer<Float>?) {
         let e = vision.outputDim, c = config.classes
-        ensure(&dLogits, [batch, c])
         dLogits.data.update(repeating: 0, count: batch * c)
         crossEntropy.backward(dLogits: dLogits.data)                            // (B, C)
         if let text {
             let d = text.outputDim
-            ensure(&dText, [batch, d])
             dText.data.update(repeating: 0, count: batch * d)
             // λ·∂(1 − cos)/∂t̂ into the heads' t̂ gradient, ∂/∂t into dText unless stopped.
             distillation.backward(dPredicted: heads.projectedGrad.data,
@@ -190,7 +194,6 @@ public final class CLIPITModel: TrainableModel {
         }
         let needFeatureGradient = visionTrains || dImages != nil
         if needFeatureGradient {
-            ensure(&dFeatures, [batch, e])
             dFeatures.data.update(repeating: 0, count: batch * e)
         }
         heads.backward(dLogits: dLogits.data, dFeatures: needFeatureGradient ? dFeatures.data : nil)
@@ -202,6 +205,7 @@ public final class CLIPITModel: TrainableModel {
     /// by the model and valid until the next forward.
     public func predict(images: UnsafePointer<Float>, batch: Int) -> UnsafePointer<Float> {
         inEvaluationMode {
+            store.activations.reserve(samples: batch)
             let v = vision.forward(images: images, batch: batch)
             visionFeatures = v
             heads.forward(features: v, batch: batch)

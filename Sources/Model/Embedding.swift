@@ -18,14 +18,23 @@ public final class TokenEmbedding {
     public let lora: LoRAConfig?
     public private(set) var isMerged = false
 
+    /// L, the tokens per report (shared with the owning tower).
+    public let rowsPerSample: SampleRows
+    private let arena: ActivationArena
     private var ids: UnsafePointer<Int32>?
     private var rows = 0
-    private var loraHidden = emptyTensor()      // (rows, r)  Aᵀ[ids]
-    private var loraHiddenGrad = emptyTensor()  // (rows, r)
+    private let loraHidden: ActivationBuffer       // (rows, r)  Aᵀ[ids]
+    private let loraHiddenGrad: ActivationBuffer   // (rows, r)
 
     public init(_ name: String, vocabularySize: Int, width: Int, region: ParameterRegion,
-                lora: LoRAConfig?, store: ParameterStore, initStd: Float = 0.02) {
+                lora: LoRAConfig?, store: ParameterStore, initStd: Float = 0.02,
+                rowsPerSample: SampleRows = SampleRows()) {
         self.name = name
+        self.rowsPerSample = rowsPerSample
+        arena = store.activations
+        let r = lora?.rank ?? 0
+        loraHidden = arena.buffer(name + ".lora_hidden") { $0.samples * rowsPerSample.count * r }
+        loraHiddenGrad = arena.buffer(name + ".lora_hidden_grad") { $0.samples * rowsPerSample.count * r }
         self.vocabularySize = vocabularySize
         self.width = width
         self.lora = lora
@@ -60,8 +69,7 @@ public final class TokenEmbedding {
         }
         guard let lora, let loraA, let loraB, !isMerged else { return }
         let rank = lora.rank
-        ensure(&loraHidden, [rows, rank])
-        ensure(&loraHiddenGrad, [rows, rank])
+        arena.reserve(samples: samples(rows: rows, per: rowsPerSample))
         // h[r, k] = A[k, id_r]  (rows, r);  y += s · h Bᵀ
         let a = loraA.value, h = loraHidden.data
         for r in 0..<rows {

@@ -70,25 +70,25 @@ public final class CLIPITHeads {
     public let fusion: Linear?
 
     public private(set) var batch = 0
-    private var capacity = 0
-    // Activations (first `batch` rows used), allocated when the batch grows.
-    private var projectionHidden = Tensor(shape: [0])      // (B, E) pre-activation
-    private var projectionHiddenAct = Tensor(shape: [0])   // (B, E) LeakyReLU output
+    private let arena: ActivationArena
+    // Activations (first `batch` rows used; empty where the configuration has no such layer).
+    private let projectionHidden: ActivationBuffer      // (B, E) pre-activation (two-layer h_d)
+    private let projectionHiddenAct: ActivationBuffer   // (B, E) LeakyReLU output
     /// t̂ = h_d(v), (B, D).
-    public private(set) var projected = Tensor(shape: [0])
-    private var textHidden = Tensor(shape: [0])            // (B, D) pre-activation
-    private var textHiddenAct = Tensor(shape: [0])         // (B, D)
-    private var concatenated = Tensor(shape: [0])          // (B, 2C) late, (B, E+D) early
+    public let projected: ActivationBuffer
+    private let textHidden: ActivationBuffer            // (B, D) pre-activation (late fusion)
+    private let textHiddenAct: ActivationBuffer         // (B, D)
+    private let concatenated: ActivationBuffer          // (B, 2C) late, (B, E+D) early
     /// z, (B, C).
-    public private(set) var logits = Tensor(shape: [0])
+    public let logits: ActivationBuffer
     // Gradients.
-    private var dProjectionHidden = Tensor(shape: [0])     // (B, E)
-    private var dProjectionHiddenAct = Tensor(shape: [0])  // (B, E)
+    private let dProjectionHidden: ActivationBuffer     // (B, E)
+    private let dProjectionHiddenAct: ActivationBuffer  // (B, E)
     /// ∂L/∂t̂, (B, D): zeroed by `forward`, losses add into it before `backward`.
-    public private(set) var projectedGrad = Tensor(shape: [0])
-    private var dTextHidden = Tensor(shape: [0])           // (B, D)
-    private var dTextHiddenAct = Tensor(shape: [0])        // (B, D)
-    private var dConcatenated = Tensor(shape: [0])         // like `concatenated`
+    public let projectedGrad: ActivationBuffer
+    private let dTextHidden: ActivationBuffer           // (B, D)
+    private let dTextHiddenAct: ActivationBuffer        // (B, D)
+    private let dConcatenated: ActivationBuffer         // like `concatenated`
 
     /// Declares the heads' parameters in `store` under `prefix` (`heads.` by default).
     public init(_ config: HeadsConfig, prefix: String = "heads.", store: ParameterStore) {
@@ -113,6 +113,26 @@ public final class CLIPITHeads {
         case .early: fusion = linear("early_fusion", e + d, c)
         case .visionOnly: fusion = nil
         }
+        let arena = store.activations
+        self.arena = arena
+        func buffer(_ name: String, width: Int) -> ActivationBuffer {
+            arena.buffer(prefix + name) { $0.samples * width }
+        }
+        let twoLayer = config.twoLayerProjection ? e : 0, late = config.fusion == .late ? d : 0
+        let w = config.fusion == .early ? e + d : config.fusion == .late ? 2 * c : 0
+        projectionHidden = buffer("projection_hidden", width: twoLayer)
+        projectionHiddenAct = buffer("projection_hidden_act", width: twoLayer)
+        dProjectionHidden = buffer("d_projection_hidden", width: twoLayer)
+        dProjectionHiddenAct = buffer("d_projection_hidden_act", width: twoLayer)
+        projected = buffer("projected", width: d)
+        projectedGrad = buffer("projected_grad", width: d)
+        textHidden = buffer("text_hidden", width: late)
+        textHiddenAct = buffer("text_hidden_act", width: late)
+        dTextHidden = buffer("d_text_hidden", width: late)
+        dTextHiddenAct = buffer("d_text_hidden_act", width: late)
+        concatenated = buffer("concatenated", width: w)
+        dConcatenated = buffer("d_concatenated", width: w)
+        logits = buffer("logits", width: c)
     }
 
     /// Every Linear of the heads, in declaration order.
@@ -124,31 +144,10 @@ public final class CLIPITHeads {
         config.fusion == .early ? config.featureWidth + config.textWidth : 2 * config.classes
     }
 
-    private func ensureCapacity(_ rows: Int) {
-        guard rows > capacity else { return }
-        let e = config.featureWidth, d = config.textWidth, c = config.classes
-        let twoLayer = config.twoLayerProjection, late = config.fusion == .late
-        let w = config.fusion == .visionOnly ? 0 : concatenatedWidth
-        projectionHidden = Tensor(shape: [twoLayer ? rows : 0, e])
-        projectionHiddenAct = Tensor(shape: [twoLayer ? rows : 0, e])
-        dProjectionHidden = Tensor(shape: [twoLayer ? rows : 0, e])
-        dProjectionHiddenAct = Tensor(shape: [twoLayer ? rows : 0, e])
-        projected = Tensor(shape: [rows, d])
-        projectedGrad = Tensor(shape: [rows, d])
-        textHidden = Tensor(shape: [late ? rows : 0, d])
-        textHiddenAct = Tensor(shape: [late ? rows : 0, d])
-        dTextHidden = Tensor(shape: [late ? rows : 0, d])
-        dTextHiddenAct = Tensor(shape: [late ? rows : 0, d])
-        concatenated = Tensor(shape: [rows, w])
-        dConcatenated = Tensor(shape: [rows, w])
-        logits = Tensor(shape: [rows, c])
-        capacity = rows
-    }
-
     /// Computes t̂ (`projected`) and z (`logits`) from v (batch, E), and zeroes
     /// `projectedGrad`. The input must stay valid until `backward`.
     public func forward(features v: UnsafePointer<Float>, batch: Int) {
-        ensureCapacity(batch)
+        arena.reserve(samples: batch)
         self.batch = batch
         let e = config.featureWidth, d = config.textWidth, c = config.classes
         let slope = config.leakySlope
@@ -245,19 +244,18 @@ public final class CLIPITHeads {
 /// classifiers), with its logits buffer.
 public final class LinearHead {
     public let layer: Linear
-    public private(set) var logits = Tensor(shape: [0])   // (B, C)
-    private var capacity = 0
+    public let logits: ActivationBuffer   // (B, C)
+    private let arena: ActivationArena
 
     public init(_ name: String, in inFeatures: Int, classes: Int, store: ParameterStore) {
         layer = Linear(name, in: inFeatures, out: classes, region: .trainable, store: store)
+        arena = store.activations
+        logits = arena.buffer(name + ".logits") { $0.samples * classes }
     }
 
     /// logits (batch, C) ← x (batch, E) Wᵀ + b. `x` must stay valid until `backward`.
     public func forward(_ x: UnsafePointer<Float>, batch: Int) {
-        if batch > capacity {
-            logits = Tensor(shape: [batch, layer.outFeatures])
-            capacity = batch
-        }
+        arena.reserve(samples: batch)
         layer.forward(x, logits.data, rows: batch)
     }
 

@@ -13,25 +13,32 @@ public final class LayerNormLayer {
     public let weight: Parameter
     public let bias: Parameter
 
+    /// Rows of the input per sample (the owning tower's tokens, or 1 for pooled rows).
+    public let rowsPerSample: SampleRows
+    private let arena: ActivationArena
+
     // Saved by forward for backward.
     private var input: UnsafePointer<Float>?
     private var rows = 0
-    private var mean = emptyTensor()   // (rows,)
-    private var rstd = emptyTensor()   // (rows,)
+    private let mean: ActivationBuffer   // (rows,)
+    private let rstd: ActivationBuffer   // (rows,)
 
     public init(_ name: String, features: Int, eps: Float, region: ParameterRegion,
-                store: ParameterStore) {
+                store: ParameterStore, rowsPerSample: SampleRows = SampleRows()) {
         self.name = name
         self.features = features
         self.eps = eps
         weight = store.declare(name + ".weight", shape: [features], region: region, initializer: .ones)
         bias = store.declare(name + ".bias", shape: [features], region: region, initializer: .zeros)
+        self.rowsPerSample = rowsPerSample
+        arena = store.activations
+        mean = arena.buffer(name + ".mean") { $0.samples * rowsPerSample.count }
+        rstd = arena.buffer(name + ".rstd") { $0.samples * rowsPerSample.count }
     }
 
     /// y (rows, C) ← LayerNorm(x (rows, C)). Caches x: it must stay valid until `backward`.
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int) {
-        ensure(&mean, [rows])
-        ensure(&rstd, [rows])
+        arena.reserve(samples: samples(rows: rows, per: rowsPerSample))
         input = x
         self.rows = rows
         layerNormForward(x, gamma: weight.value, beta: bias.value, y, mean: mean.data,

@@ -24,22 +24,23 @@ public final class Linear {
     /// Whether dropout on the LoRA input is active (training).
     public var isTraining = true
     /// Rows of this layer's input per sample (N patches or T tokens per image, L tokens
-    /// per report, 1 for a pooled feature): mask row r of the local batch is drawn for the
-    /// global row `firstGlobalRow · dropoutRowsPerSample + r`, so masks do not depend on
-    /// how a batch is split over ranks. Set by the tower that owns the layer.
-    public var dropoutRowsPerSample = 1
+    /// per report, 1 for a pooled feature), shared with the owning tower: it sizes the
+    /// activations, and mask row r of the local batch is drawn for the global row
+    /// `firstGlobalRow · rowsPerSample + r`, so masks do not depend on how a batch is split.
+    public let rowsPerSample: SampleRows
     /// The store's execution state (its step dropout stream).
     private let execution: ModelExecution
+    private let arena: ActivationArena
 
     private let layerID: UInt64
     // Cached from the last forward.
     private var input: UnsafePointer<Float>?
     private var inputStride = 0
     private var rows = 0
-    // LoRA activations, (rows, r) and (rows, in) when dropout is on; grown, never shrunk.
-    private var loraHidden = Tensor(shape: [0])
-    private var loraHiddenGrad = Tensor(shape: [0])
-    private var droppedInput = Tensor(shape: [0])
+    // LoRA activations (empty without LoRA).
+    private let loraHidden: ActivationBuffer       // (rows, r)   drop(x) Aᵀ
+    private let loraHiddenGrad: ActivationBuffer   // (rows, r)
+    private let droppedInput: ActivationBuffer     // (rows, in)  only with dropout
 
     /// Declares the layer's parameters in `store`.
     /// - Parameters:
@@ -50,7 +51,7 @@ public final class Linear {
     ///   - region: where the base weight and bias live when there is no LoRA.
     public init(_ name: String, in inFeatures: Int, out outFeatures: Int, bias hasBias: Bool = true,
                 weightShape: [Int]? = nil, region: ParameterRegion, lora: LoRAConfig? = nil,
-                store: ParameterStore) {
+                store: ParameterStore, rowsPerSample: SampleRows = SampleRows()) {
         let shape = weightShape ?? [outFeatures, inFeatures]
         precondition(shape.reduce(1, *) == outFeatures * inFeatures,
                      "Linear \(name): weight shape \(shape) is not \(outFeatures)×\(inFeatures)")
@@ -60,6 +61,12 @@ public final class Linear {
         self.lora = lora
         self.layerID = stableHash(name)
         execution = store.execution
+        arena = store.activations
+        self.rowsPerSample = rowsPerSample
+        let r = lora?.rank ?? 0, dropped = (lora?.dropout ?? 0) > 0 ? inFeatures : 0
+        loraHidden = arena.buffer(name + ".lora_hidden") { $0.samples * rowsPerSample.count * r }
+        loraHiddenGrad = arena.buffer(name + ".lora_hidden_grad") { $0.samples * rowsPerSample.count * r }
+        droppedInput = arena.buffer(name + ".dropped_input") { $0.samples * rowsPerSample.count * dropped }
         let baseRegion: ParameterRegion = lora == nil ? region : .frozen
         weight = store.declare(name + ".weight", shape: shape, region: baseRegion,
                                initializer: .kaimingUniform(fanIn: inFeatures))
@@ -104,7 +111,7 @@ public final class Linear {
         if let bias { addBias(y, bias.value, rows: rows, n: outFeatures, ld: ldy) }
         guard let lora, let loraA, let loraB, !isMerged else { return }
         let r = lora.rank
-        ensureLoRABuffers(rows: rows, rank: r)
+        arena.reserve(samples: samples(rows: rows, per: rowsPerSample))
         var loraInput = x, loraStride = ldx
         if isTraining && lora.dropout > 0 {
             applyDropout(x, ldx: ldx, rows: rows, p: lora.dropout)
@@ -183,22 +190,12 @@ public final class Linear {
 
     // MARK: - Helpers
 
-    private func ensureLoRABuffers(rows: Int, rank r: Int) {
-        if loraHidden.count < rows * r {
-            loraHidden = Tensor(shape: [rows, r])
-            loraHiddenGrad = Tensor(shape: [rows, r])
-        }
-        if let lora, lora.dropout > 0, droppedInput.count < rows * inFeatures {
-            droppedInput = Tensor(shape: [rows, inFeatures])
-        }
-    }
-
     /// droppedInput = mask ⊙ x / (1−p), with masks drawn from the store's step dropout stream; backward
     /// regenerates the same masks instead of storing them.
     private func applyDropout(_ x: UnsafePointer<Float>, ldx: Int, rows: Int, p: Float) {
         let keep = 1 / (1 - p)
         let out = droppedInput.data
-        let stream = execution.dropout, first = stream.firstGlobalRow * dropoutRowsPerSample
+        let stream = execution.dropout, first = stream.firstGlobalRow * rowsPerSample.count
         for r in 0..<rows {
             var rng = stream.generator(layer: layerID, row: first + r)
             let xr = x + r * ldx, o = out + r * inFeatures
@@ -211,7 +208,7 @@ public final class Linear {
                                      p: Float) {
         let keep = 1 / (1 - p)
         let g = droppedInput.data
-        let stream = execution.dropout, first = stream.firstGlobalRow * dropoutRowsPerSample
+        let stream = execution.dropout, first = stream.firstGlobalRow * rowsPerSample.count
         for r in 0..<rows {
             var rng = stream.generator(layer: layerID, row: first + r)
             let gr = g + r * inFeatures, d = dx + r * lddx

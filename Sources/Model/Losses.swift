@@ -37,19 +37,26 @@ public final class CrossEntropyLoss {
     public let classes: Int
     public var mode: CrossEntropyMode
 
-    private var capacity = 0
+    private let arena: ActivationArena
     private var rows = 0
     private var normalizer = 1
     private var labels: UnsafePointer<Int32>?
     private var forwardMode = CrossEntropyMode.logits
-    private var probabilities = Tensor(shape: [0])   // (rows, C) softmax(z), double-softmax mode
-    private var logProbabilities = Tensor(shape: [0])  // (rows, C) log softmax(u)
-    private var dProbabilities = Tensor(shape: [0])  // (rows, C) ∂/∂p, double-softmax mode
+    private let probabilities: ActivationBuffer      // (rows, C) softmax(z), double-softmax mode
+    private let logProbabilities: ActivationBuffer   // (rows, C) log softmax(u)
+    private let dProbabilities: ActivationBuffer     // (rows, C) ∂/∂p, double-softmax mode
 
-    public init(classes: Int, mode: CrossEntropyMode = .logits) {
+    /// `arena`: the model's (`store.activations`); a loss used on its own gets its own.
+    public init(classes: Int, mode: CrossEntropyMode = .logits, name: String = "loss.cross_entropy",
+                arena: ActivationArena = ActivationArena()) {
         precondition(classes > 0, "CrossEntropyLoss: classes must be positive")
         self.classes = classes
         self.mode = mode
+        self.arena = arena
+        let perRow: (ActivationShape) -> Int = { $0.samples * classes }
+        probabilities = arena.buffer(name + ".probabilities", size: perRow)
+        logProbabilities = arena.buffer(name + ".log_probabilities", size: perRow)
+        dProbabilities = arena.buffer(name + ".d_probabilities", size: perRow)
     }
 
     /// Σ_i ℓ_i / normalizer over `rows` rows of `logits` (rows, C). `labels` (rows) must
@@ -58,12 +65,7 @@ public final class CrossEntropyLoss {
                         normalizer: Int) -> Float {
         precondition(normalizer > 0, "CrossEntropyLoss: normalizer must be positive")
         let c = classes
-        if rows > capacity {
-            logProbabilities = Tensor(shape: [rows, c])
-            probabilities = Tensor(shape: [rows, c])
-            dProbabilities = Tensor(shape: [rows, c])
-            capacity = rows
-        }
+        arena.reserve(samples: rows)
         self.rows = rows
         self.normalizer = normalizer
         self.labels = labels
@@ -120,20 +122,29 @@ public final class CosineDistillationLoss {
     public let width: Int
     public let epsilon: Float
 
-    private var capacity = 0
     private var rows = 0
     private var normalizer = 1
     private var predicted: UnsafePointer<Float>?
     private var target: UnsafePointer<Float>?
-    private var predictedNorms = Tensor(shape: [0])   // (rows) max(‖t̂_i‖, ε)
-    private var targetNorms = Tensor(shape: [0])      // (rows) max(‖t_i‖, ε)
-    private var cosines = Tensor(shape: [0])          // (rows)
-    private var predictedClamped = Tensor(shape: [0]) // (rows) 1 if ‖t̂_i‖ < ε
-    private var targetClamped = Tensor(shape: [0])    // (rows) 1 if ‖t_i‖ < ε
+    private let arena: ActivationArena
+    private let predictedNorms: ActivationBuffer     // (rows) max(‖t̂_i‖, ε)
+    private let targetNorms: ActivationBuffer        // (rows) max(‖t_i‖, ε)
+    private let cosines: ActivationBuffer            // (rows)
+    private let predictedClamped: ActivationBuffer   // (rows) 1 if ‖t̂_i‖ < ε
+    private let targetClamped: ActivationBuffer      // (rows) 1 if ‖t_i‖ < ε
 
-    public init(width: Int, epsilon: Float = 1e-8) {
+    /// `arena`: the model's (`store.activations`); a loss used on its own gets its own.
+    public init(width: Int, epsilon: Float = 1e-8, name: String = "loss.distillation",
+                arena: ActivationArena = ActivationArena()) {
         self.width = width
         self.epsilon = epsilon
+        self.arena = arena
+        let perRow: (ActivationShape) -> Int = { $0.samples }
+        predictedNorms = arena.buffer(name + ".predicted_norms", size: perRow)
+        targetNorms = arena.buffer(name + ".target_norms", size: perRow)
+        cosines = arena.buffer(name + ".cosines", size: perRow)
+        predictedClamped = arena.buffer(name + ".predicted_clamped", size: perRow)
+        targetClamped = arena.buffer(name + ".target_clamped", size: perRow)
     }
 
     /// Σ_i (1 − cos_i) / normalizer for t̂ = `predicted` and t = `target`, both (rows, D),
@@ -141,14 +152,7 @@ public final class CosineDistillationLoss {
     public func forward(predicted: UnsafePointer<Float>, target: UnsafePointer<Float>, rows: Int,
                         normalizer: Int) -> Float {
         precondition(normalizer > 0, "CosineDistillationLoss: normalizer must be positive")
-        if rows > capacity {
-            predictedNorms = Tensor(shape: [rows])
-            targetNorms = Tensor(shape: [rows])
-            cosines = Tensor(shape: [rows])
-            predictedClamped = Tensor(shape: [rows])
-            targetClamped = Tensor(shape: [rows])
-            capacity = rows
-        }
+        arena.reserve(samples: rows)
         self.rows = rows
         self.normalizer = normalizer
         self.predicted = predicted
@@ -238,23 +242,38 @@ public final class SymmetricInfoNCELoss {
 
     public let width: Int
 
-    private var capacity = 0
+    private let arena: ActivationArena
     private var n = 0
     private var localRows: Range<Int> = 0..<0
     private var logitScale: Float = 0
     private var exponentScale: Float = 1
-    private var normalizedImage = Tensor(shape: [0])  // (N, D) Î
-    private var normalizedText = Tensor(shape: [0])   // (N, D) T̂
-    private var imageNorms = Tensor(shape: [0])       // (N)
-    private var textNorms = Tensor(shape: [0])        // (N)
-    private var rowProbabilities = Tensor(shape: [0]) // (N, N) softmax over j of S_ij
-    private var columnProbabilities = Tensor(shape: [0]) // (N, N) [j, i] = softmax over i of S_ij
-    private var cosines = Tensor(shape: [0])          // (N, N) Î T̂ᵀ
-    private var gradientRows = Tensor(shape: [0])     // (n_local, N) e^s·G[local, :]
-    private var gradientColumns = Tensor(shape: [0])  // (n_local, N) e^s·Gᵀ[local, :]
-    private var dNormalized = Tensor(shape: [0])      // (n_local, D)
+    private let normalizedImage: ActivationBuffer       // (N, D) Î
+    private let normalizedText: ActivationBuffer        // (N, D) T̂
+    private let imageNorms: ActivationBuffer            // (N)
+    private let textNorms: ActivationBuffer             // (N)
+    private let rowProbabilities: ActivationBuffer      // (N, N) softmax over j of S_ij
+    private let columnProbabilities: ActivationBuffer   // (N, N) [j, i] = softmax over i of S_ij
+    private let cosines: ActivationBuffer               // (N, N) Î T̂ᵀ
+    private let gradientRows: ActivationBuffer          // (n_local, N) e^s·G[local, :]
+    private let gradientColumns: ActivationBuffer       // (n_local, N) e^s·Gᵀ[local, :]
+    private let dNormalized: ActivationBuffer           // (n_local, D)
 
-    public init(width: Int) { self.width = width }
+    /// `arena`: the model's (`store.activations`); a loss used on its own gets its own.
+    /// N is the arena's global batch, n_local its local one.
+    public init(width d: Int, name: String = "loss.info_nce", arena: ActivationArena = ActivationArena()) {
+        width = d
+        self.arena = arena
+        normalizedImage = arena.buffer(name + ".normalized_image") { $0.globalSamples * d }
+        normalizedText = arena.buffer(name + ".normalized_text") { $0.globalSamples * d }
+        imageNorms = arena.buffer(name + ".image_norms") { $0.globalSamples }
+        textNorms = arena.buffer(name + ".text_norms") { $0.globalSamples }
+        rowProbabilities = arena.buffer(name + ".row_probabilities") { $0.globalSamples * $0.globalSamples }
+        columnProbabilities = arena.buffer(name + ".column_probabilities") { $0.globalSamples * $0.globalSamples }
+        cosines = arena.buffer(name + ".cosines") { $0.globalSamples * $0.globalSamples }
+        gradientRows = arena.buffer(name + ".gradient_rows") { $0.samples * $0.globalSamples }
+        gradientColumns = arena.buffer(name + ".gradient_columns") { $0.samples * $0.globalSamples }
+        dNormalized = arena.buffer(name + ".d_normalized") { $0.samples * d }
+    }
 
     /// This rank's share of the loss (see the type's documentation). `image` and `text`
     /// are the (N, D) embeddings of the global batch, `logitScale` is s (before the cap).
@@ -263,19 +282,7 @@ public final class SymmetricInfoNCELoss {
         precondition(localRows.lowerBound >= 0 && localRows.upperBound <= rows,
                      "SymmetricInfoNCELoss: local rows \(localRows) outside 0..<\(rows)")
         let d = width
-        if rows > capacity {
-            normalizedImage = Tensor(shape: [rows, d])
-            normalizedText = Tensor(shape: [rows, d])
-            imageNorms = Tensor(shape: [rows])
-            textNorms = Tensor(shape: [rows])
-            rowProbabilities = Tensor(shape: [rows, rows])
-            columnProbabilities = Tensor(shape: [rows, rows])
-            cosines = Tensor(shape: [rows, rows])
-            gradientRows = Tensor(shape: [rows, rows])
-            gradientColumns = Tensor(shape: [rows, rows])
-            dNormalized = Tensor(shape: [rows, d])
-            capacity = rows
-        }
+        arena.reserve(samples: localRows.count, globalSamples: rows)
         n = rows
         self.localRows = localRows
         self.logitScale = logitScale

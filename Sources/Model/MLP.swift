@@ -9,20 +9,30 @@ public final class MLP {
     public let activation: Activation
     public var linears: [Linear] { [fc1, fc2] }
 
+    /// Rows of the input per sample (the owning tower's tokens).
+    public let rowsPerSample: SampleRows
+    private let arena: ActivationArena
     private var rows = 0
-    private var preActivation = emptyTensor()   // (rows, H)  fc1 output
-    private var hidden = emptyTensor()          // (rows, H)  act(fc1 output)
-    /// Backward scratch (slots 3–4): d hidden and d pre-activation, (rows, H) each.
-    private let workspace: BackwardWorkspace
+    private let preActivation: ActivationBuffer   // (rows, H)  fc1 output
+    private let hidden: ActivationBuffer          // (rows, H)  act(fc1 output)
+    /// Backward scratch shared with the other blocks of the tower.
+    private let scratch: MLPScratch
 
     public init(_ name: String, features: Int, hidden: Int, activation: Activation,
                 region: ParameterRegion, lora: LoRAConfig?, store: ParameterStore,
-                workspace: BackwardWorkspace = BackwardWorkspace()) {
+                rowsPerSample: SampleRows = SampleRows(), scratch: MLPScratch? = nil) {
         self.name = name
-        self.workspace = workspace
         self.activation = activation
-        fc1 = Linear(name + ".fc1", in: features, out: hidden, region: region, lora: lora, store: store)
-        fc2 = Linear(name + ".fc2", in: hidden, out: features, region: region, lora: lora, store: store)
+        self.rowsPerSample = rowsPerSample
+        arena = store.activations
+        fc1 = Linear(name + ".fc1", in: features, out: hidden, region: region, lora: lora, store: store,
+                     rowsPerSample: rowsPerSample)
+        fc2 = Linear(name + ".fc2", in: hidden, out: features, region: region, lora: lora, store: store,
+                     rowsPerSample: rowsPerSample)
+        preActivation = arena.buffer(name + ".pre_activation") { $0.samples * rowsPerSample.count * hidden }
+        self.hidden = arena.buffer(name + ".hidden") { $0.samples * rowsPerSample.count * hidden }
+        self.scratch = scratch ?? MLPScratch(name + ".scratch", hidden: hidden, rowsPerSample: rowsPerSample,
+                                             arena: arena)
     }
 
     public func forwardFlops(rows: Int) -> Double { fc1.forwardFlops(rows: rows) + fc2.forwardFlops(rows: rows) }
@@ -31,8 +41,7 @@ public final class MLP {
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int) {
         let H = fc1.outFeatures
         self.rows = rows
-        ensure(&preActivation, [rows, H])
-        ensure(&hidden, [rows, H])
+        arena.reserve(samples: samples(rows: rows, per: rowsPerSample))
         fc1.forward(x, preActivation.data, rows: rows)
         activation.forward(preActivation.data, hidden.data, count: rows * H)
         fc2.forward(hidden.data, y, rows: rows)
@@ -41,12 +50,23 @@ public final class MLP {
     /// dx (rows, E) += ∂L/∂x given dy (rows, E).
     public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let H = fc1.outFeatures
-        let dHidden = workspace.buffer(3, count: rows * H)          // (rows, H)
-        let dPreActivation = workspace.buffer(4, count: rows * H)   // (rows, H)
+        let dHidden = scratch.dHidden.data                  // (rows, H)
+        let dPreActivation = scratch.dPreActivation.data    // (rows, H)
         dHidden.update(repeating: 0, count: rows * H)
         fc2.backward(dy, dx: dHidden)
         dPreActivation.update(repeating: 0, count: rows * H)
         activation.backward(preActivation.data, dHidden, dPreActivation, count: rows * H)
         fc1.backward(dPreActivation, dx: dx)
+    }
+}
+
+/// The MLP's backward scratch, one per tower (its blocks run their backward one at a time).
+public final class MLPScratch {
+    let dHidden: ActivationBuffer          // (rows, H)
+    let dPreActivation: ActivationBuffer   // (rows, H)
+
+    public init(_ name: String, hidden: Int, rowsPerSample: SampleRows, arena: ActivationArena) {
+        dHidden = arena.buffer(name + ".d_hidden") { $0.samples * rowsPerSample.count * hidden }
+        dPreActivation = arena.buffer(name + ".d_pre_activation") { $0.samples * rowsPerSample.count * hidden }
     }
 }

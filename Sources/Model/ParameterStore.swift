@@ -74,6 +74,8 @@ public final class ParameterStore {
     /// How the layers declared here execute: the step's LoRA-dropout stream and
     /// attention's head parallelism.
     public let execution = ModelExecution()
+    /// Every activation buffer of the layers declared here, in one allocation.
+    public let activations = ActivationArena()
     private var byName: [String: Parameter] = [:]
     public private(set) var trainableCount = 0
     public private(set) var frozenCount = 0

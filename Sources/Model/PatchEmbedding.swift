@@ -13,19 +13,30 @@ public final class PatchEmbedding {
     public let width: Int
     public let proj: Linear
 
+    /// N, the patches per image (shared with the projection).
+    public let rowsPerSample: SampleRows
+    private let arena: ActivationArena
     private var batch = 0, height = 0, imageWidth = 0
-    private var patches = emptyTensor()    // (B·N, C·P·P)
-    private var dPatches = emptyTensor()   // (B·N, C·P·P)
+    private let patches: ActivationBuffer    // (B·N, C·P·P)
+    private let dPatches: ActivationBuffer   // (B·N, C·P·P)
 
+    /// `patchesPerImage`: N of the owning tower's image size (a patch embedding used on
+    /// its own takes it from each forward's image size).
     public init(_ name: String, patchSize: Int, channels: Int = 3, width: Int, bias: Bool,
-                region: ParameterRegion, lora: LoRAConfig?, store: ParameterStore) {
+                region: ParameterRegion, lora: LoRAConfig?, store: ParameterStore, patchesPerImage: Int = 1) {
         self.name = name
         self.patchSize = patchSize
         self.channels = channels
         self.width = width
+        let rowsPerSample = SampleRows(patchesPerImage)
+        self.rowsPerSample = rowsPerSample
+        arena = store.activations
         proj = Linear(name + ".proj", in: channels * patchSize * patchSize, out: width, bias: bias,
                       weightShape: [width, channels, patchSize, patchSize], region: region,
-                      lora: lora, store: store)
+                      lora: lora, store: store, rowsPerSample: rowsPerSample)
+        let K = channels * patchSize * patchSize
+        patches = arena.buffer(name + ".patches") { $0.samples * rowsPerSample.count * K }
+        dPatches = arena.buffer(name + ".d_patches") { $0.samples * rowsPerSample.count * K }
     }
 
     /// Patches per image for an H×W image (H and W must be multiples of P).
@@ -45,7 +56,11 @@ public final class PatchEmbedding {
         self.imageWidth = width
         let P = patchSize, C = channels, K = C * P * P
         let gh = height / P, gw = width / P, N = gh * gw
-        ensure(&patches, [batch * N, K])
+        if rowsPerSample.count != N {   // used on its own: the patch count is the image's
+            rowsPerSample.count = N
+            arena.invalidate()
+        }
+        arena.reserve(samples: batch)
         for b in 0..<batch {
             let image = images + b * C * height * width          // (C, H, W)
             for py in 0..<gh {
@@ -68,7 +83,6 @@ public final class PatchEmbedding {
         let P = patchSize, C = channels, K = C * P * P, H = height, W = imageWidth
         let gh = H / P, gw = W / P, N = gh * gw
         guard let dImages else { proj.backward(dy, dx: nil); return }
-        ensure(&dPatches, [batch * N, K])
         dPatches.data.update(repeating: 0, count: batch * N * K)
         proj.backward(dy, dx: dPatches.data)
         // Fold: the transpose of the unfold above (patches do not overlap).

@@ -1,6 +1,5 @@
 import Foundation
 import Kernels
-import Model
 
 /// Everything that defines a CLIP-style retriever (CLIP-IT.md, Setting: f_v, f_t).
 ///
@@ -107,10 +106,10 @@ public final class RetrieverModel: TowerModel {
 
     private let visionTrains: Bool
     private let textTrains: Bool
-    private var gatheredImages: [Float] = []   // (N, D)
-    private var gatheredTexts: [Float] = []    // (N, D)
-    private var dImages = Tensor(shape: [0])   // (B, D) ∂L/∂I of the local rows
-    private var dTexts = Tensor(shape: [0])    // (B, D) ∂L/∂T of the local rows
+    private let gatheredImages: ActivationBuffer   // (N, D)
+    private let gatheredTexts: ActivationBuffer    // (N, D)
+    private let dImages: ActivationBuffer          // (B, D) ∂L/∂I of the local rows
+    private let dTexts: ActivationBuffer           // (B, D) ∂L/∂T of the local rows
 
     /// Builds both towers and the logit scale and initialises them from `seed`
     /// (declaration order: vision, text, logit scale), so every rank gets bit-identical
@@ -124,7 +123,12 @@ public final class RetrieverModel: TowerModel {
         text = TextTransformer(config: config.text, training: config.textTraining, store: store)
         logitScale = store.declare("logit_scale", shape: [], region: config.trainLogitScale ? .trainable : .frozen,
                                    initializer: .constant(config.initialLogitScale))
-        loss = SymmetricInfoNCELoss(width: config.embeddingDim)
+        let arena = store.activations, d = config.embeddingDim
+        loss = SymmetricInfoNCELoss(width: d, arena: arena)
+        gatheredImages = arena.buffer("model.gathered_images") { $0.globalSamples * d }
+        gatheredTexts = arena.buffer("model.gathered_texts") { $0.globalSamples * d }
+        dImages = arena.buffer("model.d_images") { $0.samples * d }
+        dTexts = arena.buffer("model.d_texts") { $0.samples * d }
         store.allocate(seed: seed)
         let visionPrefix = vision.prefix, textPrefix = text.prefix
         visionTrains = store.hasTrainableParameters(prefix: visionPrefix)
@@ -158,6 +162,7 @@ public final class RetrieverModel: TowerModel {
         let n = counts.reduce(0, +)
         precondition(n > 0, "RetrieverModel.forwardBackward: the global batch is empty")
         let first = counts[..<rows.rank].reduce(0, +)
+        store.activations.reserve(samples: batch, globalSamples: n)
 
         // Local embeddings (B, D) each; an empty slice contributes zero rows.
         var localImages: UnsafePointer<Float>? = nil, localTexts: UnsafePointer<Float>? = nil
@@ -169,28 +174,16 @@ public final class RetrieverModel: TowerModel {
             localTexts = text.forward(tokens: tokens, batch: batch)
         }
         let rowCounts = counts.map { $0 * d }
-        if gatheredImages.count != n * d {
-            gatheredImages = [Float](repeating: 0, count: n * d)
-            gatheredTexts = [Float](repeating: 0, count: n * d)
-        }
-        try gatheredImages.withUnsafeMutableBufferPointer { all in
-            try rows.allgatherv(UnsafeBufferPointer(start: localImages, count: batch * d), rowCounts, all)
-        }
-        try gatheredTexts.withUnsafeMutableBufferPointer { all in
-            try rows.allgatherv(UnsafeBufferPointer(start: localTexts, count: batch * d), rowCounts, all)
-        }
+        try rows.allgatherv(UnsafeBufferPointer(start: localImages, count: batch * d), rowCounts,
+                            UnsafeMutableBufferPointer(start: gatheredImages.data, count: n * d))
+        try rows.allgatherv(UnsafeBufferPointer(start: localTexts, count: batch * d), rowCounts,
+                            UnsafeMutableBufferPointer(start: gatheredTexts.data, count: n * d))
 
         // Loss rows of this slice against all N columns; full gradient of the local rows.
         let localRows = first ..< first + batch
-        let value = gatheredImages.withUnsafeBufferPointer { i in
-            gatheredTexts.withUnsafeBufferPointer { t in
-                loss.forward(image: i.baseAddress!, text: t.baseAddress!, rows: n, localRows: localRows,
-                             logitScale: logitScale.value.pointee)
-            }
-        }
+        let value = loss.forward(image: gatheredImages.data, text: gatheredTexts.data, rows: n, localRows: localRows,
+                                 logitScale: logitScale.value.pointee)
         guard batch > 0 else { return value }
-        ensure(&dImages, [batch * d])
-        ensure(&dTexts, [batch * d])
         dImages.data.update(repeating: 0, count: batch * d)
         dTexts.data.update(repeating: 0, count: batch * d)
         loss.backward(dImage: visionTrains ? dImages.data : nil, dText: textTrains ? dTexts.data : nil,

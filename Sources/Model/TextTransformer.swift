@@ -29,27 +29,33 @@ public final class TextTransformer {
         didSet { for l in linears { l.isTraining = isTraining } }
     }
 
+    private let arena: ActivationArena
     private var batch = 0
-    private var embedded = emptyTensor()   // (B·L, D)
-    private var streams: [Tensor] = []     // depth × (B·L, D)
-    private var gathered = emptyTensor()   // (B, D)
-    private var normed = emptyTensor()     // (B, D)
-    private var features = emptyTensor()   // (B, Dp)
-    private var dNormed = emptyTensor()    // (B, D)
-    private var dGathered = emptyTensor()  // (B, D)
-    private var dStreamA = emptyTensor()   // (B·L, D)
-    private var dStreamB = emptyTensor()   // (B·L, D)
+    private let embedded: ActivationBuffer    // (B·L, D)
+    private let streams: [ActivationBuffer]   // depth × (B·L, D)
+    private let gathered: ActivationBuffer    // (B, D)
+    private let normed: ActivationBuffer      // (B, D)
+    private let features: ActivationBuffer    // (B, Dp) (with a projection)
+    private let dNormed: ActivationBuffer     // (B, D)
+    private let dGathered: ActivationBuffer   // (B, D)
+    private let dStreamA: ActivationBuffer    // (B·L, D)
+    private let dStreamB: ActivationBuffer    // (B·L, D)
 
     public init(config: TextConfig, training: TowerTraining, prefix: String = "text.",
                 store: ParameterStore) {
         self.config = config
         self.prefix = prefix
         self.training = training
-        let workspace = BackwardWorkspace()   // shared by all blocks
-        let region = training.baseRegion, D = config.width
+        let region = training.baseRegion, D = config.width, L = config.contextLength
+        let arena = store.activations
+        self.arena = arena
+        let tokenRows = SampleRows(L)   // every token-level layer: L rows per report
+        let scratch = BlockScratch(prefix + "scratch", width: D, mlpHidden: config.mlpHidden,
+                                   rowsPerSample: tokenRows, arena: arena)   // shared by all blocks
         tokenEmbedding = TokenEmbedding(prefix + "embeddings.token_embedding",
                                         vocabularySize: config.vocabularySize, width: D,
-                                        region: region, lora: training.tokenEmbeddingLoRA, store: store)
+                                        region: region, lora: training.tokenEmbeddingLoRA, store: store,
+                                        rowsPerSample: tokenRows)
         positionEmbedding = store.declare(prefix + "embeddings.position_embedding.weight",
                                           shape: [config.contextLength, D], region: region,
                                           initializer: .normal(std: 0.01))
@@ -58,7 +64,7 @@ public final class TextTransformer {
                              mlpHidden: config.mlpHidden, activation: config.activation,
                              eps: config.layerNormEps, layerScaleInit: nil, naming: config.naming,
                              qkv: config.qkvLayout, causal: true, region: region,
-                             lora: training.blockLoRA, store: store, workspace: workspace)
+                             lora: training.blockLoRA, store: store, rowsPerSample: tokenRows, scratch: scratch)
         }
         finalNorm = LayerNormLayer(prefix + "final_layer_norm", features: D, eps: config.layerNormEps,
                                    region: region, store: store)
@@ -67,8 +73,18 @@ public final class TextTransformer {
                    lora: training.projectionLoRA, store: store)
         }
         linears = blocks.flatMap(\.linears) + (projection.map { [$0] } ?? [])
-        // LoRA-dropout rows per report: L token rows in the blocks, one pooled row.
-        for block in blocks { for l in block.linears { l.dropoutRowsPerSample = config.contextLength } }
+        func buffer(_ name: String, rowsPerReport: Int, width: Int) -> ActivationBuffer {
+            arena.buffer(prefix + name) { $0.samples * rowsPerReport * width }
+        }
+        embedded = buffer("embedded", rowsPerReport: L, width: D)
+        streams = (0..<config.depth).map { buffer("encoder.layers.\($0).out", rowsPerReport: L, width: D) }
+        gathered = buffer("gathered", rowsPerReport: 1, width: D)
+        normed = buffer("normed", rowsPerReport: 1, width: D)
+        features = buffer("features", rowsPerReport: 1, width: config.projectionDim ?? 0)
+        dNormed = buffer("d_normed", rowsPerReport: 1, width: D)
+        dGathered = buffer("d_gathered", rowsPerReport: 1, width: D)
+        dStreamA = buffer("d_stream_a", rowsPerReport: L, width: D)
+        dStreamB = buffer("d_stream_b", rowsPerReport: L, width: D)
     }
 
     /// Width of the returned features.
@@ -102,11 +118,7 @@ public final class TextTransformer {
     public func forward(tokens: UnsafePointer<Int32>, batch: Int) -> UnsafePointer<Float> {
         let D = config.width, L = config.contextLength, rows = batch * L
         self.batch = batch
-        ensure(&embedded, [rows, D])
-        if streams.count != blocks.count { streams = blocks.map { _ in emptyTensor() } }
-        for i in streams.indices { ensure(&streams[i], [rows, D]) }
-        ensure(&gathered, [batch, D])
-        ensure(&normed, [batch, D])
+        arena.reserve(samples: batch)
         if poolPositions.count != batch { poolPositions = Array(repeating: 0, count: batch) }
         for b in 0..<batch {
             var position = L - 1
@@ -128,7 +140,6 @@ public final class TextTransformer {
         }
         finalNorm.forward(gathered.data, normed.data, rows: batch)
         guard let projection else { return UnsafePointer(normed.data) }
-        ensure(&features, [batch, projection.outFeatures])
         projection.forward(normed.data, features.data, rows: batch)
         return UnsafePointer(features.data)
     }
@@ -136,10 +147,6 @@ public final class TextTransformer {
     /// Adds parameter gradients given dFeatures (B, outputDim).
     public func backward(dFeatures: UnsafePointer<Float>) {
         let D = config.width, L = config.contextLength, rows = batch * L
-        ensure(&dNormed, [batch, D])
-        ensure(&dGathered, [batch, D])
-        ensure(&dStreamA, [rows, D])
-        ensure(&dStreamB, [rows, D])
         if let projection {
             dNormed.data.update(repeating: 0, count: batch * D)
             projection.backward(dFeatures, dx: dNormed.data)

@@ -1,5 +1,4 @@
 import Kernels
-import Model
 
 /// Which inputs a model reads.
 public struct ModelInputs: OptionSet, Sendable {
@@ -72,6 +71,13 @@ extension TowerModel {
 
     /// Undoes `mergeLoRA` (up to float rounding).
     public func unmergeLoRA() { for tower in towers { tower.unmergeLoRA() } }
+
+    /// Sizes every activation buffer for batches of up to `batch` local samples (and
+    /// `globalBatch` over all ranks) in one allocation, before the first step: nothing is
+    /// allocated in the step loop afterwards.
+    public func reserveActivations(batch: Int, globalBatch: Int? = nil) {
+        store.activations.reserve(samples: batch, globalSamples: globalBatch)
+    }
 
     /// Runs `body` in evaluation mode (no LoRA dropout) and restores the mode after.
     public func inEvaluationMode<R>(_ body: () throws -> R) rethrows -> R {

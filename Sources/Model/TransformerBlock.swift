@@ -36,41 +36,56 @@ public final class TransformerBlock {
     /// The block's Linear layers (attention, then MLP), built once.
     public let linears: [Linear]
 
+    /// T, the tokens per sequence (shared with the owning tower).
+    public let rowsPerSample: SampleRows
+    private let arena: ActivationArena
     private var batch = 0, tokens = 0
     private var input: UnsafePointer<Float>?
-    private var norm1Out = emptyTensor()   // (rows, E)
-    private var attnOut = emptyTensor()    // (rows, E)  before LayerScale
-    private var residual1 = emptyTensor()  // (rows, E)  x₁
-    private var norm2Out = emptyTensor()   // (rows, E)
-    private var mlpOut = emptyTensor()     // (rows, E)  before LayerScale
-    /// Backward scratch, shared with the other blocks of a tower: slots 0–2 hold dx₁, the
-    /// gradient into the attn/mlp output and the gradient into a norm output, (rows, E) each.
-    private let workspace: BackwardWorkspace
+    private let norm1Out: ActivationBuffer    // (rows, E)
+    private let attnOut: ActivationBuffer     // (rows, E)  before LayerScale
+    private let residual1: ActivationBuffer   // (rows, E)  x₁
+    private let norm2Out: ActivationBuffer    // (rows, E)
+    private let mlpOut: ActivationBuffer      // (rows, E)  before LayerScale
+    /// Backward scratch, shared with the other blocks of a tower.
+    private let scratch: BlockScratch
 
     public init(_ name: String, width: Int, heads: Int, mlpHidden: Int, activation: Activation,
                 eps: Float, layerScaleInit: Float?, naming: BlockNaming, qkv: QKVLayout,
                 causal: Bool, region: ParameterRegion, lora: BlockLoRA, store: ParameterStore,
-                workspace: BackwardWorkspace = BackwardWorkspace()) {
+                rowsPerSample: SampleRows = SampleRows(), scratch: BlockScratch? = nil) {
         self.name = name
-        self.workspace = workspace
         self.width = width
+        self.rowsPerSample = rowsPerSample
+        let arena = store.activations
+        self.arena = arena
+        let scratch = scratch ?? BlockScratch(name + ".scratch", width: width, mlpHidden: mlpHidden,
+                                              rowsPerSample: rowsPerSample, arena: arena)
+        self.scratch = scratch
         let timm = naming == .timm
         norm1 = LayerNormLayer(name + (timm ? ".norm1" : ".layer_norm1"), features: width, eps: eps,
-                               region: region, store: store)
+                               region: region, store: store, rowsPerSample: rowsPerSample)
         attention = MultiHeadAttention(name + (timm ? ".attn" : ".self_attn"), embedDim: width,
                                        heads: heads, layout: qkv, causal: causal, region: region,
-                                       lora: lora.attention, store: store, workspace: workspace)
+                                       lora: lora.attention, store: store, rowsPerSample: rowsPerSample,
+                                       scratch: scratch.attention)
         layerScale1 = layerScaleInit.map {
             store.declare(name + ".ls1.gamma", shape: [width], region: region, initializer: .constant($0))
         }
         norm2 = LayerNormLayer(name + (timm ? ".norm2" : ".layer_norm2"), features: width, eps: eps,
-                               region: region, store: store)
+                               region: region, store: store, rowsPerSample: rowsPerSample)
         mlp = MLP(name + ".mlp", features: width, hidden: mlpHidden, activation: activation,
-                  region: region, lora: lora.mlp, store: store, workspace: workspace)
+                  region: region, lora: lora.mlp, store: store, rowsPerSample: rowsPerSample,
+                  scratch: scratch.mlp)
         layerScale2 = layerScaleInit.map {
             store.declare(name + ".ls2.gamma", shape: [width], region: region, initializer: .constant($0))
         }
         linears = attention.linears + mlp.linears
+        let rowFloats: (ActivationShape) -> Int = { $0.samples * rowsPerSample.count * width }
+        norm1Out = arena.buffer(name + ".norm1_out", size: rowFloats)
+        attnOut = arena.buffer(name + ".attn_out", size: rowFloats)
+        residual1 = arena.buffer(name + ".residual1", size: rowFloats)
+        norm2Out = arena.buffer(name + ".norm2_out", size: rowFloats)
+        mlpOut = arena.buffer(name + ".mlp_out", size: rowFloats)
     }
 
     public func forwardFlops(batch: Int, tokens: Int) -> Double {
@@ -80,15 +95,15 @@ public final class TransformerBlock {
     /// y (B·T, E) ← block(x (B·T, E)); y must not alias x. x must stay valid until `backward`.
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                         batch: Int, tokens: Int) {
-        let rows = batch * tokens, E = width
+        let rows = batch * tokens
         self.batch = batch
         self.tokens = tokens
         input = x
-        ensure(&norm1Out, [rows, E])
-        ensure(&attnOut, [rows, E])
-        ensure(&residual1, [rows, E])
-        ensure(&norm2Out, [rows, E])
-        ensure(&mlpOut, [rows, E])
+        if rowsPerSample.count != tokens {   // used on its own: the sequence length is the call's
+            rowsPerSample.count = tokens
+            arena.invalidate()
+        }
+        arena.reserve(samples: batch)
         norm1.forward(x, norm1Out.data, rows: rows)
         attention.forward(norm1Out.data, attnOut.data, batch: batch, tokens: tokens)
         addScaledResidual(x, attnOut.data, layerScale1, residual1.data, rows: rows)
@@ -100,9 +115,9 @@ public final class TransformerBlock {
     /// dx (B·T, E) += ∂L/∂x given dy (B·T, E).
     public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let rows = batch * tokens, n = rows * width
-        let dResidual1 = workspace.buffer(0, count: n)   // (rows, E)
-        let dBranch = workspace.buffer(1, count: n)      // (rows, E)
-        let dNorm = workspace.buffer(2, count: n)        // (rows, E)
+        let dResidual1 = scratch.dResidual1.data   // (rows, E)
+        let dBranch = scratch.dBranch.data         // (rows, E)
+        let dNorm = scratch.dNorm.data             // (rows, E)
         // y = x₁ + ls2 ⊙ m:  dx₁ = dy (+ norm2 path below), dm = ls2 ⊙ dy, dls2 += Σ dy ⊙ m.
         dResidual1.update(from: dy, count: n)
         let dMLP = branchGradient(dy, mlpOut.data, layerScale2, scratch: dBranch, rows: rows)
@@ -152,5 +167,25 @@ public final class TransformerBlock {
             }
         }
         return UnsafePointer(out)
+    }
+}
+
+/// The backward scratch of a tower's blocks, shared by all of them (one block runs its
+/// backward at a time): dx₁, the gradient into an attention/MLP output and into a norm
+/// output, (rows, E) each, plus the attention's and the MLP's own scratch.
+public final class BlockScratch {
+    let dResidual1: ActivationBuffer   // (rows, E)
+    let dBranch: ActivationBuffer      // (rows, E)
+    let dNorm: ActivationBuffer        // (rows, E)
+    let attention: AttentionScratch
+    let mlp: MLPScratch
+
+    public init(_ name: String, width: Int, mlpHidden: Int, rowsPerSample: SampleRows, arena: ActivationArena) {
+        let rowFloats: (ActivationShape) -> Int = { $0.samples * rowsPerSample.count * width }
+        dResidual1 = arena.buffer(name + ".d_residual1", size: rowFloats)
+        dBranch = arena.buffer(name + ".d_branch", size: rowFloats)
+        dNorm = arena.buffer(name + ".d_norm", size: rowFloats)
+        attention = AttentionScratch(name + ".attn", width: width, rowsPerSample: rowsPerSample, arena: arena)
+        mlp = MLPScratch(name + ".mlp", hidden: mlpHidden, rowsPerSample: rowsPerSample, arena: arena)
     }
 }

@@ -19,8 +19,8 @@ public final class UnimodalModel: TrainableModel {
     public let classes: Int
 
     private let visionTrains: Bool
-    private var dLogits = emptyTensor()     // (B, C)
-    private var dFeatures = emptyTensor()   // (B, E)
+    private let dLogits: ActivationBuffer     // (B, C)
+    private let dFeatures: ActivationBuffer   // (B, E)
     /// v of the last forward, (B, E); owned by the vision tower.
     public private(set) var visionFeatures: UnsafePointer<Float>?
 
@@ -31,7 +31,11 @@ public final class UnimodalModel: TrainableModel {
         self.classes = classes
         vision = VisionTransformer(config: config, training: training, store: store)
         head = LinearHead("heads.vision_head", in: config.outputDim, classes: classes, store: store)
-        crossEntropy = CrossEntropyLoss(classes: classes, mode: mode)
+        let arena = store.activations
+        crossEntropy = CrossEntropyLoss(classes: classes, mode: mode, arena: arena)
+        let e = config.outputDim
+        dLogits = arena.buffer("model.d_logits") { $0.samples * classes }
+        dFeatures = arena.buffer("model.d_features") { $0.samples * e }
         store.allocate(seed: seed)
         visionTrains = store.hasTrainableParameters(prefix: vision.prefix)
     }
@@ -49,12 +53,10 @@ public final class UnimodalModel: TrainableModel {
         head.forward(v, batch: batch)                                          // (B, C)
         let ce = crossEntropy.forward(logits: head.logits.data, labels: labels, rows: batch,
                                       normalizer: n)
-        ensure(&dLogits, [batch, classes])
         dLogits.data.update(repeating: 0, count: batch * classes)
         crossEntropy.backward(dLogits: dLogits.data)
         let needFeatureGradient = visionTrains || dImages != nil
         if needFeatureGradient {
-            ensure(&dFeatures, [batch, e])
             dFeatures.data.update(repeating: 0, count: batch * e)
         }
         head.backward(dLogits: dLogits.data, dx: needFeatureGradient ? dFeatures.data : nil)
@@ -97,8 +99,8 @@ public final class TextClassifier: TrainableModel {
     public let classes: Int
 
     private let textTrains: Bool
-    private var dLogits = emptyTensor()     // (B, C)
-    private var dFeatures = emptyTensor()   // (B, D)
+    private let dLogits: ActivationBuffer     // (B, C)
+    private let dFeatures: ActivationBuffer   // (B, D)
 
     public init(text config: TextConfig, training: TowerTraining, classes: Int, seed: UInt64) {
         let store = ParameterStore()
@@ -106,7 +108,11 @@ public final class TextClassifier: TrainableModel {
         self.classes = classes
         text = TextTransformer(config: config, training: training, store: store)
         head = LinearHead("heads.text_classifier", in: config.outputDim, classes: classes, store: store)
-        crossEntropy = CrossEntropyLoss(classes: classes)
+        let arena = store.activations
+        crossEntropy = CrossEntropyLoss(classes: classes, arena: arena)
+        let d = config.outputDim
+        dLogits = arena.buffer("model.d_logits") { $0.samples * classes }
+        dFeatures = arena.buffer("model.d_features") { $0.samples * d }
         store.allocate(seed: seed)
         textTrains = store.hasTrainableParameters(prefix: text.prefix)
     }
@@ -122,11 +128,9 @@ public final class TextClassifier: TrainableModel {
         head.forward(t, batch: batch)
         let ce = crossEntropy.forward(logits: head.logits.data, labels: labels, rows: batch,
                                       normalizer: n)
-        ensure(&dLogits, [batch, classes])
         dLogits.data.update(repeating: 0, count: batch * classes)
         crossEntropy.backward(dLogits: dLogits.data)
         if textTrains {
-            ensure(&dFeatures, [batch, d])
             dFeatures.data.update(repeating: 0, count: batch * d)
         }
         head.backward(dLogits: dLogits.data, dx: textTrains ? dFeatures.data : nil)

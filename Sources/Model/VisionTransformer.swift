@@ -34,59 +34,82 @@ public final class VisionTransformer {
         didSet { for l in linears { l.isTraining = isTraining } }
     }
 
+    private let arena: ActivationArena
     private var batch = 0
-    private var patchOut = emptyTensor()     // (B·N, E)
-    private var tokens = emptyTensor()       // (B·T, E)  cls + patches + pos
-    private var preNormOut = emptyTensor()   // (B·T, E)
-    private var streams: [Tensor] = []       // depth × (B·T, E), block outputs
-    private var gathered = emptyTensor()     // (B, E)  CLS rows before the final norm
-    private var normedAll = emptyTensor()    // (B·T, E) final norm of every token (mean pooling)
-    private var pooled = emptyTensor()       // (B, E)
-    private var features = emptyTensor()     // (B, Dp)
-    private var dPooled = emptyTensor()      // (B, E)
-    private var dGathered = emptyTensor()    // (B, E) / (B·T, E) for mean pooling
-    private var dStreamA = emptyTensor()      // (B·T, E)
-    private var dStreamB = emptyTensor()      // (B·T, E)
-    private var dTokens = emptyTensor()      // (B·T, E)
-    private var dPatchOut = emptyTensor()    // (B·N, E)
+    private let patchOut: ActivationBuffer     // (B·N, E)
+    private let tokens: ActivationBuffer       // (B·T, E)  cls + patches + pos
+    private let preNormOut: ActivationBuffer   // (B·T, E)  (with a pre-norm)
+    private let streams: [ActivationBuffer]    // depth × (B·T, E), block outputs
+    private let gathered: ActivationBuffer     // (B, E)  CLS rows before the final norm
+    private let normedAll: ActivationBuffer    // (B·T, E) final norm of every token (mean pooling)
+    private let pooled: ActivationBuffer       // (B, E)
+    private let features: ActivationBuffer     // (B, Dp) (with a head)
+    private let dPooled: ActivationBuffer      // (B, E)
+    private let dGathered: ActivationBuffer    // (B, E) / (B·T, E) for mean pooling
+    private let dStreamA: ActivationBuffer     // (B·T, E)
+    private let dStreamB: ActivationBuffer     // (B·T, E)
+    private let dTokens: ActivationBuffer      // (B·T, E)
+    private let dPatchOut: ActivationBuffer    // (B·N, E)
 
     public init(config: VisionConfig, training: TowerTraining, prefix: String = "vision.",
                 store: ParameterStore) {
         self.config = config
         self.prefix = prefix
         self.training = training
-        let workspace = BackwardWorkspace()   // shared by all blocks
-        let region = training.baseRegion, E = config.width
+        let region = training.baseRegion, E = config.width, N = config.patchCount, T = config.tokens
+        let arena = store.activations
+        self.arena = arena
+        let tokenRows = SampleRows(T)   // every token-level layer: T rows per image
+        let scratch = BlockScratch(prefix + "scratch", width: E, mlpHidden: config.mlpHidden,
+                                   rowsPerSample: tokenRows, arena: arena)   // shared by all blocks
         patchEmbedding = PatchEmbedding(prefix + "patch_embed", patchSize: config.patchSize,
                                         channels: config.channels, width: E, bias: config.patchBias,
-                                        region: region, lora: training.patchEmbeddingLoRA, store: store)
+                                        region: region, lora: training.patchEmbeddingLoRA, store: store,
+                                        patchesPerImage: N)
         classToken = store.declare(prefix + "cls_token", shape: [1, 1, E], region: region,
                                    initializer: .normal(std: 1e-6))
         positionEmbedding = store.declare(prefix + "pos_embed", shape: [1, config.tokens, E],
                                           region: region, initializer: .normal(std: 0.02))
         preNorm = config.preNorm
             ? LayerNormLayer(prefix + "norm_pre", features: E, eps: config.layerNormEps,
-                             region: region, store: store)
+                             region: region, store: store, rowsPerSample: tokenRows)
             : nil
         blocks = (0..<config.depth).map { i in
             TransformerBlock(prefix + "blocks.\(i)", width: E, heads: config.heads,
                              mlpHidden: config.mlpHidden, activation: config.activation,
                              eps: config.layerNormEps, layerScaleInit: config.layerScaleInit,
                              naming: config.naming, qkv: config.qkvLayout, causal: false,
-                             region: region, lora: training.blockLoRA, store: store, workspace: workspace)
+                             region: region, lora: training.blockLoRA, store: store, rowsPerSample: tokenRows,
+                             scratch: scratch)
         }
         norm = config.finalNorm
             ? LayerNormLayer(prefix + "norm", features: E, eps: config.layerNormEps,
-                             region: region, store: store)
+                             region: region, store: store,
+                             rowsPerSample: config.pooling == .cls ? SampleRows(1) : tokenRows)
             : nil
         head = config.projectionDim.map {
             Linear(prefix + "head", in: E, out: $0, bias: false, region: region,
                    lora: training.projectionLoRA, store: store)
         }
         linears = [patchEmbedding.proj] + blocks.flatMap(\.linears) + (head.map { [$0] } ?? [])
-        // LoRA-dropout rows per image: N patch rows, T token rows, one pooled row.
-        patchEmbedding.proj.dropoutRowsPerSample = config.patchCount
-        for block in blocks { for l in block.linears { l.dropoutRowsPerSample = config.tokens } }
+        func buffer(_ name: String, rowsPerImage: Int, width: Int) -> ActivationBuffer {
+            arena.buffer(prefix + name) { $0.samples * rowsPerImage * width }
+        }
+        let pre = config.preNorm ? 1 : 0, mean = config.pooling == .mean ? 1 : 0
+        patchOut = buffer("patch_out", rowsPerImage: N, width: E)
+        tokens = buffer("tokens", rowsPerImage: T, width: E)
+        preNormOut = buffer("pre_norm_out", rowsPerImage: T * pre, width: E)
+        streams = (0..<config.depth).map { buffer("blocks.\($0).out", rowsPerImage: T, width: E) }
+        gathered = buffer("gathered", rowsPerImage: 1, width: E)
+        normedAll = buffer("normed_all", rowsPerImage: T * mean, width: E)
+        pooled = buffer("pooled", rowsPerImage: 1, width: E)
+        features = buffer("features", rowsPerImage: 1, width: config.projectionDim ?? 0)
+        dPooled = buffer("d_pooled", rowsPerImage: 1, width: E)
+        dGathered = buffer("d_gathered", rowsPerImage: mean == 1 ? T : 1, width: E)
+        dStreamA = buffer("d_stream_a", rowsPerImage: T, width: E)
+        dStreamB = buffer("d_stream_b", rowsPerImage: T, width: E)
+        dTokens = buffer("d_tokens", rowsPerImage: T * pre, width: E)
+        dPatchOut = buffer("d_patch_out", rowsPerImage: N, width: E)
     }
 
     /// Width of the returned features.
@@ -111,11 +134,7 @@ public final class VisionTransformer {
     public func forward(images: UnsafePointer<Float>, batch: Int) -> UnsafePointer<Float> {
         let E = config.width, N = config.patchCount, T = config.tokens, rows = batch * T
         self.batch = batch
-        ensure(&patchOut, [batch * N, E])
-        ensure(&tokens, [rows, E])
-        if streams.count != blocks.count { streams = blocks.map { _ in emptyTensor() } }
-        for i in streams.indices { ensure(&streams[i], [rows, E]) }
-        ensure(&pooled, [batch, E])
+        arena.reserve(samples: batch)
 
         patchEmbedding.forward(images, patchOut.data, batch: batch, height: config.imageSize,
                                width: config.imageSize)
@@ -126,7 +145,6 @@ public final class VisionTransformer {
         addPositionEmbedding(tokens.data, positionEmbedding.value, batch: batch, tokens: T, width: E)
         var x = UnsafePointer(tokens.data)
         if let preNorm {
-            ensure(&preNormOut, [rows, E])
             preNorm.forward(x, preNormOut.data, rows: rows)
             x = UnsafePointer(preNormOut.data)
         }
@@ -136,7 +154,6 @@ public final class VisionTransformer {
         }
         switch config.pooling {
         case .cls:
-            ensure(&gathered, [batch, E])
             for b in 0..<batch { (gathered.data + b * E).update(from: x + b * T * E, count: E) }
             if let norm {
                 norm.forward(gathered.data, pooled.data, rows: batch)
@@ -146,7 +163,6 @@ public final class VisionTransformer {
         case .mean:
             var source = x
             if let norm {
-                ensure(&normedAll, [rows, E])
                 norm.forward(x, normedAll.data, rows: rows)
                 source = UnsafePointer(normedAll.data)
             }
@@ -157,7 +173,6 @@ public final class VisionTransformer {
             }
         }
         guard let head else { return UnsafePointer(pooled.data) }
-        ensure(&features, [batch, head.outFeatures])
         head.forward(pooled.data, features.data, rows: batch)
         return UnsafePointer(features.data)
     }
@@ -166,11 +181,6 @@ public final class VisionTransformer {
     /// `dImages` (B, C, H, W) when given.
     public func backward(dFeatures: UnsafePointer<Float>, dImages: UnsafeMutablePointer<Float>?) {
         let E = config.width, N = config.patchCount, T = config.tokens, rows = batch * T
-        ensure(&dPooled, [batch, E])
-        ensure(&dStreamA, [rows, E])
-        ensure(&dStreamB, [rows, E])
-        ensure(&dTokens, [rows, E])
-        ensure(&dPatchOut, [batch * N, E])
         if let head {
             dPooled.data.update(repeating: 0, count: batch * E)
             head.backward(dFeatures, dx: dPooled.data)
@@ -183,14 +193,12 @@ public final class VisionTransformer {
         case .cls:
             var dCLS = UnsafePointer(dPooled.data)
             if let norm {
-                ensure(&dGathered, [batch, E])
                 dGathered.data.update(repeating: 0, count: batch * E)
                 norm.backward(dPooled.data, dx: dGathered.data)
                 dCLS = UnsafePointer(dGathered.data)
             }
             for b in 0..<batch { (dX.data + b * T * E).update(from: dCLS + b * E, count: E) }
         case .mean:
-            ensure(&dGathered, [rows, E])
             let dNormed = norm == nil ? dX.data : dGathered.data
             dNormed.update(repeating: 0, count: rows * E)
             let inverse = 1 / Float(N)

@@ -246,6 +246,9 @@ public final class RetrieverPretrainer {
         schedule = .warmupCosine(base: settings.lr, minimum: settings.minLr,
                                  warmupSteps: min(settings.warmupSteps, totalSteps), totalSteps: totalSteps)
         optimizer = Adam(parameterCount: model.store.trainableCount, weightDecay: settings.weightDecay, decay: .decoupled)
+        // Activations for the largest local batch (training slices, evaluation chunks), sized once.
+        let localTrain = (settings.batchSize + comm.size - 1) / comm.size
+        model.reserveActivations(batch: max(localTrain, settings.evalBatchSize), globalBatch: settings.batchSize)
         dataParallelStep = DataParallelStep(comm: comm, store: model.store, optimizer: optimizer, schedule: schedule,
                                             gradientClip: settings.gradClip, dropoutSeed: derivedSeed(seed, 0x0D0F),
                                             divergenceHint: "lower --lr or keep --grad-clip on")

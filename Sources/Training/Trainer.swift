@@ -101,6 +101,9 @@ public final class Trainer {
         let built = try makeModel(config, classes: classNames.count)
         built.store.execution.parallelHeads = parallelHeads
         model = built
+        // Activations for the largest local batch of training and of validation, sized once.
+        let localBatch = { (global: Int) in (global + comm.size - 1) / comm.size }
+        built.reserveActivations(batch: max(localBatch(config.train.batchSize), localBatch(config.train.evalBatchSize)))
         let inputs = try data.assemblers(for: built, resumedTokenizer: checkpoint?.header.tokenizerState)
         (trainAssembler, valAssembler, tokenizer) = (inputs.train, inputs.validation, inputs.tokenizer)
 

@@ -136,7 +136,7 @@ final class CLIPITParityTests: XCTestCase {
         let branches = model.heads.branchLogits!
         compare("output.vision_logits", branches.vision, try file.floats("output.vision_logits"), into: &errors)
         compare("output.text_logits", branches.textBranch, try file.floats("output.text_logits"), into: &errors)
-        compare("output.projected", model.heads.projected.array.prefix(b * d).map { $0 },
+        compare("output.projected", Array(UnsafeBufferPointer(start: model.heads.projected.data, count: b * d)),
                 try file.floats("output.projected"), into: &errors)
         compare("output.fused_logits", array(model.heads.logits.data, b * c),
                 try file.floats("output.fused_logits"), into: &errors)
