@@ -271,13 +271,26 @@ public final class RetrieverPretrainer {
                                 comm.size, comm.size == 1 ? "" : "s", store.trainableCount, sampler.batchesPerEpoch,
                                 settings.epochs, settings.batchSize, data.heldOut.count, before.imageToTextTop1 * 100,
                                 before.chanceTop1 * 100))
-        var step = 0, pairs = 0, seconds = 0.0
+        var step = 0
         var lastLoss: Float?
         var after: RetrievalQuality?
+        let throughput = ThroughputMeter()
+        let observers: [any StepObserver] = [
+            throughput,
+            StepRecordWriter(log: log, ranks: comm.size, rateKey: "pairs_per_s", lossTerms: false),
+            ProgressReporter(display: progress, throughput: throughput),
+            StepHook { [unowned self] r in
+                // Held-out retrieval after every `evaluate_every` epochs and after the last one.
+                guard r.batchInEpoch + 1 == sampler.batchesPerEpoch else { return }
+                let epochsDone = r.epoch + 1
+                if epochsDone == settings.epochs || (settings.evaluateEvery > 0 && epochsDone % settings.evaluateEvery == 0) {
+                    after = try evaluateAfterEpoch(r.epoch, step: r.step)
+                }
+            },
+        ]
         model.isTraining = true
         for epoch in 0..<settings.epochs {
-            let batches = sampler.batches(epoch: epoch)
-            for (b, local) in batches.enumerated() {
+            for (b, local) in sampler.batches(epoch: epoch).enumerated() {
                 let clock = Stopwatch()
                 let n = sampler.globalBatchCount(b)
                 let rows = RowExchange(comm: comm, counts: sampler.sliceCounts(batch: b))
@@ -291,41 +304,19 @@ public final class RetrieverPretrainer {
                     return LossBreakdown(total: loss, ce: loss, distill: 0)
                 }
                 if model.logitScale.isTrainable { SymmetricInfoNCELoss.clampLogitScale(model.logitScale.value) }
-                let loss = outcome.losses.total
                 step += 1
-                pairs += n
-                let elapsed = clock.elapsedSeconds
-                seconds += elapsed
-                lastLoss = loss
-                try log.write(["type": "step", "step": step, "epoch": epoch, "loss": MetricsLog.number(loss),
-                               "lr": MetricsLog.number(outcome.learningRate),
-                               "grad_norm": MetricsLog.number(outcome.gradientNorm),
-                               "logit_scale": MetricsLog.number(model.logitScale.value.pointee),
-                               "pairs_per_s": Double(n) / max(elapsed, 1e-9), "ranks": comm.size])
-                progress.step(epoch: epoch, epochs: settings.epochs, step: step, steps: totalSteps,
-                              imagesPerSecond: Double(pairs) / max(seconds, 1e-9), loss: loss,
-                              eta: seconds / Double(step) * Double(totalSteps - step))
-            }
-            let last = epoch + 1 == settings.epochs
-            if last || (settings.evaluateEvery > 0 && (epoch + 1) % settings.evaluateEvery == 0) {
-                let quality = try evaluate()
-                after = quality
-                try log.write(["type": "val", "step": step, "epoch": epoch, "top1": quality.imageToTextTop1,
-                               "top5": quality.imageToTextTop5, "text_to_image_top1": quality.textToImageTop1,
-                               "label_match_top1": quality.labelMatchTop1, "pairs": quality.pairs])
-                progress.message(String(format: "held-out: epoch %d  image→text top-1 %.1f%%  top-5 %.1f%%  "
-                                            + "text→image top-1 %.1f%%  label match %.1f%%  (s = %.2f)",
-                                        epoch + 1, quality.imageToTextTop1 * 100, quality.imageToTextTop5 * 100,
-                                        quality.textToImageTop1 * 100, quality.labelMatchTop1 * 100,
-                                        model.logitScale.value.pointee))
-                model.isTraining = true
+                lastLoss = outcome.losses.total
+                let report = StepReport(step: step, totalSteps: totalSteps, epoch: epoch, epochs: settings.epochs,
+                                        batchInEpoch: b, samples: n, outcome: outcome, seconds: clock.elapsedSeconds,
+                                        scalars: ["logit_scale": Double(model.logitScale.value.pointee)])
+                for observer in observers { try observer.stepEnded(report) }
             }
         }
         model.isTraining = false
         progress.finishLine()
         return PretrainSummary(ranks: comm.size, steps: step, epochs: settings.epochs, trainPairs: data.trainCount,
-                               heldOutPairs: data.heldOut.count, seconds: seconds,
-                               pairsPerSecond: Double(pairs) / max(seconds, 1e-9), finalLoss: lastLoss.map(Double.init),
+                               heldOutPairs: data.heldOut.count, seconds: throughput.seconds,
+                               pairsPerSecond: throughput.samplesPerSecond, finalLoss: lastLoss.map(Double.init),
                                logitScale: Double(model.logitScale.value.pointee),
                                trainableParameters: store.trainableCount, before: before, after: after)
     }
@@ -343,6 +334,21 @@ public final class RetrieverPretrainer {
         meta[RetrieverModel.tokenizerMetadataKey] = data.tokenizer.stateJSON
         meta[RetrieverModel.normalizationMetadataKey] = settings.normalization.rawValue
         try model.export(to: outputDirectory + "/retriever.safetensors", metadata: meta)
+    }
+
+    /// The held-out evaluation after `epoch`: logged, shown, and the model back in training mode.
+    private func evaluateAfterEpoch(_ epoch: Int, step: Int) throws -> RetrievalQuality {
+        let quality = try evaluate()
+        try log.write(["type": "val", "step": step, "epoch": epoch, "top1": quality.imageToTextTop1,
+                       "top5": quality.imageToTextTop5, "text_to_image_top1": quality.textToImageTop1,
+                       "label_match_top1": quality.labelMatchTop1, "pairs": quality.pairs])
+        progress.message(String(format: "held-out: epoch %d  image→text top-1 %.1f%%  top-5 %.1f%%  "
+                                    + "text→image top-1 %.1f%%  label match %.1f%%  (s = %.2f)",
+                                epoch + 1, quality.imageToTextTop1 * 100, quality.imageToTextTop5 * 100,
+                                quality.textToImageTop1 * 100, quality.labelMatchTop1 * 100,
+                                model.logitScale.value.pointee))
+        model.isTraining = true
+        return quality
     }
 
     /// Retrieval quality on the held-out pairs (every rank embeds a slice; the result is

@@ -35,7 +35,7 @@ public func evaluationAssembler(for model: any TrainableModel, header: Checkpoin
             throw TrainingError("the checkpoint has no tokenizer state; it was not written by a text model")
         }
         let encoding = try makeTextEncoding(stateJSON: state)
-        let method = try config.trainingMethod()
+        let method = config.method
         text = try PairedText(corpus: try ReportCorpus(path: reports), pairsPath: pairsPath, imageCount: dataset.count,
                               encoding: encoding, wordDropFraction: method.wordDropFraction,
                               seed: UInt64(truncatingIfNeeded: config.seed))

@@ -111,7 +111,7 @@ public enum TrainingMethod: Equatable, Hashable, Sendable, CustomStringConvertib
 /// does not need them).
 public func makeModel(_ config: TrainingConfig, classes: Int,
                       loadingInitialWeights: Bool = true) throws -> any TrainableModel {
-    let method = try config.trainingMethod()
+    let method = config.method
     let m = config.model
     let seed = UInt64(truncatingIfNeeded: config.seed)
     let lora = LoRAConfig(rank: m.lora.rank, alpha: m.lora.alpha, dropout: m.lora.dropout)

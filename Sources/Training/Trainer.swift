@@ -150,11 +150,7 @@ public final class Trainer {
     /// `summary.json` in the output directory. Every rank must call it.
     public func run() throws -> TrainingSummary {
         let store = model.store
-        let epochs = config.train.epochs
         var clock = Stopwatch()
-        var trainingSeconds = 0.0, imagesThisRun = 0, stepsThisRun = 0
-        var stopped = false
-        model.isTraining = true
         if state.step == 0 {
             progress.message("train: method \(method), \(comm.size) rank\(comm.size == 1 ? "" : "s"), "
                              + "\(store.trainableCount) trainable of \(store.trainableCount + store.frozenCount) parameters, "
@@ -162,60 +158,28 @@ public final class Trainer {
         } else {
             progress.message("train: resuming at step \(state.step) (epoch \(state.epoch + 1), batch \(state.nextBatch))")
         }
+        let throughput = ThroughputMeter()
+        let observers: [any StepObserver] = [
+            throughput,
+            StepRecordWriter(log: log, ranks: comm.size, rateKey: "images_per_s", lossTerms: true),
+            ProgressReporter(display: progress, throughput: throughput),
+            StepHook { [unowned self] r in if validationPoints.contains(r.batchInEpoch) { try validate(epoch: r.epoch) } },
+            StepHook { [unowned self] r in
+                if config.train.checkpointEvery > 0 && r.step % config.train.checkpointEvery == 0 {
+                    try saveCheckpoint("last.safetensors")
+                }
+            },
+        ]
 
-        let textWidth = model.textEmbeddingWidth
-        loop: while state.step < totalSteps && state.epoch < epochs {
+        var stopped = false
+        model.isTraining = true
+        loop: while state.step < totalSteps && state.epoch < config.train.epochs {
             let epoch = state.epoch
             let batches = sampler.batches(epoch: epoch)
             for b in state.nextBatch..<stepsPerEpoch {
                 if state.step >= totalSteps { break loop }
-                let stepClock = Stopwatch()
-                let n = sampler.globalBatchCount(b)
-                let local = batches[b]
-                var textAgreement: Double?
-                let outcome = try dataParallelStep.run(step: state.step,
-                                                       firstGlobalRow: sampler.localRows(batch: b).lowerBound,
-                                                       reducedDiagnostics: { sums in
-                    // Σ tᵢ/‖tᵢ‖ over the global batch: the text-collapse diagnostic.
-                    if textWidth > 0 {
-                        textAgreement = meanPairwiseCosine(sumOfUnitVectors: sums.baseAddress!, width: textWidth, count: n)
-                    }
-                }) { textSums in
-                    guard !local.isEmpty else { return LossBreakdown(total: 0, ce: 0, distill: 0) }
-                    let batch = trainAssembler.assemble(local, inputs: model.trainingInputs, seed: seed, epoch: epoch)
-                    let losses = model.forwardBackward(batch, globalBatch: n)
-                    if let t = model.textEmbeddings {
-                        addUnitRows(t, rows: local.count, width: textWidth, into: textSums.baseAddress!)
-                    }
-                    return losses
-                }
-                let losses = outcome.losses, norm = outcome.gradientNorm, lr = outcome.learningRate
-
-                state.step += 1
-                state.imagesSeen += n
-                (state.epoch, state.nextBatch) = b + 1 == stepsPerEpoch ? (epoch + 1, 0) : (epoch, b + 1)
-                lastLoss = losses
-                lastGradientNorm = norm
-                let seconds = stepClock.elapsedSeconds
-                trainingSeconds += seconds
-                imagesThisRun += n
-                stepsThisRun += 1
-                let rate = Double(imagesThisRun) / max(trainingSeconds, 1e-9)
-                var record: [String: Any] = [
-                    "type": "step", "step": state.step, "epoch": epoch, "loss": MetricsLog.number(losses.total),
-                    "ce": MetricsLog.number(losses.ce), "distill": MetricsLog.number(losses.distill),
-                    "lr": MetricsLog.number(lr), "grad_norm": MetricsLog.number(norm),
-                    "images_per_s": Double(n) / max(seconds, 1e-9), "ranks": comm.size,
-                ]
-                if let textAgreement { record["text_cos"] = MetricsLog.number(textAgreement) }
-                try log.write(record)
-                progress.step(epoch: epoch, epochs: epochs, step: state.step, steps: totalSteps, imagesPerSecond: rate,
-                              loss: losses.total, eta: trainingSeconds / Double(stepsThisRun) * Double(totalSteps - state.step))
-
-                if validationPoints.contains(b) { try validate(epoch: epoch) }
-                if config.train.checkpointEvery > 0 && state.step % config.train.checkpointEvery == 0 {
-                    try saveCheckpoint("last.safetensors")
-                }
+                let report = try trainStep(epoch: epoch, batch: b, local: batches[b])
+                for observer in observers { try observer.stepEnded(report) }
                 if config.train.stopAfterSteps > 0 && state.step >= config.train.stopAfterSteps && state.step < totalSteps {
                     stopped = true
                     break loop
@@ -231,9 +195,10 @@ public final class Trainer {
         progress.finishLine()
 
         let summary = TrainingSummary(
-            method: method.description, seed: config.seed, ranks: comm.size, steps: state.step, epochs: epochs,
-            stopped: stopped, finalLoss: lastLoss.map { Double($0.total) }, bestBalancedAccuracy: state.bestBalancedAccuracy,
-            bestStep: state.bestStep, seconds: clock.lap(), imagesPerSecond: Double(imagesThisRun) / max(trainingSeconds, 1e-9),
+            method: method.description, seed: config.seed, ranks: comm.size, steps: state.step,
+            epochs: config.train.epochs, stopped: stopped, finalLoss: lastLoss.map { Double($0.total) },
+            bestBalancedAccuracy: state.bestBalancedAccuracy, bestStep: state.bestStep, seconds: clock.lap(),
+            imagesPerSecond: throughput.samplesPerSecond,
             trainableParameters: store.trainableCount, totalParameters: store.trainableCount + store.frozenCount)
         if comm.rank == 0 {
             try AtomicFileWriter.writeJSON(summary, to: outputDirectory + "/summary.json")
@@ -243,6 +208,35 @@ public final class Trainer {
                                     best, outputDirectory))
         }
         return summary
+    }
+
+    /// One optimiser step on global batch `batch` of `epoch` (this rank's items `local`):
+    /// the shared data-parallel step, with the text-collapse diagnostic (the mean pairwise
+    /// cosine of the batch's paired-report embeddings, from Σ tᵢ/‖tᵢ‖ summed with the
+    /// losses); then the state moves to the next batch.
+    private func trainStep(epoch: Int, batch b: Int, local: [Int]) throws -> StepReport {
+        let clock = Stopwatch()
+        let n = sampler.globalBatchCount(b), textWidth = model.textEmbeddingWidth
+        var scalars: [String: Double] = [:]
+        let outcome = try dataParallelStep.run(step: state.step, firstGlobalRow: sampler.localRows(batch: b).lowerBound,
+                                               reducedDiagnostics: { sums in
+            if textWidth > 0 {
+                scalars["text_cos"] = meanPairwiseCosine(sumOfUnitVectors: sums.baseAddress!, width: textWidth, count: n)
+            }
+        }) { textSums in
+            guard !local.isEmpty else { return LossBreakdown(total: 0, ce: 0, distill: 0) }
+            let batch = trainAssembler.assemble(local, inputs: model.trainingInputs, seed: seed, epoch: epoch)
+            let losses = model.forwardBackward(batch, globalBatch: n)
+            if let t = model.textEmbeddings { addUnitRows(t, rows: local.count, width: textWidth, into: textSums.baseAddress!) }
+            return losses
+        }
+        state.step += 1
+        state.imagesSeen += n
+        (state.epoch, state.nextBatch) = b + 1 == stepsPerEpoch ? (epoch + 1, 0) : (epoch, b + 1)
+        lastLoss = outcome.losses
+        lastGradientNorm = outcome.gradientNorm
+        return StepReport(step: state.step, totalSteps: totalSteps, epoch: epoch, epochs: config.train.epochs,
+                          batchInEpoch: b, samples: n, outcome: outcome, seconds: clock.elapsedSeconds, scalars: scalars)
     }
 
     /// Evaluates on the validation split (all ranks), logs the metrics and, on a new best

@@ -242,8 +242,6 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         self.train = train
     }
 
-    public func trainingMethod() throws -> TrainingMethod { method }
-
     // MARK: Presets
 
     /// The names `model.preset` accepts.
@@ -285,7 +283,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         func require(_ condition: Bool, _ message: @autoclosure () -> String) throws {
             if !condition { throw TrainingError("config: " + message()) }
         }
-        let method = try trainingMethod()
+        let method = self.method
         try require(train.epochs >= 1, "train.epochs must be at least 1, got \(train.epochs)")
         try require(train.batchSize >= 1, "train.batch_size must be at least 1, got \(train.batchSize)")
         try require(train.evalBatchSize >= 1, "train.eval_batch_size must be at least 1, got \(train.evalBatchSize)")

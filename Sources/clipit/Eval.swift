@@ -61,7 +61,7 @@ struct Eval: ParsableCommand {
         var omega: Double?
         if let textCheckpoint {
             let textHeader = try Checkpoint.open(textCheckpoint).header
-            guard try !textHeader.config.trainingMethod().readsImages else {
+            guard !textHeader.config.method.readsImages else {
                 throw TrainingError("--text-checkpoint '\(textCheckpoint)' is a \(textHeader.config.method) model; "
                                     + "pass a checkpoint trained with --method text-only")
             }
