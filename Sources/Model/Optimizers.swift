@@ -79,13 +79,6 @@ public final class Adam: Optimizer {
         secondMoment = Tensor(shape: [parameterCount])
     }
 
-    /// AdamW (decoupled weight decay), PyTorch's default decay 0.01.
-    public static func adamW(parameterCount: Int, beta1: Float = 0.9, beta2: Float = 0.999,
-                             epsilon: Float = 1e-8, weightDecay: Float = 1e-2) -> Adam {
-        Adam(parameterCount: parameterCount, beta1: beta1, beta2: beta2, epsilon: epsilon,
-             weightDecay: weightDecay, decay: .decoupled)
-    }
-
     public var stateBuffers: [(name: String, tensor: Tensor)] {
         [("exp_avg", firstMoment), ("exp_avg_sq", secondMoment)]
     }

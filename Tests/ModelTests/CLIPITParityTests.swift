@@ -240,8 +240,10 @@ final class CLIPITParityTests: XCTestCase {
         compare("trajectory.adam_clip.grad_norm", norms, try file.floats("trajectory.adam_clip.grad_norm"),
                 into: &errors)
         let prefix = "trajectory.adam_clip.final."
-        for name in file.names where name.hasPrefix(prefix) {
-            let p = model.store.parameter(named: String(name.dropFirst(prefix.count)))!
+        let finals = file.names.filter { $0.hasPrefix(prefix) }
+        XCTAssertFalse(finals.isEmpty, "the fixture holds no final parameters to compare")
+        for name in finals {
+            let p = try XCTUnwrap(model.store.parameter(named: String(name.dropFirst(prefix.count))), name)
             compare(name, values(p), try file.floats(name), into: &errors)
         }
         report("unimodal+LoRA trajectory", errors)

@@ -77,11 +77,11 @@ final class OptimizerTests: XCTestCase {
         let theta: [Float] = [1, -2, 4]
         let lr: Float = 0.1, wd: Float = 0.5
         // Zero gradient: the moments stay 0, so only the decay θ ← θ(1 − lr·wd) acts.
-        let adamW = Adam.adamW(parameterCount: 3, weightDecay: wd)
+        let adamW = Adam(parameterCount: 3, weightDecay: wd, decay: .decoupled)
         let p = run(adamW, theta: theta, grads: [[0, 0, 0], [0, 0, 0]], lr: lr)
         assertClose(p, theta.map { Double($0) * 0.95 * 0.95 })
         // With a gradient: decay, then the usual first Adam step of ≈ lr·sign(g).
-        let adamW2 = Adam.adamW(parameterCount: 3, weightDecay: wd)
+        let adamW2 = Adam(parameterCount: 3, weightDecay: wd, decay: .decoupled)
         let g: [Float] = [0.3, -0.3, 1]
         let q = run(adamW2, theta: theta, grads: [g], lr: lr)
         assertClose(q, theta.indices.map { Double(theta[$0]) * 0.95 - 0.1 * (g[$0] > 0 ? 1 : -1) },
