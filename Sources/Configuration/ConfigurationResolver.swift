@@ -36,8 +36,9 @@ public enum ConfigurationResolver {
     ///    `0.5`, `true`, `cosine`); with `section`, override paths start with the section.
     /// 3. The result is laid over `base(user keys)`: keys not given keep the base's values.
     /// 4. Every key given must exist in `T`: a misspelt key is an error.
+    /// `keysDocument` is where the valid keys are listed (named in unknown-key errors).
     public static func resolve<T: Codable>(yaml: String?, overrides: [String], section: String? = nil,
-                                           otherSections: Set<String> = [],
+                                           otherSections: Set<String> = [], keysDocument: String,
                                            base: (UserKeys) throws -> T) throws -> T {
         let prefix = section.map { $0 + "." } ?? ""
         var user = Node([(Node, Node)]())
@@ -86,7 +87,7 @@ public enum ConfigurationResolver {
         }
         let known = leafPaths(try snakeNode(of: config), prefix: "")
         for path in leafPaths(user, prefix: "") where !known.contains(path) {
-            throw ConfigurationError("config: unknown key '\(prefix)\(path)' (docs/training.md lists the keys)")
+            throw ConfigurationError("config: unknown key '\(prefix)\(path)' (\(keysDocument) lists the keys)")
         }
         return config
     }

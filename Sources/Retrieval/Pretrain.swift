@@ -82,7 +82,8 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     /// configuration system as `TrainingConfig.resolve`.
     public static func resolve(yaml: String?, overrides: [String] = []) throws -> PretrainConfig {
         do {
-            return try ConfigurationResolver.resolve(yaml: yaml, overrides: overrides, section: "pretrain") { _ in
+            return try ConfigurationResolver.resolve(yaml: yaml, overrides: overrides, section: "pretrain",
+                                                    keysDocument: "docs/retriever.md") { _ in
                 PretrainConfig()
             }
         } catch let error as ConfigurationError {

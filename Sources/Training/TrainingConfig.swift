@@ -339,7 +339,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public static func resolve(yaml: String?, overrides: [String] = [], base: TrainingConfig? = nil,
                                preset presetName: String? = nil) throws -> TrainingConfig {
         do {
-            return try ConfigurationResolver.resolve(yaml: yaml, overrides: overrides, otherSections: ["pretrain"]) { user in
+            return try ConfigurationResolver.resolve(yaml: yaml, overrides: overrides, otherSections: ["pretrain"],
+                                                    keysDocument: "docs/training.md") { user in
                 if let base { return base }
                 return try preset(presetName ?? user.string(at: ["model", "preset"]) ?? "tiny")
             }
