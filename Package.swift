@@ -63,7 +63,7 @@ let package = Package(
                 swiftSettings: optimise),
         .executableTarget(
             name: "clipit",
-            dependencies: ["Training", "Evaluation", "Retrieval", "DataParallel", "Import", "Model", "Datasets",
+            dependencies: ["Training", "Evaluation", "Retrieval", "DataParallel", "Import", "Configuration", "Model", "Datasets",
                            "Distributed", "Formats", "Kernels",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: optimise),

@@ -92,6 +92,14 @@ public enum ConfigurationResolver {
         return config
     }
 
+    /// The text of the configuration file at `path`.
+    public static func readFile(_ path: String) throws -> String {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigurationError("cannot read the config file '\(path)' (missing, unreadable or not UTF-8)")
+        }
+        return text
+    }
+
     /// `value` as YAML with snake_case keys and Floats in their shortest form (what a run
     /// folder's `config.yaml` holds).
     public static func yaml<T: Encodable>(of value: T) throws -> String {

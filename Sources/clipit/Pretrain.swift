@@ -5,6 +5,7 @@ import DataParallel
 import Evaluation
 import Retrieval
 import ArgumentParser
+import Configuration
 import Formats
 import Foundation
 import Training
@@ -92,12 +93,7 @@ struct Pretrain: ParsableCommand {
 
     /// Defaults ← the config file's `pretrain:` section ← --set ← the explicit flags above.
     func resolveConfig() throws -> PretrainConfig {
-        let yaml = try config.map { path -> String in
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw RetrieverError("cannot read the config file '\(path)'")
-            }
-            return text
-        }
+        let yaml = try config.map(ConfigurationResolver.readFile)
         var c = try PretrainConfig.resolve(yaml: yaml, overrides: overrides)
         if let preset { c.preset = preset }
         if let epochs { c.epochs = epochs }

@@ -5,6 +5,7 @@ import DataParallel
 import Evaluation
 import Retrieval
 import ArgumentParser
+import Configuration
 import Distributed
 import Foundation
 import Training
@@ -117,12 +118,7 @@ struct Train: ParsableCommand {
     /// when resuming, with the same overrides on top). The flags are typed values set on
     /// the resolved configuration; only `--preset` acts before, as it chooses the base.
     func resolveConfig() throws -> TrainingConfig {
-        let yaml = try config.map { path -> String in
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw TrainingError("cannot read the config file '\(path)'")
-            }
-            return text
-        }
+        let yaml = try config.map(ConfigurationResolver.readFile)
         let base = try resume.map { try Checkpoint.open($0).header.config }
         var c = try TrainingConfig.resolve(yaml: yaml, overrides: overrides, base: base, preset: preset)
         if let method { c.method = try TrainingMethod(parsing: method) }
