@@ -1,6 +1,6 @@
+import Datasets
 import Foundation
 import Kernels
-import Datasets
 import Model
 
 // MARK: - Paired report tokens

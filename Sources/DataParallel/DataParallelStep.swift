@@ -1,5 +1,4 @@
 import Distributed
-import Kernels
 import Model
 
 /// One data-parallel optimiser step, the same for every loop (Stage 2 training and

@@ -1,4 +1,3 @@
-import Kernels
 import Model
 
 /// What one data-parallel step did, reduced over ranks: what the loop's observers see.

@@ -1,4 +1,3 @@
-import Formats
 /// A dataset or report-corpus file could not be read, validated or written.
 ///
 /// `description` is one readable sentence that starts with the file's path (and the

@@ -14,7 +14,6 @@
 //   last 4 bytes: CRC32 of every byte before them
 import Formats
 import Foundation
-import Kernels
 
 /// The fixed facts of the `.cds` format.
 public enum DatasetFormat {

@@ -1,6 +1,5 @@
-import Kernels
-import Formats
 import Foundation
+import Kernels
 
 /// The evaluation transform of CLIP (OpenAI, open_clip, HF `CLIPImageProcessor`) and timm:
 ///

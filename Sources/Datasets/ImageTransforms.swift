@@ -2,7 +2,6 @@
 // a caller-provided batch buffer. Random choices are drawn from a generator seeded by
 // derivedSeed(seed, epoch, sample index), so a sample is transformed identically whatever
 // the number of ranks or threads and the order in which samples are visited.
-import Formats
 import Foundation
 import Kernels
 

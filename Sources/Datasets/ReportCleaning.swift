@@ -1,6 +1,5 @@
 // Report cleaning (method spec, decision 3) and the word-dropping text corruption used by
 // the "k% of words removed" ablation. docs/datasets.md states the rules with examples.
-import Formats
 import Kernels
 
 public enum ReportCleaning {

@@ -1,5 +1,5 @@
-import Kernels
 import Foundation
+import Kernels
 
 // One resampler for every image path: the augmentation (`ImageTransformer`, float output
 // over a random crop box) and the Pillow-exact evaluation preprocessing

@@ -1,4 +1,3 @@
-import Formats
 import Kernels
 
 /// A seed derived from a base seed and a path of integers (e.g. epoch, sample index), so

@@ -2,7 +2,6 @@
 // markers, a specimen line, a final diagnosis naming the class and its latent subtype,
 // class-specific findings with numbers, incidental findings (some naming other tissues,
 // some negated), and occasional OCR-like garbage, so that report cleaning has work to do.
-import Formats
 import Foundation
 import Kernels
 

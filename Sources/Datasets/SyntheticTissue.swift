@@ -6,7 +6,6 @@
 // with Ruifrok & Johnston's optical densities H = (0.650, 0.704, 0.286) and
 // E = (0.072, 0.990, 0.105) perturbed per slide. Lengths are in units u = size / 64 pixels,
 // so a patch shows the same field of view at every resolution.
-import Formats
 import Foundation
 import Kernels
 

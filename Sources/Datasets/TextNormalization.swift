@@ -1,4 +1,3 @@
-import Formats
 import Foundation
 
 /// How raw text is cleaned before CLIP's byte-level BPE. The two upstream tokenizers differ

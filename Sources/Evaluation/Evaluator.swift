@@ -1,8 +1,6 @@
-import Foundation
-import Kernels
-import Distributed
-import Datasets
 import DataParallel
+import Distributed
+import Foundation
 import Model
 
 /// The predictions and metrics of one evaluation over a whole split.

@@ -1,5 +1,5 @@
-import Formats
 import Distributed
+import Formats
 import Foundation
 
 // Classification metrics for C classes (method decision 5: balanced accuracy is the

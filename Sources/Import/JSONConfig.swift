@@ -1,6 +1,4 @@
 import Formats
-import Datasets
-import Model
 import Foundation
 
 /// Read access to one JSON object of a model config, with the file path in every error.

@@ -8,11 +8,10 @@
 // and a LoRA factor of module P to the PEFT key `base_model.model.<upstream P>.<factor>`
 // with factor `lora_A.weight`, `lora_B.weight`, `lora_embedding_A` or `lora_embedding_B`
 // (what `peft.get_peft_model_state_dict` saves for the default adapter).
-import Datasets
-import Model
-import Foundation
 import Formats
+import Foundation
 import Kernels
+import Model
 
 /// A named float32 tensor held in memory.
 public struct NamedTensor: Equatable, Sendable {

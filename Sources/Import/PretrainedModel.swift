@@ -1,6 +1,6 @@
 import Datasets
-import Foundation
 import Formats
+import Foundation
 import Model
 
 /// The upstream formats `PretrainedModel` reads.

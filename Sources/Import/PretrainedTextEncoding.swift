@@ -1,6 +1,6 @@
-import Foundation
-import Formats
 import Datasets
+import Formats
+import Foundation
 import Model
 
 // MARK: - The CLIP BPE tokenizer as a text encoding

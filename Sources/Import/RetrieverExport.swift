@@ -1,6 +1,6 @@
 import Datasets
-import Foundation
 import Formats
+import Foundation
 import Model
 
 // A pretrained retriever's file: the Model module does no file I/O, so exporting and

@@ -1,6 +1,4 @@
-import Datasets
 import Formats
-import Kernels
 import Model
 
 /// Everything that kept a set of weights from loading, reported at once.

@@ -1,6 +1,4 @@
-import Datasets
 import Formats
-import Kernels
 import Model
 
 /// Where one internal parameter's values come from in an upstream checkpoint.

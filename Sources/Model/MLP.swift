@@ -1,4 +1,3 @@
-import Kernels
 
 /// The transformer feed-forward network `fc2(act(fc1(x)))`, E → H → E
 /// (timm `Mlp`, HF `CLIPMLP`; parameters `<name>.fc1.*`, `<name>.fc2.*`).

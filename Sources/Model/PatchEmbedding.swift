@@ -1,4 +1,3 @@
-import Kernels
 
 /// ViT patch embedding: a Conv2d with kernel = stride = P over NCHW images, computed as
 /// unfold + GEMM. Patch (py, px) of image b is the row b·N + py·Gw + px of the unfolded

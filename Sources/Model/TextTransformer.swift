@@ -1,4 +1,3 @@
-import Kernels
 
 /// A CLIP text tower with HF `CLIPTextModelWithProjection` names (without `text_model.`)
 /// under `prefix` (default `text.`):

@@ -1,4 +1,3 @@
-import Kernels
 
 /// The unimodal baselines of CLIP-IT.md (decision 6): a vision tower and one linear head
 /// `heads.vision_head` Linear(E→C), trained with cross-entropy only.

@@ -1,5 +1,3 @@
-import Model
-import DataParallel
 import Datasets
 import Distributed
 import Kernels

@@ -1,9 +1,7 @@
-import Model
-import DataParallel
-import Foundation
 import Datasets
+import Foundation
 import Import
-import Kernels
+import Model
 
 /// The two towers Stage 1 pairs with (CLIP-IT.md, Setting: f_v, f_t), whatever their origin:
 /// a retriever written by `clipit pretrain` (`RetrieverExportEncoder`) or a pretrained

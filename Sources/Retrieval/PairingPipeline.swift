@@ -1,9 +1,7 @@
-import Model
-import DataParallel
-import Foundation
-import Formats
 import Datasets
 import Distributed
+import Formats
+import Foundation
 import Kernels
 
 /// Stage 1 end to end (CLIP-IT.md): embed the report corpus and every split's images

@@ -1,5 +1,3 @@
-import Model
-import DataParallel
 import Formats
 import Foundation
 

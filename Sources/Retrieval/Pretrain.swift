@@ -1,9 +1,9 @@
-import DataParallel
-import Foundation
 import Configuration
+import DataParallel
 import Datasets
 import Distributed
 import Formats
+import Foundation
 import Kernels
 import Model
 

@@ -1,5 +1,3 @@
-import Model
-import DataParallel
 import Distributed
 import Kernels
 

@@ -1,13 +1,8 @@
-import Distributed
 import Datasets
-import Import
-import DataParallel
-import Evaluation
-import Retrieval
-import Foundation
-import Kernels
-import Model
 import Formats
+import Foundation
+import Import
+import Model
 
 /// Where a run stands after an optimiser step: everything besides the weights and the
 /// optimiser's buffers that an exact resume needs. Every random choice of the run is

@@ -1,10 +1,8 @@
-import Kernels
-import Formats
-import Foundation
 import DataParallel
 import Datasets
 import Distributed
 import Evaluation
+import Foundation
 import Import
 import Model
 import Retrieval

@@ -1,12 +1,8 @@
-import Distributed
-import Datasets
+import Formats
 import Import
-import DataParallel
-import Evaluation
-import Retrieval
 import Kernels
 import Model
-import Formats
+import Retrieval
 
 /// The training methods of `clipit train --method` (CLIP-IT.md: the method, its fair
 /// baselines, the text-only classifier of the Ω score and the paper's ablations).

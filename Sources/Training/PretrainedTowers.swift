@@ -1,13 +1,7 @@
-import Kernels
-import Distributed
-import Datasets
-import DataParallel
-import Evaluation
-import Retrieval
 import Foundation
-import Formats
 import Import
 import Model
+import Retrieval
 
 // MARK: - Pretrained model folders as towers
 

@@ -1,13 +1,11 @@
-import Import
 import DataParallel
+import Datasets
+import Distributed
 import Evaluation
-import Retrieval
+import Formats
 import Foundation
 import Kernels
 import Model
-import Datasets
-import Distributed
-import Formats
 
 /// The outcome of `Trainer.run`.
 public struct TrainingSummary: Codable, Equatable, Sendable {

@@ -1,14 +1,9 @@
-import Kernels
-import Formats
-import Distributed
-import DataParallel
-import Evaluation
-import Retrieval
-import Foundation
-import Datasets
-import Import
-import Model
 import Configuration
+import Datasets
+import Foundation
+import Kernels
+import Model
+import Retrieval
 
 /// A training run that cannot start or continue: a bad configuration, a missing or
 /// inconsistent input file, a checkpoint that does not fit. `description` says what to do.

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Distributed
-import Model
 
 /// Chooses the communicator of a command: `--comm auto|mpi|single`.
 struct CommunicatorOptions: ParsableArguments {

@@ -1,6 +1,6 @@
-import Formats
 import ArgumentParser
 import Datasets
+import Formats
 import Foundation
 import Import
 

@@ -1,11 +1,7 @@
-import Model
-import Import
-import DataParallel
-import Evaluation
-import Retrieval
 import ArgumentParser
 import Datasets
 import Distributed
+import Evaluation
 import Formats
 import Foundation
 import Kernels

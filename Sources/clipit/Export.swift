@@ -1,12 +1,7 @@
-import Datasets
-import Import
-import DataParallel
-import Evaluation
-import Retrieval
 import ArgumentParser
 import Formats
 import Foundation
-import Model
+import Import
 import Training
 
 /// `clipit export`: trained LoRA adapters as PEFT adapter folders, heads, and a merged model.

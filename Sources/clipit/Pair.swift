@@ -1,14 +1,10 @@
-import Model
-import Import
-import DataParallel
-import Evaluation
-import Retrieval
 import ArgumentParser
 import Datasets
 import Formats
 import Foundation
 import Kernels
-import Training
+import Model
+import Retrieval
 
 /// `clipit pair`: Stage 1, distributed retrieval of a report for every image.
 struct Pair: ParsableCommand {

@@ -1,11 +1,6 @@
-import Model
-import Import
-import DataParallel
-import Evaluation
-import Retrieval
 import ArgumentParser
 import Datasets
-import Distributed
+import Evaluation
 import Formats
 import Foundation
 import Training

@@ -1,14 +1,9 @@
-import Datasets
-import Model
-import Import
-import DataParallel
-import Evaluation
-import Retrieval
 import ArgumentParser
 import Configuration
-import Formats
+import Datasets
 import Foundation
-import Training
+import Model
+import Retrieval
 
 /// `clipit pretrain`: trains the CLIP-style retriever on a paired image–report set.
 struct Pretrain: ParsableCommand {

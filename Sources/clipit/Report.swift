@@ -1,5 +1,5 @@
-import Evaluation
 import ArgumentParser
+import Evaluation
 import Formats
 import Foundation
 

@@ -1,6 +1,6 @@
-import Formats
 import ArgumentParser
 import Datasets
+import Formats
 import Foundation
 
 /// `clipit synth`: writes the synthetic histology benchmark (docs/datasets.md).

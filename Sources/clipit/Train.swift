@@ -1,12 +1,6 @@
-import Datasets
-import Model
-import Import
-import DataParallel
-import Evaluation
-import Retrieval
 import ArgumentParser
 import Configuration
-import Distributed
+import Datasets
 import Foundation
 import Training
 

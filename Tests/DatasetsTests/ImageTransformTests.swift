@@ -1,9 +1,9 @@
+@testable import Datasets
 @testable import Formats
 import Foundation
-import XCTest
-import TestSupport
 import Kernels
-@testable import Datasets
+import TestSupport
+import XCTest
 
 final class ImageTransformTests: XCTestCase {
     /// An S×S RGB image with distinct values per pixel and channel.

@@ -1,7 +1,7 @@
-@testable import Formats
-import XCTest
-import TestSupport
 @testable import Datasets
+@testable import Formats
+import TestSupport
+import XCTest
 
 final class ImporterTests: XCTestCase {
     var directory = ""

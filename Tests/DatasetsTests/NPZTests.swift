@@ -1,7 +1,7 @@
-@testable import Formats
-import XCTest
-import TestSupport
 @testable import Datasets
+@testable import Formats
+import TestSupport
+import XCTest
 
 /// Builds .npy bytes (format 1.0) for tests.
 func npyBytes(descr: String, shape: [Int], data: [UInt8], fortran: Bool = false, version: UInt8 = 1) -> [UInt8] {

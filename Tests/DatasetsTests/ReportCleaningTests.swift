@@ -1,6 +1,6 @@
+@testable import Datasets
 @testable import Formats
 import XCTest
-@testable import Datasets
 
 final class ReportCleaningTests: XCTestCase {
     func check(_ input: String, _ expected: String, file: StaticString = #filePath, line: UInt = #line) {

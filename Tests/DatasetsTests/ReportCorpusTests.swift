@@ -1,8 +1,8 @@
+@testable import Datasets
 @testable import Formats
 import Foundation
-import XCTest
 import TestSupport
-@testable import Datasets
+import XCTest
 
 final class ReportCorpusTests: XCTestCase {
     func testPlainTextSkipsBlankLines() throws {

@@ -1,9 +1,9 @@
+@testable import Datasets
 @testable import Formats
 import Foundation
 import Kernels
-import XCTest
 import TestSupport
-@testable import Datasets
+import XCTest
 
 final class SyntheticBenchmarkTests: XCTestCase {
     let tiny = SyntheticBenchmarkConfig.preset("tiny")!

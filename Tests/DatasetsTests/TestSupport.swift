@@ -1,8 +1,8 @@
+@testable import Datasets
 @testable import Formats
 import Foundation
-import XCTest
 import TestSupport
-@testable import Datasets
+import XCTest
 
 /// Asserts that `body` throws a `DatasetError` of `kind` whose text contains every one of `fragments`.
 func assertDatasetError(_ kind: DatasetError.Kind, _ fragments: [String] = [],

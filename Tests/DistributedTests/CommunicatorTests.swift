@@ -1,5 +1,5 @@
-import XCTest
 @testable import Distributed
+import XCTest
 
 final class CommunicatorTests: XCTestCase {
     func testSingleRankCollectivesAreIdentityOrCopy() throws {

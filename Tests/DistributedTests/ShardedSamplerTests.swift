@@ -1,6 +1,6 @@
+@testable import Distributed
 import Kernels
 import XCTest
-@testable import Distributed
 
 final class ShardedSamplerTests: XCTestCase {
     /// The samplers of every rank of a `worldSize`-rank job.

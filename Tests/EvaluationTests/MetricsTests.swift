@@ -1,9 +1,9 @@
 import Distributed
+@testable import Evaluation
 import Foundation
+@testable import Kernels
 @testable import Training
 import XCTest
-@testable import Evaluation
-@testable import Kernels
 
 /// Asserts |actual − expected| ≤ 1e-12 (every expected value below is an exact fraction).
 func assertClose(_ actual: Double?, _ expected: Double, _ message: String = "",

@@ -1,5 +1,5 @@
-import XCTest
 import Evaluation
+import XCTest
 
 final class SeedStatisticsTests: XCTestCase {
     func testMeanAndSampleStandardDeviation() {

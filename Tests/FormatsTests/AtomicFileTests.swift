@@ -1,6 +1,6 @@
+@testable import Formats
 import Foundation
 import XCTest
-@testable import Formats
 
 final class AtomicFileTests: XCTestCase {
     private var directory: String!

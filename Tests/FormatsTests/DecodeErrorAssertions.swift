@@ -1,6 +1,6 @@
-import XCTest
 import Formats
 import TestSupport
+import XCTest
 
 /// Asserts that `body` throws an `ImportError` of `kind` whose text contains every fragment.
 func assertImportError(_ kind: ImportError.Kind, _ fragments: [String], file: StaticString = #filePath,

@@ -1,6 +1,6 @@
+@testable import Formats
 import Foundation
 import XCTest
-@testable import Formats
 
 /// The reader against the reference fixtures (made by reference/make_fixtures.py with the Python
 /// `safetensors` package). FormatsTests declares no resources, so the files are found from this

@@ -1,5 +1,5 @@
-import XCTest
 @testable import Formats
+import XCTest
 
 /// Asserts that `body` throws an `InflateError` of `kind` whose text contains every fragment.
 func assertInflateError(_ kind: InflateError.Kind, _ fragments: [String], file: StaticString = #filePath,

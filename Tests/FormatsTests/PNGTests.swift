@@ -1,6 +1,6 @@
 @testable import Formats
-import XCTest
 import TestSupport
+import XCTest
 
 /// A small PNG encoder for tests: any colour type / bit depth given packed rows, a chosen
 /// filter per row (cycling through all five by default), optional Adam7 interlacing, IDAT

@@ -1,8 +1,8 @@
-import TestSupport
-import Foundation
-import XCTest
 @testable import Formats
+import Foundation
 import Kernels
+import TestSupport
+import XCTest
 
 final class SafeTensorsTests: XCTestCase {
     private var directory: URL!

@@ -1,10 +1,10 @@
+import Datasets
 import Formats
 import Foundation
 import Import
+import Kernels
 import Model
 import XCTest
-import Datasets
-import Kernels
 
 /// Each family's tiny reference folder (reference/make_import_fixtures.py) imported and run:
 /// preprocessing against torchvision-on-PIL, token ids against the family's tokenizer, and the

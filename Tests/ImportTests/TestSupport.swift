@@ -1,10 +1,10 @@
+import Datasets
 import Formats
 import Foundation
-import XCTest
 import Import
-import Model
-import Datasets
 import Kernels
+import Model
+import XCTest
 
 /// Paths into Tests/ImportTests/Fixtures (made by reference/make_import_fixtures.py).
 enum ImportFixtures {

@@ -1,9 +1,9 @@
+import Datasets
 import Formats
 import Import
-import XCTest
-import Model
-import Datasets
 import Kernels
+import Model
+import XCTest
 
 final class TokenizerTests: XCTestCase {
     static var fullVocabulary: [TextNormalization: CLIPTokenizer] = [:]

@@ -1,6 +1,6 @@
-import XCTest
 import Foundation
 import Kernels
+import XCTest
 
 final class ActivationTests: XCTestCase {
     typealias Forward = (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void

@@ -1,6 +1,6 @@
-import XCTest
 import Foundation
 @testable import Kernels
+import XCTest
 
 /// The branch-free exp and normal CDF against Double references, their special values,
 /// and the eight-lane row reductions against plain loops.

@@ -1,5 +1,5 @@
-import XCTest
 @testable import Kernels
+import XCTest
 
 final class GEMMStatisticsTests: XCTestCase {
     /// Counts calls and 2·m·n·k only while enabled; empty products are not counted.

@@ -1,5 +1,5 @@
-import XCTest
 import Kernels
+import XCTest
 
 final class GEMMTests: XCTestCase {
     /// Stored (rows, cols) of op(X) given its logical (r, c) shape.

@@ -1,6 +1,6 @@
-import XCTest
 import Foundation
 import Kernels
+import XCTest
 
 final class LayerNormTests: XCTestCase {
     let rows = 4, cols = 16, eps: Float = 1e-5

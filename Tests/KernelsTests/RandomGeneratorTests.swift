@@ -1,5 +1,5 @@
-import XCTest
 import Kernels
+import XCTest
 
 final class RandomGeneratorTests: XCTestCase {
     /// The published SplitMix64 test vector (seed 1234567).

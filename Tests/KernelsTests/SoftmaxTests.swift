@@ -1,6 +1,6 @@
-import XCTest
 import Foundation
 import Kernels
+import XCTest
 
 final class SoftmaxTests: XCTestCase {
     let rows = 5, cols = 13

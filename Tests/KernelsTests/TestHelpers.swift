@@ -1,6 +1,6 @@
-import XCTest
-import Numerics
 import Kernels
+import Numerics
+import XCTest
 
 /// Asserts a and b have equal length and agree elementwise within
 /// |a − b| ≤ max(atol, rtol·max(|a|, |b|)) (`isApproximatelyEqual`); reports the worst

@@ -1,5 +1,5 @@
-import XCTest
 import Kernels
+import XCTest
 
 final class VectorOpsTests: XCTestCase {
     func testAddBiasRowsAndSumRowsInto() {

@@ -1,6 +1,6 @@
-import XCTest
 import Kernels
 @testable import Model
+import XCTest
 
 /// The activation arena: one allocation sized up front, every buffer named, nothing
 /// allocated by a step once the arena is reserved.

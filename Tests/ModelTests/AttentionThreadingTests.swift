@@ -1,8 +1,8 @@
-import XCTest
+@testable import Formats
+@testable import Import
 import Kernels
 @testable import Model
-@testable import Import
-@testable import Formats
+import XCTest
 
 /// With `execution.parallelHeads`, attention runs its heads on as many workers as there are BLAS
 /// threads; the outputs and every gradient must be bit-identical to the serial run.

@@ -1,8 +1,8 @@
-import XCTest
+@testable import Formats
+@testable import Import
 import Kernels
 @testable import Model
-@testable import Import
-@testable import Formats
+import XCTest
 
 /// Finite-difference checks of the WHOLE CLIP-IT loss (both towers, heads, CE and the
 /// distillation term) with respect to every trainable tensor (a random subset of each

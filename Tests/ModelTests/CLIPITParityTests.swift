@@ -1,8 +1,8 @@
-import XCTest
-import Kernels
 import Formats
-@testable import Model
 @testable import Import
+import Kernels
+@testable import Model
+import XCTest
 
 /// Tensor-by-tensor comparison with the PyTorch reference (reference/make_fixtures.py):
 /// the tiny CLIP-IT model and the "unimodal + LoRA" baseline, loaded by name from the

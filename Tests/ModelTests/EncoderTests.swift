@@ -1,10 +1,10 @@
-import TestSupport
-import Foundation
-import XCTest
 import Formats
+import Foundation
+@testable import Import
 import Kernels
 @testable import Model
-@testable import Import
+import TestSupport
+import XCTest
 
 /// End-to-end checks of the ViT and CLIP text towers: finite-difference gradients of every
 /// trainable parameter and of the images, LoRA merging, position-embedding resampling,

@@ -1,8 +1,8 @@
-import XCTest
+import Formats
+import Import
 import Kernels
 import Model
-import Import
-import Formats
+import XCTest
 
 /// Finite-difference gradient checks for layers with hand-written backward passes.
 ///

@@ -1,9 +1,9 @@
-import XCTest
-import Numerics
+@testable import Formats
+@testable import Import
 import Kernels
 @testable import Model
-@testable import Import
-@testable import Formats
+import Numerics
+import XCTest
 
 /// Forward values and finite-difference gradient checks of the CLIP-IT heads and losses.
 final class HeadsLossTests: XCTestCase {

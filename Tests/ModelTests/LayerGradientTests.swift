@@ -1,8 +1,8 @@
-import XCTest
+@testable import Formats
+@testable import Import
 import Kernels
 @testable import Model
-@testable import Import
-@testable import Formats
+import XCTest
 
 /// Finite-difference checks of every layer's backward pass (parameters and inputs).
 final class LayerGradientTests: XCTestCase {

@@ -1,5 +1,5 @@
-import XCTest
-import Model
+import Formats
 import Import
 import Kernels
-import Formats
+import Model
+import XCTest

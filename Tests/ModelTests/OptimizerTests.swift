@@ -1,9 +1,9 @@
-import XCTest
-import Numerics
+@testable import Formats
+@testable import Import
 import Kernels
 @testable import Model
-@testable import Import
-@testable import Formats
+import Numerics
+import XCTest
 
 /// Optimiser steps, clipping and schedules against values computed by hand.
 final class OptimizerTests: XCTestCase {

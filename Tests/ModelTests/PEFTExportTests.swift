@@ -1,9 +1,9 @@
-import Foundation
-import XCTest
 import Formats
+import Foundation
+@testable import Import
 import Kernels
 @testable import Model
-@testable import Import
+import XCTest
 
 final class PEFTExportTests: XCTestCase {
     var directory = ""

@@ -1,8 +1,8 @@
-import XCTest
+@testable import Formats
+@testable import Import
 import Kernels
 @testable import Model
-@testable import Import
-@testable import Formats
+import XCTest
 
 /// The analytic step FLOPs (`trainingFlops`) equal what `gemm` actually executes, counted
 /// by `GEMMStatistics`, for the method, its ablations and the unimodal baselines.

@@ -1,10 +1,10 @@
+import DataParallel
+import Datasets
 import Distributed
 import Kernels
-import Training
-import Retrieval
-import DataParallel
 import Model
-import Datasets
+import Retrieval
+import Training
 
 /// Retriever pretraining across real ranks: the data-parallel InfoNCE step (embeddings
 /// all-gathered, complete gradient of the local rows, one allreduce) gives every rank the

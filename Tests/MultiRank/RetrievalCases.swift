@@ -1,11 +1,11 @@
-import TestSupport
-import Distributed
-import Training
-import Retrieval
 import DataParallel
-import Model
 import Datasets
+import Distributed
 import Kernels
+import Model
+import Retrieval
+import TestSupport
+import Training
 
 /// Stage-1 retrieval across real ranks: the distributed blocked top-k equals the
 /// single-process search over the gathered data, on every rank.

@@ -14,11 +14,11 @@ import Kernels
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
-import Training
-import Retrieval
 import DataParallel
-import Model
 import Datasets
+import Model
+import Retrieval
+import Training
 #endif
 
 /// The error the failing rank throws in `--abort-test`.

@@ -1,15 +1,15 @@
-import TestSupport
+@testable import DataParallel
+@testable import Datasets
 import Distributed
+@testable import Evaluation
 import Foundation
+@testable import Import
 import Kernels
+@testable import Model
+@testable import Retrieval
+import TestSupport
 @testable import Training
 import XCTest
-@testable import Retrieval
-@testable import Evaluation
-@testable import DataParallel
-@testable import Model
-@testable import Import
-@testable import Datasets
 
 final class RetrievalTests: XCTestCase {
     func gaussian(_ count: Int, seed: UInt64) -> [Float] {

@@ -1,15 +1,15 @@
-import TestSupport
+@testable import DataParallel
 import Datasets
 import Distributed
+@testable import Evaluation
 import Foundation
+@testable import Import
 import Kernels
 import Model
+@testable import Retrieval
+import TestSupport
 @testable import Training
 import XCTest
-@testable import Retrieval
-@testable import Evaluation
-@testable import DataParallel
-@testable import Import
 
 /// The retriever (CLIP-style image and text towers + logit scale) and its data-parallel
 /// InfoNCE step.

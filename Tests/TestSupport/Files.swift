@@ -1,5 +1,5 @@
-import Foundation
 import Formats
+import Foundation
 
 // Files and decode-error checks shared by the suites that read and write files.
 

@@ -1,5 +1,5 @@
-import Foundation
 import Distributed
+import Foundation
 
 /// A communicator whose ranks are threads of this process: each collective deposits
 /// every rank's buffer in a shared hub and waits for all of them, so distributed code

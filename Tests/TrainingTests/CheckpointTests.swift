@@ -1,15 +1,15 @@
-import XCTest
-import Foundation
-import Distributed
-import Formats
-@testable import Training
-@testable import Retrieval
-@testable import Evaluation
 @testable import DataParallel
-@testable import Model
-@testable import Import
 @testable import Datasets
+import Distributed
+@testable import Evaluation
+import Formats
+import Foundation
+@testable import Import
 @testable import Kernels
+@testable import Model
+@testable import Retrieval
+@testable import Training
+import XCTest
 
 final class CheckpointTests: XCTestCase {
     var data: TinyTrainingData!

@@ -1,16 +1,16 @@
-import XCTest
-import Foundation
-@testable import Training
 @testable import Configuration
-@testable import Retrieval
-@testable import Evaluation
 @testable import DataParallel
-@testable import Model
-@testable import Import
 @testable import Datasets
 @testable import Distributed
+@testable import Evaluation
 @testable import Formats
+import Foundation
+@testable import Import
 @testable import Kernels
+@testable import Model
+@testable import Retrieval
+@testable import Training
+import XCTest
 
 final class ConfigTests: XCTestCase {
     func testPresetsAndDefaultsFollowTheReference() throws {

@@ -1,16 +1,16 @@
-import TestSupport
-import XCTest
-import Foundation
+@testable import DataParallel
 import Datasets
 import Distributed
+@testable import Evaluation
 import Formats
+import Foundation
 import Import
 import Kernels
 import Model
-@testable import Training
 @testable import Retrieval
-@testable import Evaluation
-@testable import DataParallel
+import TestSupport
+@testable import Training
+import XCTest
 
 /// The tiny pretrained model folders of Tests/ImportTests/Fixtures (HF CLIP, open_clip,
 /// timm), used as Stage-1 retrievers and as Stage-2 towers.

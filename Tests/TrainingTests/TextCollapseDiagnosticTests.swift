@@ -1,14 +1,14 @@
-import Kernels
-import XCTest
-@testable import Training
-@testable import Retrieval
-@testable import Evaluation
 @testable import DataParallel
-@testable import Model
-@testable import Import
 @testable import Datasets
 @testable import Distributed
+@testable import Evaluation
 @testable import Formats
+@testable import Import
+import Kernels
+@testable import Model
+@testable import Retrieval
+@testable import Training
+import XCTest
 
 /// `meanPairwiseCosine` (the `text_cos` of metrics.jsonl) against its definition.
 final class TextCollapseDiagnosticTests: XCTestCase {

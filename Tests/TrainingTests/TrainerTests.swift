@@ -1,16 +1,16 @@
-import TestSupport
-import XCTest
-import Foundation
+@testable import DataParallel
 import Datasets
 import Distributed
-import Formats
-import Kernels
-@testable import Training
-@testable import Retrieval
 @testable import Evaluation
-@testable import DataParallel
-@testable import Model
+import Formats
+import Foundation
 @testable import Import
+import Kernels
+@testable import Model
+@testable import Retrieval
+import TestSupport
+@testable import Training
+import XCTest
 
 /// A tiny labelled dataset on disk: train/val `.cds` (16×16 RGB, 3 classes), a report
 /// corpus and pairs files, in a fresh temporary directory.
