@@ -77,8 +77,9 @@ public final class DataParallelStep {
         try comm.allreduce(store.gradients.data, count: store.trainableCount, .sum)
         try comm.allreduce(&reduction, .sum)
         let reduced = LossBreakdown(reading: reduction)
-        guard reduced.total.isFinite else {
-            throw DataParallelError("the loss became \(reduced.total) at step \(step + 1): \(divergenceHint)")
+        for (term, value) in [("loss", reduced.total), ("ce term", reduced.ce), ("distill term", reduced.distill)]
+        where !value.isFinite {
+            throw DataParallelError("the \(term) became \(value) at step \(step + 1): \(divergenceHint)")
         }
         if let reducedDiagnostics {
             reduction.withUnsafeBufferPointer { reducedDiagnostics(UnsafeBufferPointer(rebasing: $0[LossBreakdown.fieldCount...])) }
@@ -86,6 +87,11 @@ public final class DataParallelStep {
         let norm = gradientClip > 0
             ? clipGradientNorm(store.gradients.data, count: store.trainableCount, maxNorm: gradientClip)
             : Float(gradientNorm(store.gradients.data, count: store.trainableCount))
+        // Every rank computed the same norm from the same reduced gradient, so all stop together.
+        guard norm.isFinite else {
+            throw DataParallelError("the gradient norm became \(norm) at step \(step + 1) (the loss was "
+                                    + "\(reduced.total)): \(divergenceHint)")
+        }
         let lr = schedule.learningRate(atStep: step)
         optimizer.step(store, learningRate: lr)
         return Outcome(losses: reduced, gradientNorm: norm, learningRate: lr)
@@ -122,5 +128,37 @@ extension RowExchange {
         self.init(rank: comm.rank, counts: counts) { local, counts, all in
             try comm.allgatherv(local, counts: counts, into: all)
         }
+    }
+}
+
+/// Stops a run whose loss jumps far above its recent values: a loss above `factor` × the
+/// median of the last `window` losses (as many as there are, from the second step on) is
+/// an error — the run is diverging even if the values are still finite. `factor` 0 turns
+/// it off.
+public struct DivergenceGuard {
+    public let factor: Float
+    public let window: Int
+    private var recent: [Float] = []
+
+    public init(factor: Float, window: Int = 50) {
+        precondition(window >= 1, "DivergenceGuard: the window must hold at least one loss")
+        self.factor = factor
+        self.window = window
+    }
+
+    /// Records `loss` of step `step` (1-based), throwing when it diverges.
+    public mutating func check(_ loss: Float, step: Int) throws {
+        guard factor > 0 else { return }
+        if !recent.isEmpty {
+            let sorted = recent.sorted(), n = sorted.count
+            let median = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+            if loss > factor * median {
+                throw DataParallelError("the loss \(loss) at step \(step) is above \(factor) × the median \(median) of "
+                                        + "the last \(n) steps: the run is diverging; lower the learning rate "
+                                        + "or raise the guard's factor")
+            }
+        }
+        if recent.count == window { recent.removeFirst() }
+        recent.append(loss)
     }
 }

@@ -224,6 +224,9 @@ public enum ReportImporter {
     @discardableResult
     public static func convert(input: String, output: String, columns: CSVColumns = CSVColumns()) throws -> ReportCorpus {
         let corpus = try read(input: input, columns: columns)
+        guard corpus.count > 0 else {
+            throw ImportError(path: input, kind: .invalidInput, reason: "holds no reports; a corpus needs at least one")
+        }
         try corpus.writeJSONL(to: output)
         return corpus
     }

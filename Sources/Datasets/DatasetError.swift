@@ -36,3 +36,9 @@ public struct DatasetError: Error, CustomStringConvertible, Equatable, Sendable 
         return "\(path): \(reason)"
     }
 }
+
+/// Bounds checked before anything is allocated from a count read out of a file.
+public enum DatasetLimits {
+    /// Classes of one dataset (a label is below this).
+    public static let maxClasses = 65_536
+}

@@ -77,6 +77,12 @@ public enum MedMNISTImporter {
             plans.append((split, images, labels))
         }
         let largest = plans.flatMap(\.labels).max() ?? 0
+        if classNames == nil, largest >= DatasetLimits.maxClasses {
+            let plan = plans.first { $0.labels.contains(largest) }!
+            throw fail(plan.split + "_labels.npy", "label \(largest) of image \(plan.labels.firstIndex(of: largest)!) "
+                       + "implies more than the \(DatasetLimits.maxClasses) classes a dataset may have; "
+                       + "check the labels (or pass --classes)")
+        }
         let names = classNames ?? (0...largest).map(String.init)
         guard !names.isEmpty else { throw fail(nil, "no class names") }
         for plan in plans {

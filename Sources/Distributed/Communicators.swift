@@ -44,6 +44,15 @@ public enum Communicators {
         return .single
     }
 
+    /// The number of ranks a launcher started this job with, read from the launcher's
+    /// environment (`OMPI_COMM_WORLD_SIZE`, `PMI_SIZE`, `SLURM_NTASKS`); nil without one.
+    public static func launcherRankCount(environment: [String: String]) -> Int? {
+        for key in ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"] {
+            if let value = environment[key].flatMap(Int.init) { return value }
+        }
+        return nil
+    }
+
     /// The communicator for `mode`, resolved against this process's environment.
     /// MPI is initialised at most once per process; a second `.mpi` request returns a
     /// communicator over the same `MPI_COMM_WORLD`.

@@ -160,4 +160,10 @@ extension ParameterStore {
     public func hasTrainableParameters(prefix: String) -> Bool {
         parameters.contains { $0.isTrainable && $0.name.hasPrefix(prefix) }
     }
+
+    /// The name of the first parameter holding a NaN or an infinity, nil when every value
+    /// is finite (weights read from a file are checked before they are used).
+    public func firstNonFiniteParameter() -> String? {
+        parameters.first { p in (0..<p.count).contains { !p.value[$0].isFinite } }?.name
+    }
 }

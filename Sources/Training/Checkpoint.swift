@@ -170,6 +170,10 @@ public enum Checkpoint {
             try loadInitialWeights(model.store, config: header.config.model)
         }
         try loadWeights(file, into: model)
+        if let name = model.store.firstNonFiniteParameter() {
+            throw TrainingError("checkpoint '\(path)': parameter '\(name)' holds non-finite values (NaN or ∞); the "
+                                + "run that wrote it diverged — use an earlier checkpoint or retrain with a lower optim.lr")
+        }
         model.isTraining = false
         return (model, header)
     }

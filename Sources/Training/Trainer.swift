@@ -157,7 +157,9 @@ public final class Trainer {
             progress.message("train: resuming at step \(state.step) (epoch \(state.epoch + 1), batch \(state.nextBatch))")
         }
         let throughput = ThroughputMeter()
+        var divergence = DivergenceGuard(factor: config.train.divergenceFactor)
         let observers: [any StepObserver] = [
+            StepHook { r in try divergence.check(r.losses.total, step: r.step) },
             throughput,
             StepRecordWriter(log: log, ranks: comm.size, rateKey: "images_per_s", lossTerms: true),
             ProgressReporter(display: progress, throughput: throughput),
@@ -237,13 +239,18 @@ public final class Trainer {
                           batchInEpoch: b, samples: n, outcome: outcome, seconds: clock.elapsedSeconds, scalars: scalars)
     }
 
-    /// Evaluates on the validation split (all ranks), logs the metrics and, on a new best
-    /// balanced accuracy, writes `best.safetensors`; then `last.safetensors`.
+    /// Evaluates on the validation split (all ranks), logs the metrics, writes
+    /// `last.safetensors` and, on a new best balanced accuracy, `best.safetensors`.
     func validate(epoch: Int) throws {
         guard let valAssembler else { return }
         lastValidatedStep = state.step
         let result = try evaluate(model, on: valAssembler, comm: comm, batchSize: config.train.evalBatchSize,
                                   classNames: classNames)
+        // The same gathered loss on every rank, so all ranks stop together; a NaN is never "best".
+        guard result.loss.isFinite else {
+            throw TrainingError("the validation loss became \(result.loss) at step \(state.step): the model diverged; "
+                                + "lower optim.lr or keep gradient clipping on (optim.grad_clip)")
+        }
         model.isTraining = true
         let ba = result.report.balancedAccuracy
         let improved = state.bestBalancedAccuracy.map { ba > $0 } ?? true
@@ -259,8 +266,9 @@ public final class Trainer {
         ])
         progress.message(String(format: "val: step %d  balanced accuracy %.2f%%  accuracy %.2f%%  loss %.4f%@",
                                 state.step, ba * 100, result.report.accuracy * 100, result.loss, improved ? "  (best)" : ""))
-        if improved { try saveCheckpoint("best.safetensors") }
+        // `last` first: a full disk while writing `best` still leaves the run resumable.
         try saveCheckpoint("last.safetensors")
+        if improved { try saveCheckpoint("best.safetensors") }
     }
 
     /// Rank 0 writes the checkpoint `name` in the output directory (atomically).

@@ -197,10 +197,13 @@ public struct RunSettings: Codable, Equatable, Sendable {
     /// Store the frozen weights in checkpoints too (otherwise they are rebuilt from the
     /// seed and `model.init_*`, and verified by checksum on load).
     public var saveFrozen: Bool
+    /// Stop with an error when a step's loss exceeds this many times the median of the last
+    /// 50 steps (`DivergenceGuard`); 0: off.
+    public var divergenceFactor: Float
 
     public init(epochs: Int = 10, batchSize: Int = 64, evalBatchSize: Int = 128, validationsPerEpoch: Int = 10,
                 maxSteps: Int = 0, stopAfterSteps: Int = 0, logEvery: Int = 10, checkpointEvery: Int = 0,
-                saveFrozen: Bool = false) {
+                saveFrozen: Bool = false, divergenceFactor: Float = 0) {
         self.epochs = epochs
         self.batchSize = batchSize
         self.evalBatchSize = evalBatchSize
@@ -210,6 +213,23 @@ public struct RunSettings: Codable, Equatable, Sendable {
         self.logEvery = logEvery
         self.checkpointEvery = checkpointEvery
         self.saveFrozen = saveFrozen
+        self.divergenceFactor = divergenceFactor
+    }
+
+    /// Decodes every key; `divergence_factor` may be absent (configurations saved before it
+    /// existed resume with the guard off).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        epochs = try c.decode(Int.self, forKey: .epochs)
+        batchSize = try c.decode(Int.self, forKey: .batchSize)
+        evalBatchSize = try c.decode(Int.self, forKey: .evalBatchSize)
+        validationsPerEpoch = try c.decode(Int.self, forKey: .validationsPerEpoch)
+        maxSteps = try c.decode(Int.self, forKey: .maxSteps)
+        stopAfterSteps = try c.decode(Int.self, forKey: .stopAfterSteps)
+        logEvery = try c.decode(Int.self, forKey: .logEvery)
+        checkpointEvery = try c.decode(Int.self, forKey: .checkpointEvery)
+        saveFrozen = try c.decode(Bool.self, forKey: .saveFrozen)
+        divergenceFactor = try c.decodeIfPresent(Float.self, forKey: .divergenceFactor) ?? 0
     }
 }
 
@@ -285,6 +305,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require(train.validationsPerEpoch >= 0, "train.validations_per_epoch must be non-negative")
         try require(train.maxSteps >= 0 && train.stopAfterSteps >= 0, "train.max_steps and train.stop_after_steps must be non-negative")
         try require(train.logEvery >= 1, "train.log_every must be at least 1")
+        try require(train.divergenceFactor == 0 || train.divergenceFactor > 1,
+                    "train.divergence_factor must be 0 (off) or above 1, got \(train.divergenceFactor)")
         try require(optim.lr > 0, "optim.lr must be positive")
         try require(optim.gradClip >= 0, "optim.grad_clip must be non-negative (0 disables clipping)")
         try require(model.lora.rank >= 1, "model.lora.rank must be at least 1")

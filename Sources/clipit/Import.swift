@@ -1,8 +1,10 @@
 import ArgumentParser
 import Datasets
+import Distributed
 import Foundation
 
 /// `clipit import`: public datasets and report files into clipit's formats (docs/importing.md).
+/// Imports write files once: they refuse to run as several ranks of a launcher.
 struct ImportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
@@ -10,6 +12,15 @@ struct ImportCommand: ParsableCommand {
         discussion: "PCam HDF5 files are converted by reference/convert_pcam.py. See docs/importing.md.",
         subcommands: [ImportMedMNIST.self, ImportFolder.self, ImportReports.self])
 }
+
+/// Throws when this process is one of several ranks of mpirun or srun: every rank would
+/// write the same files at once (and print every error once per rank).
+func refuseSeveralRanks() throws {
+    guard let ranks = Communicators.launcherRankCount(environment: ProcessInfo.processInfo.environment),
+          ranks > 1 else { return }
+    throw ValidationError("clipit import runs once, not as \(ranks) ranks of mpirun/srun: run it without the launcher")
+}
+
 
 /// `clipit import medmnist`
 struct ImportMedMNIST: ParsableCommand {
@@ -32,6 +43,7 @@ struct ImportMedMNIST: ParsableCommand {
     var classes: [String] = []
 
     func run() throws {
+        try refuseSeveralRanks()
         let splits = try MedMNISTImporter.importNPZ(path: npz, outputDirectory: out,
                                                     classNames: classes.isEmpty ? nil : classes)
         for split in splits {
@@ -70,6 +82,7 @@ struct ImportFolder: ParsableCommand {
     }
 
     func run() throws {
+        try refuseSeveralRanks()
         let result = try FolderImporter.importFolder(root: root, output: out, size: size, split: split)
         print("import folder: \(result.path): \(result.count) images \(result.height)×\(result.width) RGB, per class \(zip(result.classNames, result.classCounts).map { "\($0) \($1)" }.joined(separator: ", "))")
     }
@@ -109,6 +122,7 @@ struct ImportReports: ParsableCommand {
     }
 
     func run() throws {
+        try refuseSeveralRanks()
         let columns = ReportImporter.CSVColumns(text: textColumn, id: idColumn, label: labelColumn, tissue: tissueColumn)
         let corpus = try ReportImporter.convert(input: input, output: out, columns: columns)
         let labelled = corpus.labelNames.filter { $0 != nil }.count

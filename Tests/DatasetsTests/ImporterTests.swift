@@ -146,6 +146,18 @@ final class ImporterTests: XCTestCase {
         }
     }
 
+    /// An input without a single report is refused instead of writing an empty corpus.
+    func testAnEmptyCorpusIsRefused() throws {
+        for (name, text) in [("none.txt", "\n\n"), ("none.jsonl", ""), ("none.csv", "id,text\n")] {
+            let path = directory + "/" + name
+            writeBytes(path, Array(text.utf8))
+            XCTAssertThrowsError(try ReportImporter.convert(input: path, output: directory + "/out.jsonl")) {
+                XCTAssertTrue("\($0)".contains(path), "\($0)")
+            }
+            XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/out.jsonl"), "\(name): nothing written")
+        }
+    }
+
     func testReportImportFromCSVTextAndJSONL() throws {
         let csv = directory + "/reports.csv"
         writeBytes(csv, Array(("\u{FEFF}case,report,diagnosis,site\n"

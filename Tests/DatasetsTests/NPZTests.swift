@@ -158,6 +158,21 @@ final class NPZTests: XCTestCase {
         }
     }
 
+    /// A label of 2⁴⁰ (or Int64.max) is refused before any class list is allocated.
+    func testAHugeLabelIsRefusedBeforeAnyAllocation() throws {
+        let path = directory + "/huge.npz"
+        for label in [Int64(1) << 40, Int64.max] {
+            var data = [UInt8]()
+            for value in [Int64(0), label] { withUnsafeBytes(of: value.littleEndian) { data += $0 } }
+            writeBytes(path, zipArchive([("train_images.npy", npyBytes(descr: "|u1", shape: [2, 1, 1], data: [0, 0]), true),
+                                         ("train_labels.npy", npyBytes(descr: "<i8", shape: [2], data: data), true)]))
+            assertImportError(.invalidInput, ["huge.npz", "train_labels.npy", "label \(label) of image 1",
+                                              "more than the \(DatasetLimits.maxClasses)"]) {
+                try MedMNISTImporter.importNPZ(path: path, outputDirectory: directory + "/o")
+            }
+        }
+    }
+
     func testMedMNISTShapeErrors() throws {
         let path = directory + "/m.npz"
         func write(_ members: [(String, [UInt8])]) { writeBytes(path, zipArchive(members.map { ($0.0, $0.1, true) })) }

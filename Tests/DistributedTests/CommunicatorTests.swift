@@ -37,6 +37,13 @@ final class CommunicatorTests: XCTestCase {
         XCTAssertEqual(Array(UnsafeBufferPointer(start: buffer, count: 5)), Array(repeating: 0.25, count: 5))
     }
 
+    func testTheLauncherRankCountComesFromTheLaunchersEnvironment() {
+        XCTAssertNil(Communicators.launcherRankCount(environment: [:]))
+        XCTAssertEqual(Communicators.launcherRankCount(environment: ["OMPI_COMM_WORLD_SIZE": "4"]), 4)
+        XCTAssertEqual(Communicators.launcherRankCount(environment: ["PMI_SIZE": "2"]), 2)
+        XCTAssertEqual(Communicators.launcherRankCount(environment: ["SLURM_NTASKS": "8", "SLURM_PROCID": "3"]), 8)
+    }
+
     func testRunOrAbortReturnsTheResult() {
         let comm = SingleRankCommunicator()
         XCTAssertEqual(comm.runOrAbort { 42 }, 42)
