@@ -21,12 +21,9 @@ import PackageDescription
 ///   Training                — Stage 2: configuration, methods, the trainer, checkpoints
 ///   clipit                  — the command-line tool (one file per subcommand)
 ///   TestSupport             — thread-simulated ranks and brute-force reference checkers (tests only)
-/// Release builds keep Swift's runtime checks (bounds, overflow, preconditions) everywhere
-/// untrusted input is read — file formats, datasets, imports, configuration, the CLI — and
-/// drop them only in the math of Kernels and Model, whose loops run on buffers the code
-/// itself sized (docs/benchmarks.md has the measured difference).
-let hotLoops: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
-let checked: [SwiftSetting] = []
+/// Release builds keep Swift's runtime checks (bounds, overflow, preconditions) in every
+/// module, the parsers of untrusted input included: `-Ounchecked` on Kernels and Model, the
+/// only candidates, measured no faster (docs/benchmarks.md, "Runtime checks").
 
 let package = Package(
     name: "clipit",
@@ -50,28 +47,24 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
 
-        .target(name: "Kernels", dependencies: ["COpenBLAS"], swiftSettings: hotLoops),
-        .target(name: "Formats", dependencies: ["CZlib"], swiftSettings: checked),
-        .target(name: "Distributed", dependencies: ["CMPI", "Kernels"], swiftSettings: checked),
-        .target(name: "Datasets", dependencies: ["Kernels", "Formats"], swiftSettings: checked),
-        .target(name: "Model", dependencies: ["Kernels"], swiftSettings: hotLoops),
+        .target(name: "Kernels", dependencies: ["COpenBLAS"]),
+        .target(name: "Formats", dependencies: ["CZlib"]),
+        .target(name: "Distributed", dependencies: ["CMPI", "Kernels"]),
+        .target(name: "Datasets", dependencies: ["Kernels", "Formats"]),
+        .target(name: "Model", dependencies: ["Kernels"]),
         .target(name: "Configuration", dependencies: [.product(name: "Yams", package: "Yams")]),
-        .target(name: "Import", dependencies: ["Model", "Datasets", "Formats", "Kernels"], swiftSettings: checked),
-        .target(name: "DataParallel", dependencies: ["Model", "Datasets", "Distributed", "Kernels"],
-                swiftSettings: checked),
+        .target(name: "Import", dependencies: ["Model", "Datasets", "Formats", "Kernels"]),
+        .target(name: "DataParallel", dependencies: ["Model", "Datasets", "Distributed", "Kernels"]),
         .target(name: "Retrieval", dependencies: ["DataParallel", "Import", "Configuration", "Model", "Datasets",
-                                                  "Distributed", "Formats", "Kernels"], swiftSettings: checked),
-        .target(name: "Evaluation", dependencies: ["DataParallel", "Model", "Datasets", "Distributed", "Formats", "Kernels"],
-                swiftSettings: checked),
+                                                  "Distributed", "Formats", "Kernels"]),
+        .target(name: "Evaluation", dependencies: ["DataParallel", "Model", "Datasets", "Distributed", "Formats", "Kernels"]),
         .target(name: "Training", dependencies: ["Evaluation", "Retrieval", "DataParallel", "Import", "Configuration",
-                                                 "Model", "Datasets", "Distributed", "Formats", "Kernels"],
-                swiftSettings: checked),
+                                                 "Model", "Datasets", "Distributed", "Formats", "Kernels"]),
         .executableTarget(
             name: "clipit",
             dependencies: ["Training", "Evaluation", "Retrieval", "DataParallel", "Import", "Configuration", "Model", "Datasets",
                            "Distributed", "Formats", "Kernels",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: checked),
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // Test support: thread-simulated ranks and brute-force reference checkers.
         .target(name: "TestSupport", dependencies: ["Retrieval", "Evaluation", "Distributed", "Formats", "Kernels"],
@@ -81,7 +74,7 @@ let package = Package(
         .executableTarget(name: "clipit-multirank-tests",
                           dependencies: ["TestSupport", "Training", "Retrieval", "DataParallel", "Model", "Datasets",
                                          "Distributed", "Kernels"],
-                          path: "Tests/MultiRank", exclude: ["run.sh"], swiftSettings: checked),
+                          path: "Tests/MultiRank", exclude: ["run.sh"]),
 
         .testTarget(name: "KernelsTests", dependencies: [
             "Kernels", .product(name: "Numerics", package: "swift-numerics")]),
