@@ -11,7 +11,8 @@ import Model
 /// forward/backward divides every per-sample term by the *global* batch size, so the
 /// summed flat gradient (ONE allreduce over `store.gradients`) is the gradient a single
 /// rank would compute over the whole batch, and the summed losses are the batch's loss.
-/// The losses and the caller's diagnostic sums travel in one second, small allreduce.
+/// The losses, the caller's diagnostic sums and the ranks' stop votes (`StopSignals`)
+/// travel in one second, small allreduce.
 /// Clipping and the update then run on identical inputs on every rank, so the weights
 /// stay bit-identical across ranks.
 public final class DataParallelStep {
@@ -25,15 +26,18 @@ public final class DataParallelStep {
     public let dropoutSeed: UInt64
     /// What a non-finite loss error tells the user to do (the loop's own option names).
     public let divergenceHint: String
-    /// `LossBreakdown.fieldCount` losses, then `diagnosticWidth` diagnostic sums
-    /// (allocated once).
+    /// This rank's stop flag (graceful preemption), reduced with the losses.
+    public let stopSignals: StopSignals?
+    /// `LossBreakdown.fieldCount` losses, `diagnosticWidth` diagnostic sums, then one stop
+    /// vote (allocated once).
     private var reduction: [Float]
+    private let diagnosticWidth: Int
 
     /// - Parameter diagnosticWidth: floats of per-step sums the forward/backward may add
     ///   into (`run`'s `diagnostics`), reduced with the losses; 0 for none.
     public init(comm: any Communicator, store: ParameterStore, optimizer: any Optimizer,
                 schedule: LearningRateSchedule, gradientClip: Float, dropoutSeed: UInt64,
-                diagnosticWidth: Int = 0, divergenceHint: String) {
+                diagnosticWidth: Int = 0, divergenceHint: String, stopSignals: StopSignals? = nil) {
         self.comm = comm
         self.store = store
         self.optimizer = optimizer
@@ -41,7 +45,9 @@ public final class DataParallelStep {
         self.gradientClip = gradientClip
         self.dropoutSeed = dropoutSeed
         self.divergenceHint = divergenceHint
-        reduction = [Float](repeating: 0, count: LossBreakdown.fieldCount + diagnosticWidth)
+        self.stopSignals = stopSignals
+        self.diagnosticWidth = diagnosticWidth
+        reduction = [Float](repeating: 0, count: LossBreakdown.fieldCount + diagnosticWidth + 1)
     }
 
     /// The reduced outcome of one step.
@@ -52,6 +58,9 @@ public final class DataParallelStep {
         public var gradientNorm: Float
         /// The learning rate the update used.
         public var learningRate: Float
+        /// Some rank received a stop signal before this step's reduction: every rank stops
+        /// after this step.
+        public var stopRequested: Bool
     }
 
     /// Runs step `step` (0-based; it selects the learning rate and the dropout masks) on a
@@ -70,10 +79,12 @@ public final class DataParallelStep {
         // Dropout masks are drawn per global row, so they do not depend on the rank count.
         store.execution.dropout = DropoutStream(seed: dropoutSeed, step: UInt64(step), firstGlobalRow: firstGlobalRow)
         for k in reduction.indices { reduction[k] = 0 }
+        let stopSlot = LossBreakdown.fieldCount + diagnosticWidth
         let losses = try reduction.withUnsafeMutableBufferPointer { all in
-            try forwardBackward(UnsafeMutableBufferPointer(rebasing: all[LossBreakdown.fieldCount...]))
+            try forwardBackward(UnsafeMutableBufferPointer(rebasing: all[LossBreakdown.fieldCount..<stopSlot]))
         }
         losses.write(into: &reduction)
+        reduction[stopSlot] = stopSignals?.signalReceived == nil ? 0 : 1
         try comm.allreduce(store.gradients.data, count: store.trainableCount, .sum)
         try comm.allreduce(&reduction, .sum)
         let reduced = LossBreakdown(reading: reduction)
@@ -82,7 +93,7 @@ public final class DataParallelStep {
             throw DataParallelError("the \(term) became \(value) at step \(step + 1): \(divergenceHint)")
         }
         if let reducedDiagnostics {
-            reduction.withUnsafeBufferPointer { reducedDiagnostics(UnsafeBufferPointer(rebasing: $0[LossBreakdown.fieldCount...])) }
+            reduction.withUnsafeBufferPointer { reducedDiagnostics(UnsafeBufferPointer(rebasing: $0[LossBreakdown.fieldCount..<stopSlot])) }
         }
         let norm = gradientClip > 0
             ? clipGradientNorm(store.gradients.data, count: store.trainableCount, maxNorm: gradientClip)
@@ -94,7 +105,7 @@ public final class DataParallelStep {
         }
         let lr = schedule.learningRate(atStep: step)
         optimizer.step(store, learningRate: lr)
-        return Outcome(losses: reduced, gradientNorm: norm, learningRate: lr)
+        return Outcome(losses: reduced, gradientNorm: norm, learningRate: lr, stopRequested: reduction[stopSlot] > 0)
     }
 }
 

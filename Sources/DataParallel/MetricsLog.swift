@@ -38,6 +38,26 @@ public final class MetricsLog {
 
     deinit { try? handle?.close() }
 
+    /// Drops every record after `step` from the log at `path` (a resumed run continues from
+    /// its checkpoint's step, so records a killed run wrote after that checkpoint would
+    /// otherwise appear twice). Lines that are not records of a step are kept.
+    public static func trim(path: String, toStep step: Int) throws {
+        guard let data = FileManager.default.contents(atPath: path) else { return }
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true)
+        let kept = lines.filter { line in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let recordStep = object["step"] as? Int else { return true }
+            return recordStep <= step
+        }
+        guard kept.count != lines.count else { return }
+        let text = kept.map { $0 + "\n" }.joined()
+        do {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            throw DataParallelError("cannot rewrite the metrics log '\(path)': \(error.localizedDescription)")
+        }
+    }
+
     /// Appends one record (values: numbers, strings, booleans, NSNull, arrays of them).
     public func write(_ record: [String: Any]) throws {
         guard let handle else { return }

@@ -18,6 +18,8 @@ public struct StepReport {
     public var seconds: Double
     /// Further scalars for the metrics log (snake_case keys), e.g. `text_cos`, `logit_scale`.
     public var scalars: [String: Double]
+    /// A rank received a stop signal: the loop ends after this step.
+    public var stopRequested: Bool
 
     public init(step: Int, totalSteps: Int, epoch: Int, epochs: Int, batchInEpoch: Int, samples: Int,
                 outcome: DataParallelStep.Outcome, seconds: Double, scalars: [String: Double] = [:]) {
@@ -32,6 +34,7 @@ public struct StepReport {
         learningRate = outcome.learningRate
         self.seconds = seconds
         self.scalars = scalars
+        stopRequested = outcome.stopRequested
     }
 }
 

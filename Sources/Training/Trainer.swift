@@ -15,8 +15,10 @@ public struct TrainingSummary: Codable, Equatable, Sendable {
     /// Optimiser steps completed (over all runs of a resumed training).
     public var steps: Int
     public var epochs: Int
-    /// Whether the run stopped early at `train.stop_after_steps`.
+    /// Whether the run stopped early at `train.stop_after_steps` or at a stop signal.
     public var stopped: Bool
+    /// The signal that stopped the run (SIGTERM, SIGINT, SIGUSR1), if one did.
+    public var stoppedBySignal: Int32?
     /// The last step's global-batch loss.
     public var finalLoss: Double?
     public var bestBalancedAccuracy: Double?
@@ -80,8 +82,15 @@ public final class Trainer {
     /// `parallelHeads` lets attention run its heads on the BLAS threads
     /// (`ModelExecution.parallelHeads`: only in a process whose BLAS calls all come from
     /// this thread, as with one rank per `clipit` process; bit-identical results).
+    /// An output directory that already holds a run is refused unless `resume` continues
+    /// it or `overwrite` replaces it. `stopSignals` enables graceful preemption.
     public init(config: TrainingConfig, comm: any Communicator, outputDirectory: String, resume: String? = nil,
-                showProgress: Bool = true, parallelHeads: Bool = false) throws {
+                showProgress: Bool = true, parallelHeads: Bool = false, overwrite: Bool = false,
+                stopSignals: StopSignals? = nil) throws {
+        if resume == nil && !overwrite, let existing = existingRunFile(in: outputDirectory) {
+            throw TrainingError("'\(outputDirectory)' already holds a run ('\(existing)'): pass --resume auto to "
+                                + "continue it, --overwrite to replace it, or another --out")
+        }
         let checkpoint = try resume.map { try Checkpoint.open($0) }
         let config = try config.effective(resumingAt: checkpoint?.header.state.step)
         self.config = config
@@ -120,7 +129,8 @@ public final class Trainer {
         dataParallelStep = DataParallelStep(
             comm: comm, store: built.store, optimizer: optimizer, schedule: schedule, gradientClip: config.optim.gradClip,
             dropoutSeed: derivedSeed(seed, 0x0D0F), diagnosticWidth: built.textEmbeddingWidth,
-            divergenceHint: "lower optim.lr, keep gradient clipping on (optim.grad_clip), or check the input files")
+            divergenceHint: "lower optim.lr, keep gradient clipping on (optim.grad_clip), or check the input files",
+            stopSignals: stopSignals)
 
         if let checkpoint {
             try Checkpoint.loadWeights(checkpoint.file, into: built)
@@ -133,7 +143,12 @@ public final class Trainer {
         try checkIdenticalWeights(built, comm: comm)
 
         let isRoot = comm.rank == 0
-        if isRoot { try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true) }
+        if isRoot {
+            try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+            if resume != nil {   // records written after the checkpoint by a killed run go
+                try MetricsLog.trim(path: outputDirectory + "/metrics.jsonl", toStep: state.step)
+            }
+        }
         try comm.barrier()
         log = try MetricsLog(path: outputDirectory + "/metrics.jsonl", enabled: isRoot, truncate: resume == nil)
         progress = ProgressDisplay(enabled: isRoot && showProgress, every: config.train.logEvery)
@@ -171,7 +186,7 @@ public final class Trainer {
             },
         ]
 
-        var stopped = false
+        var stopped = false, signalled = false
         model.isTraining = true
         loop: while state.step < totalSteps && state.epoch < config.train.epochs {
             let epoch = state.epoch
@@ -180,6 +195,10 @@ public final class Trainer {
                 if state.step >= totalSteps { break loop }
                 let report = try trainStep(epoch: epoch, batch: b, local: batches[b])
                 for observer in observers { try observer.stepEnded(report) }
+                if report.stopRequested && state.step < totalSteps {
+                    (stopped, signalled) = (true, true)
+                    break loop
+                }
                 if config.train.stopAfterSteps > 0 && state.step >= config.train.stopAfterSteps && state.step < totalSteps {
                     stopped = true
                     break loop
@@ -196,7 +215,9 @@ public final class Trainer {
 
         let summary = TrainingSummary(
             method: method.description, seed: config.seed, ranks: comm.size, steps: state.step,
-            epochs: config.train.epochs, stopped: stopped, finalLoss: lastLoss.map { Double($0.total) },
+            epochs: config.train.epochs, stopped: stopped,
+            stoppedBySignal: signalled ? dataParallelStep.stopSignals?.signalReceived ?? SIGTERM : nil,
+            finalLoss: lastLoss.map { Double($0.total) },
             bestBalancedAccuracy: state.bestBalancedAccuracy, bestStep: state.bestStep, seconds: clock.lap(),
             imagesPerSecond: throughput.samplesPerSecond,
             trainableParameters: store.trainableCount, totalParameters: store.trainableCount + store.frozenCount)
@@ -206,6 +227,11 @@ public final class Trainer {
             progress.message(String(format: "train: %@ after %d steps in %.1f s (%.1f img/s)%@; checkpoints in %@",
                                     stopped ? "stopped" : "done", summary.steps, summary.seconds, summary.imagesPerSecond,
                                     best, outputDirectory))
+            if signalled {
+                // Every rank stops here; the message is the one line a scheduler's log needs.
+                FileHandle.standardError.write(Data(("stopped by signal at step \(state.step); resume with "
+                    + "clipit train --resume auto --out \(outputDirectory) (same options)\n").utf8))
+            }
         }
         return summary
     }
@@ -330,4 +356,13 @@ func checkIdenticalWeights(_ model: any TrainableModel, comm: any Communicator) 
                             + "model from the same config, seed and model.init_* / checkpoint files; check that all "
                             + "ranks read the same files")
     }
+}
+
+/// The file that marks `directory` as holding a run (its checkpoint or metrics log), if any.
+func existingRunFile(in directory: String) -> String? {
+    for name in ["last.safetensors", "best.safetensors", "metrics.jsonl"] {
+        let path = (directory as NSString).appendingPathComponent(name)
+        if FileManager.default.fileExists(atPath: path) { return path }
+    }
+    return nil
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Configuration
+import DataParallel
 import Datasets
 import Foundation
 import Training
@@ -63,8 +64,13 @@ struct Train: ParsableCommand {
     @Option(help: "Output directory (default with --resume: the checkpoint's directory).")
     var out: String?
 
-    @Option(help: "Checkpoint to resume from (last.safetensors of an interrupted run).")
+    @Option(help: ArgumentHelp("Checkpoint to resume from (last.safetensors of an interrupted run), or 'auto': "
+                               + "continue --out from its last.safetensors when it has one, start it otherwise.",
+                               valueName: "checkpoint|auto"))
     var resume: String?
+
+    @Flag(help: "Replace a run already in --out (otherwise an existing run is refused).")
+    var overwrite = false
 
     @Option(help: "Epochs (train.epochs).")
     var epochs: Int?
@@ -91,27 +97,46 @@ struct Train: ParsableCommand {
     var quiet = false
 
     func validate() throws {
-        if resume == nil && out == nil { throw ValidationError("--out RUNDIR is required (or --resume CKPT)") }
+        if (resume == nil || resume == "auto") && out == nil {
+            throw ValidationError("--out RUNDIR is required (or --resume CKPT)")
+        }
+        if overwrite && resume != nil { throw ValidationError("--overwrite replaces a run; --resume continues one: pass one") }
         if let method { _ = try TrainingMethod(parsing: method) }
         for value in [epochs, batch, maxSteps, stopAfterSteps, validationsPerEpoch].compactMap({ $0 }) where value < 0 {
             throw ValidationError("counts must not be negative, got \(value)")
         }
     }
 
+    /// The checkpoint to resume: `--resume CKPT`, or with `--resume auto` the run folder's
+    /// `last.safetensors` when it exists (nil: start the run).
+    var checkpointToResume: String? {
+        guard let resume else { return nil }
+        guard resume == "auto" else { return resume }
+        let last = (out! as NSString).appendingPathComponent("last.safetensors")
+        return FileManager.default.fileExists(atPath: last) ? last : nil
+    }
+
+    /// Trains; on SIGTERM, SIGINT or SIGUSR1 every rank stops after the same step with a
+    /// checkpoint of it and the process exits with `StopSignals.exitCode` (75).
     func run() throws {
+        let signals = StopSignals()
+        var stoppedBySignal = false
         try communicator.run { comm in
-            let config = try resolveConfig()
+            let resume = checkpointToResume
+            let config = try resolveConfig(resume: resume)
             let output = out ?? ((resume ?? ".") as NSString).deletingLastPathComponent
             let trainer = try Trainer(config: config, comm: comm, outputDirectory: output.isEmpty ? "." : output,
-                                      resume: resume, showProgress: !quiet, parallelHeads: true)
-            _ = try trainer.run()
+                                      resume: resume, showProgress: !quiet, parallelHeads: true, overwrite: overwrite,
+                                      stopSignals: signals)
+            stoppedBySignal = try trainer.run().stoppedBySignal != nil
         }
+        if stoppedBySignal { throw ExitCode(StopSignals.exitCode) }
     }
 
     /// Preset ← config file ← --set ← explicit flags (or the checkpoint's configuration
     /// when resuming, with the same overrides on top). The flags are typed values set on
     /// the resolved configuration; only `--preset` acts before, as it chooses the base.
-    func resolveConfig() throws -> TrainingConfig {
+    func resolveConfig(resume: String?) throws -> TrainingConfig {
         let yaml = try config.map(ConfigurationResolver.readFile)
         let base = try resume.map { try Checkpoint.open($0).header.config }
         var c = try TrainingConfig.resolve(yaml: yaml, overrides: overrides, base: base, preset: preset)

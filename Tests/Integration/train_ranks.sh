@@ -21,6 +21,10 @@
 #   losses-npN      every step's loss equals the reference run's within RTOL (relative)
 #   resume-npN      (largest N) stop after 10 steps, --resume, compare last.safetensors
 #                   byte for byte with the uninterrupted run
+#   sigterm-np2     SIGTERM to the ranks mid-run: exit 75 at a step boundary with the
+#                   "stopped by signal at step N" message and a checkpoint of step N; then
+#                   --resume auto ends byte-identical to an uninterrupted run, no step twice
+#   existing-run    --out pointing at an existing run without --resume/--overwrite is refused
 #   eval-npN        (largest N) `clipit eval` metrics equal the single-rank evaluation's
 #   predict-npN     (largest N) `clipit predict` writes one line per test image
 #   abort           a missing input file on every rank: non-zero exit within
@@ -131,6 +135,47 @@ if [[ -f "$full/last.safetensors" ]]; then
     else
         tail -n 20 "$split_run.log"
         record "resume-np$largest" 1 "status $status; last.safetensors differs from the uninterrupted run's"
+    fi
+
+    # Preemption: SIGTERM to the ranks of a longer run once it has logged 40 steps.
+    long_args=("${train_args[@]}" --epochs 60)   # 480 steps
+    whole="$work/long-whole" stopped="$work/long-stopped"
+    # shellcheck disable=SC2046
+    $mpirun $(mpirun_options 2) "$clipit" "${long_args[@]}" --out "$whole" >"$whole.log" 2>&1
+    # shellcheck disable=SC2046
+    $mpirun $(mpirun_options 2) "$clipit" "${long_args[@]}" --out "$stopped" >"$stopped.log" 2>&1 &
+    launcher=$!
+    for _ in $(seq 1 600); do
+        [[ $(step_losses "$stopped/metrics.jsonl" 2>/dev/null | wc -l) -ge 40 ]] && break
+        sleep 0.05
+    done
+    pkill -TERM -P "$launcher" 2>/dev/null   # the ranks, not mpirun
+    wait "$launcher"
+    status=$?
+    at=$(grep -o 'stopped by signal at step [0-9]*' "$stopped.log" | head -n 1 | grep -o '[0-9]*$')
+    logged=$(step_losses "$stopped/metrics.jsonl" 2>/dev/null | wc -l)
+    # shellcheck disable=SC2046
+    $mpirun $(mpirun_options 2) "$clipit" "${long_args[@]}" --out "$stopped" --resume auto >>"$stopped.log" 2>&1
+    resumed=$?
+    steps=$(step_losses "$stopped/metrics.jsonl" 2>/dev/null | wc -l)
+    if [[ $status -eq 75 && -n "$at" && $logged -eq $at && $resumed -eq 0 && $steps -eq 480 ]] \
+        && cmp -s "$whole/last.safetensors" "$stopped/last.safetensors" \
+        && [[ "$(step_losses "$whole/metrics.jsonl")" == "$(step_losses "$stopped/metrics.jsonl")" ]]; then
+        record sigterm-np2 0 "exit 75 at step $at; --resume auto: byte-identical last.safetensors, 480 steps logged once"
+    else
+        tail -n 20 "$stopped.log"
+        record sigterm-np2 1 "exit $status at step ${at:-?} ($logged logged), resume exit $resumed, $steps steps logged"
+    fi
+
+    # An existing run is not overwritten silently.
+    # shellcheck disable=SC2046
+    $mpirun $(mpirun_options 2) "$clipit" "${train_args[@]}" --out "$full" >"$work/existing.log" 2>&1
+    status=$?
+    if [[ $status -ne 0 ]] && grep -q "already holds a run" "$work/existing.log"; then
+        record existing-run 0 "exit $status: $(grep -o "already holds a run[^:]*" "$work/existing.log" | head -n 1)"
+    else
+        tail -n 10 "$work/existing.log"
+        record existing-run 1 "exit $status"
     fi
 
     # Evaluation: the same metrics on 1 rank and on the largest count.
