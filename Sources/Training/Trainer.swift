@@ -73,6 +73,8 @@ public final class Trainer {
     private var lastValidatedStep = -1
     /// The step `last.safetensors` was last written at (rank 0).
     private var lastSavedStep = -1
+    /// Rank 0's exclusive use of the output directory until the run ends.
+    private var folderLock: RunFolderLock?
 
     /// Sets up a run on every rank: reads the data, builds the model from the seed (or
     /// from the checkpoint `resume`), checks that all ranks hold identical weights.
@@ -145,6 +147,7 @@ public final class Trainer {
         let isRoot = comm.rank == 0
         if isRoot {
             try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+            folderLock = try RunFolderLock(directory: outputDirectory)
             if resume != nil {   // records written after the checkpoint by a killed run go
                 try MetricsLog.trim(path: outputDirectory + "/metrics.jsonl", toStep: state.step)
             }
@@ -212,6 +215,7 @@ public final class Trainer {
         }
         try saveCheckpoint("last.safetensors")
         progress.finishLine()
+        defer { folderLock?.release() }
 
         let summary = TrainingSummary(
             method: method.description, seed: config.seed, ranks: comm.size, steps: state.step,

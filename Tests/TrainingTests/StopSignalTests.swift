@@ -65,3 +65,26 @@ final class StopSignalTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), lines.prefix(3).joined(separator: "\n") + "\n")
     }
 }
+
+/// A run folder is used by one job at a time; a lock left by a dead process is taken over.
+final class RunFolderLockTests: XCTestCase {
+    func testTheLockIsExclusiveAndAStaleOneIsTakenOver() throws {
+        let directory = NSTemporaryDirectory() + "clipit-lock-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let first = try RunFolderLock(directory: directory)
+        XCTAssertThrowsError(try RunFolderLock(directory: directory)) {
+            XCTAssertTrue("\($0)".contains("in use by process \(RunFolderLock.hostName()) \(getpid())"), "\($0)")
+        }
+        first.release()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: first.path))
+        // A lock of a process that no longer exists on this host.
+        try "\(RunFolderLock.hostName()) 2147483646\n".write(toFile: first.path, atomically: true, encoding: .utf8)
+        let second = try RunFolderLock(directory: directory)
+        XCTAssertEqual(try String(contentsOfFile: second.path, encoding: .utf8), "\(RunFolderLock.hostName()) \(getpid())\n")
+        // A lock from another host cannot be checked: refused.
+        second.release()
+        try "another-host 1\n".write(toFile: first.path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try RunFolderLock(directory: directory))
+    }
+}
