@@ -76,6 +76,7 @@ public final class DataParallelStep {
                     _ forwardBackward: (_ diagnostics: UnsafeMutableBufferPointer<Float>) throws -> LossBreakdown)
         throws -> Outcome {
         store.zeroGradients()
+        (comm as? WatchedCommunicator)?.phase = "step \(step + 1)"
         // Dropout masks are drawn per global row, so they do not depend on the rank count.
         store.execution.dropout = DropoutStream(seed: dropoutSeed, step: UInt64(step), firstGlobalRow: firstGlobalRow)
         for k in reduction.indices { reduction[k] = 0 }

@@ -7,7 +7,21 @@ struct CommunicatorOptions: ParsableArguments {
             help: "Communicator: auto (MPI when started by mpirun/srun, else one rank without MPI), mpi, or single.")
     var mode: CommunicatorMode = .auto
 
-    func make() throws -> any Communicator { try Communicators.make(mode) }
+    @Option(help: ArgumentHelp("Seconds a collective may wait for the other ranks before the job is ended "
+                               + "(a stopped, hung or unreachable rank); 0: wait forever.", valueName: "seconds"))
+    var collectiveTimeout: Double = 600
+
+    /// The communicator; with several ranks its collectives are watched
+    /// (`WatchedCommunicator`, `--collective-timeout`).
+    func make() throws -> any Communicator {
+        let comm = try Communicators.make(mode)
+        guard comm.size > 1, collectiveTimeout > 0 else { return comm }
+        return WatchedCommunicator(comm, timeout: collectiveTimeout)
+    }
+
+    func validate() throws {
+        guard collectiveTimeout >= 0 else { throw ValidationError("--collective-timeout must not be negative") }
+    }
 
     /// Runs a command's work on this process's rank: makes the communicator, aborts the
     /// whole job (non-zero exit on every rank) when `body` throws on any rank, and shuts the

@@ -1,4 +1,5 @@
 @testable import Distributed
+import TestSupport
 import XCTest
 
 final class CommunicatorTests: XCTestCase {
@@ -86,5 +87,27 @@ final class CommunicatorTests: XCTestCase {
     func testMakeWithoutLauncherGivesSingleRank() throws {
         let comm = try Communicators.make(.single)
         XCTAssertTrue(comm is SingleRankCommunicator)
+    }
+}
+
+/// The watchdog wrapper passes every collective through unchanged (its timeout path ends the
+/// process, so Tests/Integration/train_ranks.sh checks it under mpirun with a stopped rank).
+final class WatchedCommunicatorTests: XCTestCase {
+    func testCollectivesPassThroughTheWatchdog() throws {
+        let results = try ThreadRankCommunicator.run(size: 3) { base -> ([Float], [Int], String) in
+            let comm = WatchedCommunicator(base, timeout: 30)
+            defer { comm.shutdown() }
+            comm.phase = "step 7"
+            var values: [Float] = [Float(comm.rank), 1]
+            try comm.allreduce(&values, .sum)
+            let gathered = try comm.allgather([comm.rank * 10])
+            try comm.barrier()
+            return (values, gathered, comm.phase)
+        }
+        for (values, gathered, phase) in results {
+            XCTAssertEqual(values, [3, 3])
+            XCTAssertEqual(gathered, [0, 10, 20])
+            XCTAssertEqual(phase, "step 7")
+        }
     }
 }

@@ -29,6 +29,8 @@
 #   predict-npN     (largest N) `clipit predict` writes one line per test image
 #   abort           a missing input file on every rank: non-zero exit within
 #                   ABORT_TIMEOUT with the rank's message
+#   watchdog        a rank stopped with SIGSTOP mid-run (--collective-timeout 3): the job
+#                   ends non-zero within ABORT_TIMEOUT, naming the collective and the step
 set -u
 
 bin_dir=${1:?usage: Tests/Integration/train_ranks.sh BIN_DIR [RANK_COUNTS...]}
@@ -215,6 +217,30 @@ if [[ $status -ne 0 && $status -ne 124 ]] && grep -q "clipit: rank [0-9]*: .*mis
 else
     tail -n 10 "$work/abort.log"
     record abort 1 "exit $status after ${ms} ms"
+fi
+
+# Watchdog: one rank is stopped (SIGSTOP) while the other waits in a collective.
+start=$(date +%s%N)
+# shellcheck disable=SC2046
+timeout --kill-after=10 "$abort_timeout" $mpirun $(mpirun_options 2) "$clipit" "${train_args[@]}" --epochs 60 \
+    --collective-timeout 3 --out "$work/watchdog" >"$work/watchdog.log" 2>&1 &
+launcher=$!
+for _ in $(seq 1 600); do
+    [[ $(step_losses "$work/watchdog/metrics.jsonl" 2>/dev/null | wc -l) -ge 20 ]] && break
+    sleep 0.05
+done
+victim=$(pgrep -f "^$clipit train" | tail -n 1)   # a rank (mpirun's own command line starts with mpirun)
+kill -STOP "$victim" 2>/dev/null
+wait "$launcher"
+status=$?
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+kill -CONT "$victim" 2>/dev/null; kill -KILL "$victim" 2>/dev/null
+if [[ $status -ne 0 && $status -ne 124 && $status -ne 137 ]] \
+    && grep -q "collective .* has not completed after 3 s" "$work/watchdog.log"; then
+    record watchdog 0 "exit $status after ${ms} ms: $(grep -o 'collective [a-z]* (call [0-9]*, step [0-9]*)' "$work/watchdog.log" | head -n 1)"
+else
+    tail -n 10 "$work/watchdog.log"
+    record watchdog 1 "exit $status after ${ms} ms"
 fi
 
 echo "$passed passed, $failed failed"
