@@ -86,7 +86,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "ImportTests", dependencies: ["Import", "Model", "Datasets", "Formats", "Kernels", "TestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "RetrievalTests", dependencies: ["Retrieval", "Evaluation", "DataParallel", "Model", "Import",
+        .testTarget(name: "RetrievalTests", dependencies: ["Retrieval", "Evaluation", "DataParallel", "Model", "Import", "Formats",
                                                            "Datasets", "Distributed", "Kernels", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Distributed", "Kernels", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Configuration", "Retrieval", "Evaluation", "DataParallel", "Model",

@@ -3,6 +3,7 @@ import DataParallel
 import Datasets
 import Distributed
 import Formats
+import Import
 import Foundation
 import Kernels
 import Model
@@ -180,6 +181,8 @@ public struct PairedRetrievalData {
 /// Summary of a pretraining run (`summary.json`).
 public struct PretrainSummary: Codable, Equatable, Sendable {
     public var ranks: Int
+    /// The signal that stopped the run early (it resumes with `--resume auto`), if one did.
+    public var stoppedBySignal: Int32?
     public var steps: Int
     public var epochs: Int
     public var trainPairs: Int
@@ -218,9 +221,15 @@ public final class RetrieverPretrainer {
     let log: MetricsLog
     let progress: ProgressDisplay
     let seed: UInt64
+    /// Where the run is (a fresh run, or the checkpoint it resumed from).
+    private(set) var state = PretrainState()
 
+    /// `resume`: a `last.safetensors` this pretraining wrote (weights, optimiser state and
+    /// position): the run continues exactly where it stopped. `stopSignals` enables
+    /// graceful preemption (every rank stops after the same step with a checkpoint).
     public init(model: RetrieverModel, data: PairedRetrievalData, settings: PretrainConfig, comm: any Communicator,
-                outputDirectory: String?, showProgress: Bool = true) throws {
+                outputDirectory: String?, showProgress: Bool = true, resume: String? = nil,
+                stopSignals: StopSignals? = nil) throws {
         try settings.validate()
         self.model = model
         self.data = data
@@ -252,29 +261,33 @@ public final class RetrieverPretrainer {
         model.reserveActivations(batch: max(localTrain, settings.evalBatchSize), globalBatch: settings.batchSize)
         dataParallelStep = DataParallelStep(comm: comm, store: model.store, optimizer: optimizer, schedule: schedule,
                                             gradientClip: settings.gradClip, dropoutSeed: derivedSeed(seed, 0x0D0F),
-                                            divergenceHint: "lower --lr or keep --grad-clip on")
+                                            divergenceHint: "lower --lr or keep --grad-clip on", stopSignals: stopSignals)
+        if let resume { state = try PretrainCheckpoint.load(resume, into: model, optimizer: optimizer) }
         let isRoot = comm.rank == 0
         if isRoot, let outputDirectory {
             try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+            if resume != nil { try MetricsLog.trim(path: outputDirectory + "/metrics.jsonl", toStep: state.step) }
         }
         try comm.barrier()
         log = try MetricsLog(path: (outputDirectory ?? ".") + "/metrics.jsonl", enabled: isRoot && outputDirectory != nil,
-                             truncate: true)
+                             truncate: resume == nil)
         progress = ProgressDisplay(enabled: isRoot && showProgress, every: settings.logEvery)
     }
 
     /// Trains for `settings.epochs` epochs; returns the summary (the same on every rank).
     public func run() throws -> PretrainSummary {
         let store = model.store
-        let before = try evaluate()
+        let before = try state.before ?? evaluate()
+        state.before = before
         progress.message(String(format: "pretrain: %d rank%@, %d trainable parameters, %d steps/epoch × %d epochs, "
                                     + "global batch %d; held-out %d pairs: top-1 %.1f%% (chance %.1f%%) before training",
                                 comm.size, comm.size == 1 ? "" : "s", store.trainableCount, sampler.batchesPerEpoch,
                                 settings.epochs, settings.batchSize, data.heldOut.count, before.imageToTextTop1 * 100,
                                 before.chanceTop1 * 100))
-        var step = 0
+        var step = state.step
         var lastLoss: Float?
-        var after: RetrievalQuality?
+        var after = state.after
+        var signalled = false
         let throughput = ThroughputMeter()
         let observers: [any StepObserver] = [
             throughput,
@@ -286,12 +299,14 @@ public final class RetrieverPretrainer {
                 let epochsDone = r.epoch + 1
                 if epochsDone == settings.epochs || (settings.evaluateEvery > 0 && epochsDone % settings.evaluateEvery == 0) {
                     after = try evaluateAfterEpoch(r.epoch, step: r.step)
+                    state.after = after
                 }
             },
         ]
         model.isTraining = true
-        for epoch in 0..<settings.epochs {
-            for (b, local) in sampler.batches(epoch: epoch).enumerated() {
+        let (startEpoch, startBatch) = (state.epoch, state.nextBatch)   // a resumed run's position
+        loop: for epoch in startEpoch..<settings.epochs {
+            for (b, local) in sampler.batches(epoch: epoch).enumerated() where epoch > startEpoch || b >= startBatch {
                 let clock = Stopwatch()
                 let n = sampler.globalBatchCount(b)
                 let rows = RowExchange(comm: comm, counts: sampler.sliceCounts(batch: b))
@@ -310,12 +325,25 @@ public final class RetrieverPretrainer {
                 let report = StepReport(step: step, totalSteps: totalSteps, epoch: epoch, epochs: settings.epochs,
                                         batchInEpoch: b, samples: n, outcome: outcome, seconds: clock.elapsedSeconds,
                                         scalars: ["logit_scale": Double(model.logitScale.value.pointee)])
+                (state.step, state.epoch, state.nextBatch) = b + 1 == sampler.batchesPerEpoch
+                    ? (step, epoch + 1, 0) : (step, epoch, b + 1)
                 for observer in observers { try observer.stepEnded(report) }
+                if report.stopRequested && step < totalSteps {
+                    signalled = true
+                    break loop
+                }
             }
         }
+        try saveCheckpoint()
         model.isTraining = false
         progress.finishLine()
-        return PretrainSummary(ranks: comm.size, steps: step, epochs: settings.epochs, trainPairs: data.trainCount,
+        if signalled && comm.rank == 0 {
+            FileHandle.standardError.write(Data(("stopped by signal at step \(step); resume with clipit pretrain "
+                + "--resume auto --out \(outputDirectory ?? ".") (same options)\n").utf8))
+        }
+        return PretrainSummary(ranks: comm.size,
+                               stoppedBySignal: signalled ? dataParallelStep.stopSignals?.signalReceived ?? SIGTERM : nil,
+                               steps: step, epochs: settings.epochs, trainPairs: data.trainCount,
                                heldOutPairs: data.heldOut.count, seconds: throughput.seconds,
                                pairsPerSecond: throughput.samplesPerSecond, finalLoss: lastLoss.map(Double.init),
                                logitScale: Double(model.logitScale.value.pointee),
@@ -335,6 +363,14 @@ public final class RetrieverPretrainer {
         meta[RetrieverModel.tokenizerMetadataKey] = data.tokenizer.stateJSON
         meta[RetrieverModel.normalizationMetadataKey] = settings.normalization.rawValue
         try model.export(to: outputDirectory + "/retriever.safetensors", metadata: meta)
+    }
+
+    /// Rank 0 writes `last.safetensors` (atomically): every parameter, the optimiser state
+    /// and the position, so that `resume` continues bit-identically.
+    func saveCheckpoint() throws {
+        guard comm.rank == 0, let outputDirectory else { return }
+        try PretrainCheckpoint.write(to: outputDirectory + "/last.safetensors", model: model, optimizer: optimizer,
+                                     state: state, settings: settings)
     }
 
     /// The held-out evaluation after `epoch`: logged, shown, and the model back in training mode.
@@ -407,5 +443,69 @@ extension RetrieverModel {
         let counts = try sliceCounts ?? comm.allgather([batch])
         return try forwardBackward(images: images, tokens: tokens, batch: batch,
                                    rows: RowExchange(comm: comm, counts: counts))
+    }
+}
+
+
+/// Where a pretraining run is: the steps done, the next batch, and the held-out figures
+/// measured so far (a resumed run keeps its "before").
+public struct PretrainState: Codable, Equatable, Sendable {
+    public var step = 0
+    public var epoch = 0
+    public var nextBatch = 0
+    public var before: RetrievalQuality?
+    public var after: RetrievalQuality?
+
+    public init() {}
+}
+
+/// A pretraining run's `last.safetensors`: every parameter under its name, the optimiser's
+/// buffers under `optimizer.<name>`, and in the metadata the state, the optimiser's step
+/// and the configuration (`pretrain:` YAML).
+public enum PretrainCheckpoint {
+    static let stateKey = "clipit.pretrain.state"
+    static let optimizerStepKey = "clipit.optimizer_step"
+    static let configKey = "clipit.pretrain.config"
+
+    public static func write(to path: String, model: RetrieverModel, optimizer: any Optimizer, state: PretrainState,
+                             settings: PretrainConfig) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var writer = SafeTensorsWriter(metadata: [
+            stateKey: String(decoding: try encoder.encode(state), as: UTF8.self),
+            optimizerStepKey: String(optimizer.stepCount),
+            configKey: try settings.yaml(),
+        ])
+        for p in model.store.parameters { writer.add(p.name, shape: p.shape, pointer: p.value, count: p.count) }
+        for (name, tensor) in optimizer.stateBuffers {
+            writer.add("optimizer." + name, shape: [tensor.count], pointer: tensor.data, count: tensor.count)
+        }
+        try writer.write(to: path)
+    }
+
+    /// Loads `path` into `model` and `optimizer` (built with the same configuration) and
+    /// returns where the run stopped.
+    public static func load(_ path: String, into model: RetrieverModel, optimizer: any Optimizer) throws -> PretrainState {
+        let file = try SafeTensorsFile(path: path)
+        guard let stateJSON = file.metadata[stateKey],
+              let state = try? JSONDecoder().decode(PretrainState.self, from: Data(stateJSON.utf8)) else {
+            throw RetrieverError("'\(path)' is not a pretraining checkpoint (no '\(stateKey)' metadata); resume from the "
+                                 + "last.safetensors that clipit pretrain wrote")
+        }
+        try model.store.load(from: file, prefix: "", allowMissing: { _ in false },
+                             ignoreUnexpected: { $0.hasPrefix("optimizer.") })
+        for (name, tensor) in optimizer.stateBuffers {
+            let key = "optimizer." + name
+            guard file.contains(key), try file.entry(key).count == tensor.count else {
+                throw RetrieverError("'\(path)' has no optimiser buffer '\(key)' of \(tensor.count) values; resume with "
+                                     + "the configuration the run was started with")
+            }
+            try file.read(key, into: tensor.data, count: tensor.count)
+        }
+        optimizer.stepCount = Int(file.metadata[optimizerStepKey] ?? "") ?? 0
+        if let name = model.store.firstNonFiniteParameter() {
+            throw RetrieverError("'\(path)': parameter '\(name)' holds non-finite values; resume from an earlier checkpoint")
+        }
+        return state
     }
 }

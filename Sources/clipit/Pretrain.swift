@@ -1,5 +1,6 @@
 import ArgumentParser
 import Configuration
+import DataParallel
 import Datasets
 import Foundation
 import Model
@@ -43,6 +44,10 @@ struct Pretrain: ParsableCommand {
 
     @Option(help: "Output directory (created if missing).")
     var out: String
+
+    @Option(help: ArgumentHelp("Continue from a stopped run's checkpoint (its last.safetensors), or 'auto': "
+                               + "--out's last.safetensors when it has one.", valueName: "checkpoint|auto"))
+    var resume: String?
 
     @Option(help: "Tower preset: tiny or demo (pretrain.preset; default demo).")
     var preset: String?
@@ -123,7 +128,18 @@ struct Pretrain: ParsableCommand {
         do { _ = try resolveConfig() } catch { throw ValidationError(String(describing: error)) }
     }
 
+    /// A stopped run's checkpoint: `--resume auto` continues `--out` when it has one.
+    var checkpointToResume: String? {
+        guard resume == "auto" else { return resume }
+        let last = (out as NSString).appendingPathComponent("last.safetensors")
+        return FileManager.default.fileExists(atPath: last) ? last : nil
+    }
+
+    /// Pretrains; on SIGTERM, SIGINT or SIGUSR1 every rank stops after the same step with a
+    /// checkpoint of it (no export is written) and the process exits with status 75.
     func run() throws {
+        let signals = StopSignals()
+        var stoppedBySignal = false
         try communicator.run { comm in
             let settings = try resolveConfig()
             let config = try settings.retrieverConfig()
@@ -132,8 +148,12 @@ struct Pretrain: ParsableCommand {
             let model = try RetrieverModel(config, seed: UInt64(truncatingIfNeeded: settings.seed))
             model.store.execution.parallelHeads = true   // one rank per process: BLAS called from this thread only
             let trainer = try RetrieverPretrainer(model: model, data: paired, settings: settings, comm: comm,
-                                                  outputDirectory: out)
+                                                  outputDirectory: out, resume: checkpointToResume, stopSignals: signals)
             let summary = try trainer.run()
+            if summary.stoppedBySignal != nil {
+                stoppedBySignal = true
+                return
+            }
             try trainer.writeOutputs(summary: summary, metadata: ["clipit.retriever.preset": settings.preset,
                                                                   "clipit.retriever.seed": String(settings.seed)])
             if comm.rank == 0 {
@@ -148,6 +168,7 @@ struct Pretrain: ParsableCommand {
             }
             try comm.barrier()
         }
+        if stoppedBySignal { throw ExitCode(StopSignals.exitCode) }
     }
 }
 

@@ -2,6 +2,7 @@
 import Datasets
 import Distributed
 @testable import Evaluation
+import Formats
 import Foundation
 @testable import Import
 import Kernels
@@ -233,6 +234,48 @@ final class RetrieverPipelineTests: XCTestCase {
     }
 
     /// Pretrains on `ranks` thread ranks, exports the model from rank 0 to `export`.
+    /// A pretraining stopped by a signal after its first step and resumed from its
+    /// checkpoint ends with the same weights, on two thread ranks, as an uninterrupted one.
+    func testAStoppedPretrainingResumesBitIdentically() throws {
+        let dir = Self.directory
+        let work = NSTemporaryDirectory() + "clipit-pretrain-resume-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        func run(out: String, resume: String?, stopAtOnce: Bool) throws -> [PretrainSummary] {
+            try ThreadRankCommunicator.run(size: 2) { comm -> PretrainSummary in
+                let config = try RetrieverPresets.config("tiny")
+                let data = try PairedRetrievalData(imagesPath: dir + "/paired.cds", reportsPath: dir + "/paired.jsonl",
+                                                   holdoutFraction: Self.settings.holdoutFraction, text: config.text)
+                let model = try RetrieverModel(config, seed: 7)
+                let signals = StopSignals(handling: false)
+                if stopAtOnce && comm.rank == 1 { signals.request() }
+                let trainer = try RetrieverPretrainer(model: model, data: data, settings: Self.settings, comm: comm,
+                                                      outputDirectory: out, showProgress: false, resume: resume,
+                                                      stopSignals: signals)
+                return try trainer.run()
+            }
+        }
+        let whole = try run(out: work + "/whole", resume: nil, stopAtOnce: false)
+        XCTAssertNil(whole[0].stoppedBySignal)
+        let stopped = try run(out: work + "/split", resume: nil, stopAtOnce: true)
+        XCTAssertEqual(stopped.map(\.steps), [1, 1], "both ranks stop after the same step")
+        XCTAssertNotNil(stopped[0].stoppedBySignal)
+        let resumed = try run(out: work + "/split", resume: work + "/split/last.safetensors", stopAtOnce: false)
+        XCTAssertEqual(resumed[0].steps, whole[0].steps)
+        XCTAssertEqual(resumed[0].before, whole[0].before, "the resumed run keeps the first run's 'before'")
+        XCTAssertEqual(resumed[0].after, whole[0].after)
+        let a = try SafeTensorsFile(path: work + "/whole/last.safetensors")
+        let b = try SafeTensorsFile(path: work + "/split/last.safetensors")
+        XCTAssertEqual(a.names, b.names)
+        for name in a.names { XCTAssertEqual(try a.floats(name).map(\.bitPattern), try b.floats(name).map(\.bitPattern), name) }
+        let losses = { (path: String) -> [Double] in
+            try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").compactMap { line in
+                let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+                return o["type"] as? String == "step" ? o["loss"] as? Double : nil
+            }
+        }
+        XCTAssertEqual(try losses(work + "/split/metrics.jsonl"), try losses(work + "/whole/metrics.jsonl"))
+    }
+
     func pretrain(ranks: Int, export: String? = nil) throws -> [PretrainSummary] {
         let dir = Self.directory
         return try ThreadRankCommunicator.run(size: ranks) { comm -> PretrainSummary in
