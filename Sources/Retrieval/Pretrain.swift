@@ -477,9 +477,7 @@ public enum PretrainCheckpoint {
             configKey: try settings.yaml(),
         ])
         for p in model.store.parameters { writer.add(p.name, shape: p.shape, pointer: p.value, count: p.count) }
-        for (name, tensor) in optimizer.stateBuffers {
-            writer.add("optimizer." + name, shape: [tensor.count], pointer: tensor.data, count: tensor.count)
-        }
+        writer.addOptimizerState(optimizer)
         try writer.write(to: path)
     }
 
@@ -494,15 +492,7 @@ public enum PretrainCheckpoint {
         }
         try model.store.load(from: file, prefix: "", allowMissing: { _ in false },
                              ignoreUnexpected: { $0.hasPrefix("optimizer.") })
-        for (name, tensor) in optimizer.stateBuffers {
-            let key = "optimizer." + name
-            guard file.contains(key), try file.entry(key).count == tensor.count else {
-                throw RetrieverError("'\(path)' has no optimiser buffer '\(key)' of \(tensor.count) values; resume with "
-                                     + "the configuration the run was started with")
-            }
-            try file.read(key, into: tensor.data, count: tensor.count)
-        }
-        optimizer.stepCount = Int(file.metadata[optimizerStepKey] ?? "") ?? 0
+        try file.readOptimizerState(into: optimizer, step: Int(file.metadata[optimizerStepKey] ?? "") ?? 0)
         if let name = model.store.firstNonFiniteParameter() {
             throw RetrieverError("'\(path)': parameter '\(name)' holds non-finite values; resume from an earlier checkpoint")
         }

@@ -75,11 +75,7 @@ public enum Checkpoint {
         for p in store.parameters where p.isTrainable || saveFrozen {
             writer.add(p.name, shape: p.shape, pointer: UnsafePointer(p.value), count: p.count)
         }
-        if let optimizer {
-            for (name, tensor) in optimizer.stateBuffers {
-                writer.add("optimizer." + name, shape: [tensor.count], pointer: UnsafePointer(tensor.data), count: tensor.count)
-            }
-        }
+        if let optimizer { writer.addOptimizerState(optimizer) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         writer.metadata = [
@@ -149,15 +145,7 @@ public enum Checkpoint {
 
     /// Loads the optimiser's buffers and step count.
     public static func loadOptimizer(_ file: SafeTensorsFile, into optimizer: any Optimizer, step: Int) throws {
-        for (name, tensor) in optimizer.stateBuffers {
-            let key = "optimizer." + name
-            guard file.contains(key), try file.entry(key).count == tensor.count else {
-                throw TrainingError("checkpoint '\(file.path)' has no optimiser buffer '\(key)' of \(tensor.count) values; "
-                                    + "resume with the optimiser the run was started with")
-            }
-            try file.read(key, into: tensor.data, count: tensor.count)
-        }
-        optimizer.stepCount = step
+        try file.readOptimizerState(into: optimizer, step: step)
     }
 
     /// Rebuilds the model a checkpoint was trained as, with its weights (training mode
