@@ -29,8 +29,8 @@ public final class DataParallelStep {
     /// This rank's stop flag (graceful preemption), reduced with the losses.
     public let stopSignals: StopSignals?
     /// `LossBreakdown.fieldCount` losses, `diagnosticWidth` diagnostic sums, then one stop
-    /// vote (allocated once).
-    private var reduction: [Float]
+    /// vote: the second allreduce's buffer, allocated once.
+    private let reduction: UnsafeMutableBufferPointer<Float>
     private let diagnosticWidth: Int
 
     /// - Parameter diagnosticWidth: floats of per-step sums the forward/backward may add
@@ -47,8 +47,10 @@ public final class DataParallelStep {
         self.divergenceHint = divergenceHint
         self.stopSignals = stopSignals
         self.diagnosticWidth = diagnosticWidth
-        reduction = [Float](repeating: 0, count: LossBreakdown.fieldCount + diagnosticWidth + 1)
+        reduction = .allocate(capacity: LossBreakdown.fieldCount + diagnosticWidth + 1)
     }
+
+    deinit { reduction.deallocate() }
 
     /// The reduced outcome of one step.
     public struct Outcome {
@@ -61,40 +63,35 @@ public final class DataParallelStep {
         /// Some rank received a stop signal before this step's reduction: every rank stops
         /// after this step.
         public var stopRequested: Bool
+        /// The diagnostic sums over all ranks (`diagnosticWidth` floats), valid until the
+        /// next `run`.
+        public var diagnostics: UnsafeBufferPointer<Float>
     }
 
     /// Runs step `step` (0-based; it selects the learning rate and the dropout masks) on a
     /// global batch of which this rank holds the rows starting at `firstGlobalRow`
-    /// (`ShardedSampler.localRows`). `forwardBackward` runs this rank's slice
-    /// (on every rank, even with an empty slice, since a model's loss may itself run
-    /// collectives; an empty slice returns zeros), adds into `store.gradients` and into
-    /// `diagnostics`, and returns the slice's losses. `reducedDiagnostics`, when given,
-    /// receives the summed diagnostics.
+    /// (`ShardedSampler.localRows`). `forwardBackward` runs this rank's slice (on every
+    /// rank, even with an empty slice, since a model's loss may itself run collectives; an
+    /// empty slice returns zeros), adds into `store.gradients` and into `diagnostics`, and
+    /// returns the slice's losses. Nothing is allocated.
     @discardableResult
     public func run(step: Int, firstGlobalRow: Int,
-                    reducedDiagnostics: ((UnsafeBufferPointer<Float>) -> Void)? = nil,
                     _ forwardBackward: (_ diagnostics: UnsafeMutableBufferPointer<Float>) throws -> LossBreakdown)
         throws -> Outcome {
         store.zeroGradients()
-        (comm as? WatchedCommunicator)?.phase = "step \(step + 1)"
+        comm.beginStep(step + 1)
         // Dropout masks are drawn per global row, so they do not depend on the rank count.
         store.execution.dropout = DropoutStream(seed: dropoutSeed, step: UInt64(step), firstGlobalRow: firstGlobalRow)
-        for k in reduction.indices { reduction[k] = 0 }
-        let stopSlot = LossBreakdown.fieldCount + diagnosticWidth
-        let losses = try reduction.withUnsafeMutableBufferPointer { all in
-            try forwardBackward(UnsafeMutableBufferPointer(rebasing: all[LossBreakdown.fieldCount..<stopSlot]))
-        }
-        losses.write(into: &reduction)
+        let first = LossBreakdown.fieldCount, stopSlot = first + diagnosticWidth
+        reduction.update(repeating: 0)
+        let losses = try forwardBackward(UnsafeMutableBufferPointer(rebasing: reduction[first..<stopSlot]))
+        losses.write(into: reduction)
         reduction[stopSlot] = stopSignals?.signalReceived == nil ? 0 : 1
         try comm.allreduce(store.gradients.data, count: store.trainableCount, .sum)
-        try comm.allreduce(&reduction, .sum)
-        let reduced = LossBreakdown(reading: reduction)
-        for (term, value) in [("loss", reduced.total), ("ce term", reduced.ce), ("distill term", reduced.distill)]
-        where !value.isFinite {
+        try comm.allreduce(reduction, .sum)
+        let reduced = LossBreakdown(reading: UnsafeBufferPointer(reduction))
+        if let (term, value) = reduced.firstNonFinite {
             throw DataParallelError("the \(term) became \(value) at step \(step + 1): \(divergenceHint)")
-        }
-        if let reducedDiagnostics {
-            reduction.withUnsafeBufferPointer { reducedDiagnostics(UnsafeBufferPointer(rebasing: $0[LossBreakdown.fieldCount..<stopSlot])) }
         }
         let norm = gradientClip > 0
             ? clipGradientNorm(store.gradients.data, count: store.trainableCount, maxNorm: gradientClip)
@@ -106,7 +103,8 @@ public final class DataParallelStep {
         }
         let lr = schedule.learningRate(atStep: step)
         optimizer.step(store, learningRate: lr)
-        return Outcome(losses: reduced, gradientNorm: norm, learningRate: lr, stopRequested: reduction[stopSlot] > 0)
+        return Outcome(losses: reduced, gradientNorm: norm, learningRate: lr, stopRequested: reduction[stopSlot] > 0,
+                       diagnostics: UnsafeBufferPointer(rebasing: reduction[first..<stopSlot]))
     }
 }
 
@@ -115,15 +113,23 @@ extension LossBreakdown {
     public static let fieldCount = 3
 
     /// Packs the named losses at the start of a reduction buffer.
-    func write(into buffer: inout [Float]) {
+    func write(into buffer: UnsafeMutableBufferPointer<Float>) {
         buffer[0] = total
         buffer[1] = ce
         buffer[2] = distill
     }
 
     /// Reads what `write(into:)` packed.
-    init(reading buffer: [Float]) {
+    init(reading buffer: UnsafeBufferPointer<Float>) {
         self.init(total: buffer[0], ce: buffer[1], distill: buffer[2])
+    }
+
+    /// The first of the loss and its terms that is NaN or infinite, with its name.
+    var firstNonFinite: (term: String, value: Float)? {
+        if !total.isFinite { return ("loss", total) }
+        if !ce.isFinite { return ("ce term", ce) }
+        if !distill.isFinite { return ("distill term", distill) }
+        return nil
     }
 }
 

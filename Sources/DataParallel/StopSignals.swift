@@ -17,8 +17,11 @@ public final class StopSignals: @unchecked Sendable {
     private var received: Int32?
     private var sources: [any DispatchSourceSignal] = []
 
-    /// Starts handling `handled` in this process (the default disposition is replaced).
-    public init() {
+    /// Starts handling `handled` in this process (their default disposition is replaced).
+    /// `handlingSignals: false` gives a flag raised only by `request`: a program that embeds
+    /// a loop and asks it to stop, or a test.
+    public init(handlingSignals: Bool = true) {
+        guard handlingSignals else { return }
         for signalNumber in Self.handled {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
@@ -26,11 +29,6 @@ public final class StopSignals: @unchecked Sendable {
             source.resume()
             sources.append(source)
         }
-    }
-
-    /// A flag that is never raised (tests, library use without signal handling).
-    public init(handling: Bool) {
-        precondition(!handling, "StopSignals(handling: true) is init()")
     }
 
     deinit {
@@ -44,8 +42,14 @@ public final class StopSignals: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Raises the flag as if `signalNumber` had arrived (tests).
+    /// Raises the flag as if `signalNumber` had arrived.
     public func request(_ signalNumber: Int32 = SIGTERM) { record(signalNumber) }
+
+    /// Prints the one line a scheduler's log needs when a run stopped at `step` (rank 0).
+    public static func announceStop(step: Int, command: String, runFolder: String) {
+        FileHandle.standardError.write(Data(("stopped by signal at step \(step); resume with clipit \(command) "
+            + "--resume auto --out \(runFolder) (same options)\n").utf8))
+    }
 
     /// The first signal received, nil while none has arrived.
     public var signalReceived: Int32? {
@@ -53,4 +57,12 @@ public final class StopSignals: @unchecked Sendable {
         defer { lock.unlock() }
         return received
     }
+}
+
+/// The checkpoint a `--resume` argument names: a path as given, or for `auto` the run
+/// folder's `last.safetensors` when it exists (nil: start the run afresh).
+public func checkpointToResume(_ argument: String?, runFolder: String) -> String? {
+    guard argument == "auto" else { return argument }
+    let last = (runFolder as NSString).appendingPathComponent("last.safetensors")
+    return FileManager.default.fileExists(atPath: last) ? last : nil
 }

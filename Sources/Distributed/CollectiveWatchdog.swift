@@ -18,7 +18,8 @@ public final class WatchedCommunicator: Communicator {
     private var operation: String?
     private var started = 0.0
     private var calls = 0
-    private var phaseLabel = "start-up"
+    private var phaseLabel: String?
+    private var step = 0
     private var running = true
 
     /// Exit status of a rank ended by the watchdog.
@@ -34,11 +35,22 @@ public final class WatchedCommunicator: Communicator {
         thread.start()
     }
 
-    /// What the ranks are doing (the step), named in a timeout's message.
+    /// What the ranks are doing, named in a timeout's message: a label set here, otherwise
+    /// the step `beginStep` recorded ("step N"), or "start-up" before the first step.
     public var phase: String {
-        get { lock.lock(); defer { lock.unlock() }; return phaseLabel }
+        get { lock.lock(); defer { lock.unlock() }; return phaseText }
         set { lock.lock(); phaseLabel = newValue; lock.unlock() }
     }
+
+    /// Records the step without building a string (called once per step).
+    public func beginStep(_ step: Int) {
+        lock.lock()
+        self.step = step
+        lock.unlock()
+    }
+
+    /// `phase` (the caller holds the lock).
+    private var phaseText: String { phaseLabel ?? (step > 0 ? "step \(step)" : "start-up") }
 
     /// One check; false once the communicator is shut down.
     private func watch() -> Bool {
@@ -46,7 +58,7 @@ public final class WatchedCommunicator: Communicator {
         defer { lock.unlock() }
         guard running else { return false }
         if let operation, Self.now() - started > timeout {
-            let message = "clipit: rank \(base.rank): collective \(operation) (call \(calls), \(phaseLabel)) has not "
+            let message = "clipit: rank \(base.rank): collective \(operation) (call \(calls), \(phaseText)) has not "
                 + "completed after \(Int(timeout)) s: another rank is stopped, hung or unreachable; ending the job "
                 + "(--collective-timeout sets the limit)\n"
             message.withCString { _ = write(2, $0, strlen($0)) }

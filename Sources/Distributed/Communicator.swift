@@ -66,6 +66,10 @@ public protocol Communicator: AnyObject {
     /// Releases the communicator (`MPI_Finalize`). Call once, on every rank, after the
     /// last collective. Further calls are ignored.
     func shutdown()
+
+    /// Notes that the ranks are entering optimiser step `step` (1-based), for messages
+    /// about a collective that does not complete (`WatchedCommunicator`). Default: nothing.
+    func beginStep(_ step: Int)
 }
 
 /// The reduction applied elementwise by `allreduce`.
@@ -117,6 +121,10 @@ public struct MPIError: Error, CustomStringConvertible, Sendable {
 }
 
 // MARK: - Pointer and array conveniences
+
+extension Communicator {
+    public func beginStep(_ step: Int) {}
+}
 
 extension Communicator {
     /// In-place allreduce of `count` elements starting at `pointer` (a flat gradient buffer).

@@ -15,8 +15,7 @@ public final class SingleRankCommunicator: Communicator {
     public var backendName: String { "single" }
 
     public init() {
-        var name = [CChar](repeating: 0, count: 256)
-        hostName = gethostname(&name, name.count - 1) == 0 ? String(cString: name) : "localhost"
+        hostName = localHostName()
     }
 
     public func barrier() throws {}
@@ -58,4 +57,10 @@ public final class SingleRankCommunicator: Communicator {
         guard let source = send.baseAddress, let destination = receive.baseAddress else { return }
         destination.update(from: source, count: send.count)
     }
+}
+
+/// This machine's host name (`gethostname`), "localhost" when it cannot be read.
+public func localHostName() -> String {
+    var name = [CChar](repeating: 0, count: 256)
+    return gethostname(&name, name.count - 1) == 0 ? String(cString: name) : "localhost"
 }

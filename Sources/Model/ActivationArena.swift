@@ -52,7 +52,7 @@ public final class ActivationArena {
     private var blockCount = 0
     /// The shape the buffers are sized for; nil before the first `reserve`.
     public private(set) var shape: ActivationShape?
-    /// A layer's geometry changed since the last plan (`invalidate`).
+    /// A buffer was declared or a layer's rows per sample changed since the last plan.
     private var isStale = false
     /// BLAS threads when planned: per-worker scratch (attention heads) is sized by them.
     private var plannedThreads = 0
@@ -75,10 +75,6 @@ public final class ActivationArena {
     /// Floats in the arena's allocation.
     public var floatCount: Int { blockCount }
 
-    /// Marks the plan out of date (a layer's rows per sample changed); the next `reserve`
-    /// re-plans.
-    public func invalidate() { isStale = true }
-
     /// Makes every buffer hold at least what a batch of `samples` local samples (and
     /// `globalSamples` over all ranks, default `samples`) needs; a no-op when the arena
     /// already fits.
@@ -91,6 +87,17 @@ public final class ActivationArena {
         }
         plan(ActivationShape(samples: max(samples, shape?.samples ?? 0),
                              globalSamples: max(global, shape?.globalSamples ?? 0)))
+    }
+
+    /// `reserve(samples:)` for a layer whose rows per sample come with the call (a sequence
+    /// length, a patch count): `rows` takes `count`, and a change re-plans the arena. Inside
+    /// a tower the count is the tower's, so nothing changes.
+    public func reserve(samples: Int, rows: SampleRows, perSample count: Int) {
+        if rows.count != count {
+            rows.count = count
+            isStale = true
+        }
+        reserve(samples: samples)
     }
 
     /// One zero-filled allocation for every buffer at `shape`; each buffer's start is

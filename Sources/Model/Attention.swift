@@ -119,11 +119,7 @@ public final class MultiHeadAttention {
         }
         self.batch = batch
         self.tokens = tokens
-        if rowsPerSample.count != tokens {   // used on its own: the sequence length is the call's
-            rowsPerSample.count = tokens
-            arena.invalidate()
-        }
-        arena.reserve(samples: batch)
+        arena.reserve(samples: batch, rows: rowsPerSample, perSample: tokens)   // on its own: the call's count
         // Projections into the (B·T, 3E) qkv buffer.
         switch layout {
         case .fused:

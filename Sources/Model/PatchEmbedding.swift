@@ -55,11 +55,7 @@ public final class PatchEmbedding {
         self.imageWidth = width
         let P = patchSize, C = channels, K = C * P * P
         let gh = height / P, gw = width / P, N = gh * gw
-        if rowsPerSample.count != N {   // used on its own: the patch count is the image's
-            rowsPerSample.count = N
-            arena.invalidate()
-        }
-        arena.reserve(samples: batch)
+        arena.reserve(samples: batch, rows: rowsPerSample, perSample: N)   // on its own: the call's count
         for b in 0..<batch {
             let image = images + b * C * height * width          // (C, H, W)
             for py in 0..<gh {

@@ -99,11 +99,7 @@ public final class TransformerBlock {
         self.batch = batch
         self.tokens = tokens
         input = x
-        if rowsPerSample.count != tokens {   // used on its own: the sequence length is the call's
-            rowsPerSample.count = tokens
-            arena.invalidate()
-        }
-        arena.reserve(samples: batch)
+        arena.reserve(samples: batch, rows: rowsPerSample, perSample: tokens)   // on its own: the call's count
         norm1.forward(x, norm1Out.data, rows: rows)
         attention.forward(norm1Out.data, attnOut.data, batch: batch, tokens: tokens)
         addScaledResidual(x, attnOut.data, layerScale1, residual1.data, rows: rows)

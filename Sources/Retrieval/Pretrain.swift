@@ -338,8 +338,7 @@ public final class RetrieverPretrainer {
         model.isTraining = false
         progress.finishLine()
         if signalled && comm.rank == 0 {
-            FileHandle.standardError.write(Data(("stopped by signal at step \(step); resume with clipit pretrain "
-                + "--resume auto --out \(outputDirectory ?? ".") (same options)\n").utf8))
+            StopSignals.announceStop(step: step, command: "pretrain", runFolder: outputDirectory ?? ".")
         }
         return PretrainSummary(ranks: comm.size,
                                stoppedBySignal: signalled ? dataParallelStep.stopSignals?.signalReceived ?? SIGTERM : nil,

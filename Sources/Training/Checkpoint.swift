@@ -143,11 +143,6 @@ public enum Checkpoint {
         }
     }
 
-    /// Loads the optimiser's buffers and step count.
-    public static func loadOptimizer(_ file: SafeTensorsFile, into optimizer: any Optimizer, step: Int) throws {
-        try file.readOptimizerState(into: optimizer, step: step)
-    }
-
     /// Rebuilds the model a checkpoint was trained as, with its weights (training mode
     /// off). Collective-free: every rank may call it.
     public static func loadModel(_ path: String) throws -> (model: any TrainableModel, header: Header) {

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Distributed
 import Foundation
 
 /// Exclusive use of a run folder for the lifetime of a training run (rank 0 holds it).
@@ -20,7 +21,7 @@ public final class RunFolderLock {
     /// Takes the lock of `directory` (which must exist).
     public init(directory: String) throws {
         path = (directory as NSString).appendingPathComponent(".clipit.lock")
-        let me = "\(Self.hostName()) \(getpid())\n"
+        let me = "\(localHostName()) \(getpid())\n"
         for _ in 0..<2 {
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
             if fd >= 0 {
@@ -35,7 +36,7 @@ public final class RunFolderLock {
             let holder = (try? String(contentsOfFile: path, encoding: .utf8))?
                 .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
             let parts = holder.split(separator: " ")
-            if parts.count == 2, String(parts[0]) == Self.hostName(), let pid = Int32(parts[1]),
+            if parts.count == 2, String(parts[0]) == localHostName(), let pid = Int32(parts[1]),
                kill(pid, 0) != 0 && errno == ESRCH {
                 unlink(path)   // stale: its process is gone; try again once
                 continue
@@ -54,9 +55,4 @@ public final class RunFolderLock {
     }
 
     deinit { release() }
-
-    static func hostName() -> String {
-        var buffer = [CChar](repeating: 0, count: 256)
-        return gethostname(&buffer, buffer.count) == 0 ? String(cString: buffer) : "localhost"
-    }
 }

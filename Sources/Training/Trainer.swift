@@ -136,7 +136,7 @@ public final class Trainer {
 
         if let checkpoint {
             try Checkpoint.loadWeights(checkpoint.file, into: built)
-            try Checkpoint.loadOptimizer(checkpoint.file, into: optimizer, step: checkpoint.header.optimizerStep)
+            try checkpoint.file.readOptimizerState(into: optimizer, step: checkpoint.header.optimizerStep)
             state = checkpoint.header.state
             lastValidatedStep = state.step
         } else {
@@ -231,11 +231,7 @@ public final class Trainer {
             progress.message(String(format: "train: %@ after %d steps in %.1f s (%.1f img/s)%@; checkpoints in %@",
                                     stopped ? "stopped" : "done", summary.steps, summary.seconds, summary.imagesPerSecond,
                                     best, outputDirectory))
-            if signalled {
-                // Every rank stops here; the message is the one line a scheduler's log needs.
-                FileHandle.standardError.write(Data(("stopped by signal at step \(state.step); resume with "
-                    + "clipit train --resume auto --out \(outputDirectory) (same options)\n").utf8))
-            }
+            if signalled { StopSignals.announceStop(step: state.step, command: "train", runFolder: outputDirectory) }
         }
         return summary
     }
@@ -247,18 +243,18 @@ public final class Trainer {
     private func trainStep(epoch: Int, batch b: Int, local: [Int]) throws -> StepReport {
         let clock = Stopwatch()
         let n = sampler.globalBatchCount(b), textWidth = model.textEmbeddingWidth
-        var scalars: [String: Double] = [:]
-        let outcome = try dataParallelStep.run(step: state.step, firstGlobalRow: sampler.localRows(batch: b).lowerBound,
-                                               reducedDiagnostics: { sums in
-            if textWidth > 0 {
-                scalars["text_cos"] = meanPairwiseCosine(sumOfUnitVectors: sums.baseAddress!, width: textWidth, count: n)
-            }
-        }) { textSums in
+        let outcome = try dataParallelStep.run(step: state.step,
+                                               firstGlobalRow: sampler.localRows(batch: b).lowerBound) { textSums in
             guard !local.isEmpty else { return LossBreakdown(total: 0, ce: 0, distill: 0) }
             let batch = trainAssembler.assemble(local, inputs: model.trainingInputs, seed: seed, epoch: epoch)
             let losses = model.forwardBackward(batch, globalBatch: n)
             if let t = model.textEmbeddings { addUnitRows(t, rows: local.count, width: textWidth, into: textSums.baseAddress!) }
             return losses
+        }
+        var scalars: [String: Double] = [:]
+        if textWidth > 0 {
+            scalars["text_cos"] = meanPairwiseCosine(sumOfUnitVectors: outcome.diagnostics.baseAddress!, width: textWidth,
+                                                     count: n)
         }
         state.step += 1
         state.imagesSeen += n

@@ -271,24 +271,16 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     ///   projection), LoRA r = 8, α = 8, 3 epochs of batch 32: sized so a run on the
     ///   synthetic benchmark takes well under a minute on two cores.
     public static func preset(_ name: String) throws -> TrainingConfig {
-        switch name {
-        case "tiny":
-            let towers = ModelPreset.named(name)!
-            return TrainingConfig(
-                model: ModelSettings(preset: name, vision: towers.vision, text: towers.text,
-                                     lora: LoRASettings(rank: 4, alpha: 8)),
-                data: DataSettings(augment: false),
-                train: RunSettings(epochs: 2, batchSize: 8, evalBatchSize: 16, validationsPerEpoch: 2, logEvery: 1))
-        case "demo":
-            let towers = ModelPreset.named(name)!
-            return TrainingConfig(
-                model: ModelSettings(preset: name, vision: towers.vision, text: towers.text,
-                                     lora: LoRASettings(rank: 8, alpha: 8)),
-                data: DataSettings(augment: true),
-                train: RunSettings(epochs: 3, batchSize: 32, evalBatchSize: 64, validationsPerEpoch: 2, logEvery: 5))
-        default:
+        guard let towers = ModelPreset.named(name) else {
             throw TrainingError("unknown model preset '\(name)'; choose one of \(presetNames.joined(separator: ", "))")
         }
+        let tiny = name == "tiny"
+        return TrainingConfig(
+            model: ModelSettings(preset: name, vision: towers.vision, text: towers.text,
+                                 lora: LoRASettings(rank: tiny ? 4 : 8, alpha: 8)),
+            data: DataSettings(augment: !tiny),
+            train: tiny ? RunSettings(epochs: 2, batchSize: 8, evalBatchSize: 16, validationsPerEpoch: 2, logEvery: 1)
+                : RunSettings(epochs: 3, batchSize: 32, evalBatchSize: 64, validationsPerEpoch: 2, logEvery: 5))
     }
 
     // MARK: Validation

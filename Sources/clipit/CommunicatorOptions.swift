@@ -1,4 +1,5 @@
 import ArgumentParser
+import DataParallel
 import Distributed
 
 /// Chooses the communicator of a command: `--comm auto|mpi|single`.
@@ -30,6 +31,16 @@ struct CommunicatorOptions: ParsableArguments {
         let comm = try make()
         comm.runOrAbort { try body(comm) }
         comm.shutdown()
+    }
+
+    /// `run` for a loop that stops gracefully on SIGTERM, SIGINT or SIGUSR1: `body` gets the
+    /// signal flag and returns whether the loop stopped on it; the process then exits with
+    /// `StopSignals.exitCode` (75) after the communicator is shut down.
+    func runStoppable(_ body: (any Communicator, StopSignals) throws -> Bool) throws {
+        let signals = StopSignals()
+        var stopped = false
+        try run { stopped = try body($0, signals) }
+        if stopped { throw ExitCode(StopSignals.exitCode) }
     }
 }
 

@@ -128,19 +128,10 @@ struct Pretrain: ParsableCommand {
         do { _ = try resolveConfig() } catch { throw ValidationError(String(describing: error)) }
     }
 
-    /// A stopped run's checkpoint: `--resume auto` continues `--out` when it has one.
-    var checkpointToResume: String? {
-        guard resume == "auto" else { return resume }
-        let last = (out as NSString).appendingPathComponent("last.safetensors")
-        return FileManager.default.fileExists(atPath: last) ? last : nil
-    }
-
     /// Pretrains; on SIGTERM, SIGINT or SIGUSR1 every rank stops after the same step with a
     /// checkpoint of it (no export is written) and the process exits with status 75.
     func run() throws {
-        let signals = StopSignals()
-        var stoppedBySignal = false
-        try communicator.run { comm in
+        try communicator.runStoppable { comm, signals in
             let settings = try resolveConfig()
             let config = try settings.retrieverConfig()
             let paired = try PairedRetrievalData(imagesPath: settings.images, reportsPath: settings.reports,
@@ -148,12 +139,10 @@ struct Pretrain: ParsableCommand {
             let model = try RetrieverModel(config, seed: UInt64(truncatingIfNeeded: settings.seed))
             model.store.execution.parallelHeads = true   // one rank per process: BLAS called from this thread only
             let trainer = try RetrieverPretrainer(model: model, data: paired, settings: settings, comm: comm,
-                                                  outputDirectory: out, resume: checkpointToResume, stopSignals: signals)
+                                                  outputDirectory: out, resume: checkpointToResume(resume, runFolder: out),
+                                                  stopSignals: signals)
             let summary = try trainer.run()
-            if summary.stoppedBySignal != nil {
-                stoppedBySignal = true
-                return
-            }
+            if summary.stoppedBySignal != nil { return true }
             try trainer.writeOutputs(summary: summary, metadata: ["clipit.retriever.preset": settings.preset,
                                                                   "clipit.retriever.seed": String(settings.seed)])
             if comm.rank == 0 {
@@ -167,8 +156,8 @@ struct Pretrain: ParsableCommand {
                 print("pretrain: wrote \(out)/retriever.safetensors, config.yaml, summary.json, metrics.jsonl")
             }
             try comm.barrier()
+            return false
         }
-        if stoppedBySignal { throw ExitCode(StopSignals.exitCode) }
     }
 }
 

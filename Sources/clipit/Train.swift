@@ -107,30 +107,18 @@ struct Train: ParsableCommand {
         }
     }
 
-    /// The checkpoint to resume: `--resume CKPT`, or with `--resume auto` the run folder's
-    /// `last.safetensors` when it exists (nil: start the run).
-    var checkpointToResume: String? {
-        guard let resume else { return nil }
-        guard resume == "auto" else { return resume }
-        let last = (out! as NSString).appendingPathComponent("last.safetensors")
-        return FileManager.default.fileExists(atPath: last) ? last : nil
-    }
-
     /// Trains; on SIGTERM, SIGINT or SIGUSR1 every rank stops after the same step with a
     /// checkpoint of it and the process exits with `StopSignals.exitCode` (75).
     func run() throws {
-        let signals = StopSignals()
-        var stoppedBySignal = false
-        try communicator.run { comm in
-            let resume = checkpointToResume
+        try communicator.runStoppable { comm, signals in
+            let resume = DataParallel.checkpointToResume(resume, runFolder: out ?? ".")
             let config = try resolveConfig(resume: resume)
             let output = out ?? ((resume ?? ".") as NSString).deletingLastPathComponent
             let trainer = try Trainer(config: config, comm: comm, outputDirectory: output.isEmpty ? "." : output,
                                       resume: resume, showProgress: !quiet, parallelHeads: true, overwrite: overwrite,
                                       stopSignals: signals)
-            stoppedBySignal = try trainer.run().stoppedBySignal != nil
+            return try trainer.run().stoppedBySignal != nil
         }
-        if stoppedBySignal { throw ExitCode(StopSignals.exitCode) }
     }
 
     /// Preset ← config file ← --set ← explicit flags (or the checkpoint's configuration

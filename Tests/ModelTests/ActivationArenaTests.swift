@@ -28,9 +28,8 @@ final class ActivationArenaTests: XCTestCase {
         XCTAssertEqual(a.count, 90)
         XCTAssertEqual(b.count, 16, "the global batch keeps its largest value")
         // A geometry change (rows per sample) re-plans at the same shape.
-        rows.count = 4
-        arena.invalidate()
-        arena.reserve(samples: 1)
+        arena.reserve(samples: 1, rows: rows, perSample: 4)
+        XCTAssertEqual(rows.count, 4)
         XCTAssertEqual(a.count, 6 * 4 * 5)
     }
 

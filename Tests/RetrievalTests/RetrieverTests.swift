@@ -246,7 +246,7 @@ final class RetrieverPipelineTests: XCTestCase {
                 let data = try PairedRetrievalData(imagesPath: dir + "/paired.cds", reportsPath: dir + "/paired.jsonl",
                                                    holdoutFraction: Self.settings.holdoutFraction, text: config.text)
                 let model = try RetrieverModel(config, seed: 7)
-                let signals = StopSignals(handling: false)
+                let signals = StopSignals(handlingSignals: false)
                 if stopAtOnce && comm.rank == 1 { signals.request() }
                 let trainer = try RetrieverPretrainer(model: model, data: data, settings: Self.settings, comm: comm,
                                                       outputDirectory: out, showProgress: false, resume: resume,

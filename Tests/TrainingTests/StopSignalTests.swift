@@ -14,7 +14,7 @@ final class StopSignalTests: XCTestCase {
             let store = ParameterStore()
             _ = store.declare("w", shape: [2], region: .trainable, initializer: .ones)
             store.allocate(seed: 1)
-            let signals = StopSignals(handling: false)
+            let signals = StopSignals(handlingSignals: false)
             let step = DataParallelStep(comm: comm, store: store, optimizer: SGD(parameterCount: 2),
                                         schedule: .constant(0.1), gradientClip: 0, dropoutSeed: 0,
                                         divergenceHint: "", stopSignals: signals)
@@ -36,7 +36,7 @@ final class StopSignalTests: XCTestCase {
         let whole = data.directory + "/whole", stopped = data.directory + "/stopped"
         let full = try Trainer(config: config, comm: SingleRankCommunicator(), outputDirectory: whole,
                                showProgress: false).run()
-        let signals = StopSignals(handling: false)
+        let signals = StopSignals(handlingSignals: false)
         signals.request()
         let first = try Trainer(config: config, comm: SingleRankCommunicator(), outputDirectory: stopped,
                                 showProgress: false, stopSignals: signals).run()
@@ -74,14 +74,14 @@ final class RunFolderLockTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let first = try RunFolderLock(directory: directory)
         XCTAssertThrowsError(try RunFolderLock(directory: directory)) {
-            XCTAssertTrue("\($0)".contains("in use by process \(RunFolderLock.hostName()) \(getpid())"), "\($0)")
+            XCTAssertTrue("\($0)".contains("in use by process \(localHostName()) \(getpid())"), "\($0)")
         }
         first.release()
         XCTAssertFalse(FileManager.default.fileExists(atPath: first.path))
         // A lock of a process that no longer exists on this host.
-        try "\(RunFolderLock.hostName()) 2147483646\n".write(toFile: first.path, atomically: true, encoding: .utf8)
+        try "\(localHostName()) 2147483646\n".write(toFile: first.path, atomically: true, encoding: .utf8)
         let second = try RunFolderLock(directory: directory)
-        XCTAssertEqual(try String(contentsOfFile: second.path, encoding: .utf8), "\(RunFolderLock.hostName()) \(getpid())\n")
+        XCTAssertEqual(try String(contentsOfFile: second.path, encoding: .utf8), "\(localHostName()) \(getpid())\n")
         // A lock from another host cannot be checked: refused.
         second.release()
         try "another-host 1\n".write(toFile: first.path, atomically: true, encoding: .utf8)
