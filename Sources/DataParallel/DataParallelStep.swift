@@ -35,9 +35,12 @@ public final class DataParallelStep {
 
     /// - Parameter diagnosticWidth: floats of per-step sums the forward/backward may add
     ///   into (`run`'s `diagnostics`), reduced with the losses; 0 for none.
+    /// - Parameter microBatchCapacity: deterministic mode (`run(step:batch:sampler:_:)`):
+    ///   the most micro-batches this rank holds in one step; 0 for the plain mode only.
     public init(comm: any Communicator, store: ParameterStore, optimizer: any Optimizer,
                 schedule: LearningRateSchedule, gradientClip: Float, dropoutSeed: UInt64,
-                diagnosticWidth: Int = 0, divergenceHint: String, stopSignals: StopSignals? = nil) {
+                diagnosticWidth: Int = 0, divergenceHint: String, stopSignals: StopSignals? = nil,
+                microBatchCapacity: Int = 0) {
         self.comm = comm
         self.store = store
         self.optimizer = optimizer
@@ -48,9 +51,22 @@ public final class DataParallelStep {
         self.stopSignals = stopSignals
         self.diagnosticWidth = diagnosticWidth
         reduction = .allocate(capacity: LossBreakdown.fieldCount + diagnosticWidth + 1)
+        reduction.initialize(repeating: 0)
+        if microBatchCapacity > 0 {
+            // One grid per parameter tensor, and one per loss term and diagnostic value.
+            let tensors = store.parameters.filter(\.isTrainable).map { $0.offset ..< $0.offset + $0.count }
+            let scalars = (0 ..< LossBreakdown.fieldCount + diagnosticWidth).map { store.trainableCount + $0 ..< store.trainableCount + $0 + 1 }
+            exactSum = ExactMicroBatchSum(width: store.trainableCount + scalars.count, capacity: microBatchCapacity,
+                                          segments: tensors.sorted { $0.lowerBound < $1.lowerBound } + scalars)
+        } else {
+            exactSum = nil
+        }
     }
 
     deinit { reduction.deallocate() }
+
+    /// Deterministic mode's exact sum over micro-batches; nil in the plain mode.
+    private let exactSum: ExactMicroBatchSum?
 
     /// The reduced outcome of one step.
     public struct Outcome {
@@ -89,6 +105,50 @@ public final class DataParallelStep {
         reduction[stopSlot] = stopSignals?.signalReceived == nil ? 0 : 1
         try comm.allreduce(store.gradients.data, count: store.trainableCount, .sum)
         try comm.allreduce(reduction, .sum)
+        return try finish(step: step)
+    }
+
+    /// Deterministic mode: runs step `step` on global batch `batch` as fixed micro-batches
+    /// (`sampler.microBatchSize` rows each; this rank's are
+    /// `sampler.localMicroBatches(batch:)`), each computed from zeroed gradients by
+    /// `forwardBackward(rows, diagnostics)` with its own dropout masks, and summed over all
+    /// ranks exactly (`ExactMicroBatchSum`): the reduced gradient, losses and diagnostics
+    /// are the same bits on any rank count. `forwardBackward` is only called for this
+    /// rank's micro-batches (a rank may hold none), so the model's loss must not run
+    /// collectives. Requires `microBatchCapacity` ≥ this rank's micro-batch count.
+    @discardableResult
+    public func run(step: Int, batch: Int, sampler: ShardedSampler,
+                    _ forwardBackward: (_ rows: Range<Int>, _ diagnostics: UnsafeMutableBufferPointer<Float>) throws -> LossBreakdown)
+        throws -> Outcome {
+        guard let exactSum else { preconditionFailure("DataParallelStep: deterministic run without a micro-batch capacity") }
+        comm.beginStep(step + 1)
+        exactSum.begin()
+        let parameters = store.trainableCount, losses = LossBreakdown.fieldCount
+        for micro in sampler.localMicroBatches(batch: batch) {
+            let rows = sampler.microBatchRows(batch: batch, micro: micro)
+            store.zeroGradients()
+            // Dropout masks are drawn per global row, so they do not depend on the rank count.
+            store.execution.dropout = DropoutStream(seed: dropoutSeed, step: UInt64(step), firstGlobalRow: rows.lowerBound)
+            let slot = exactSum.nextSlot()
+            let extras = UnsafeMutableBufferPointer(rebasing: slot[parameters...])
+            let microLosses = try forwardBackward(rows, UnsafeMutableBufferPointer(rebasing: extras[losses...]))
+            microLosses.write(into: extras)
+            slot.baseAddress!.update(from: store.gradients.data, count: parameters)
+            exactSum.commitSlot()
+        }
+        let vote = try exactSum.reduce(over: comm, microBatches: sampler.microBatchCount(batch),
+                                       vote: stopSignals?.signalReceived == nil ? 0 : 1)
+        let sum = exactSum.result.baseAddress!
+        store.gradients.data.update(from: sum, count: parameters)
+        reduction.baseAddress!.update(from: sum + parameters, count: losses + diagnosticWidth)
+        reduction[losses + diagnosticWidth] = vote
+        return try finish(step: step)
+    }
+
+    /// After the reduction (losses, diagnostics and stop vote in `reduction`, the summed
+    /// gradient in `store.gradients`): finite checks, clipping, schedule, update.
+    private func finish(step: Int) throws -> Outcome {
+        let first = LossBreakdown.fieldCount, stopSlot = first + diagnosticWidth
         let reduced = LossBreakdown(reading: UnsafeBufferPointer(reduction))
         if let (term, value) = reduced.firstNonFinite {
             throw DataParallelError("the \(term) became \(value) at step \(step + 1): \(divergenceHint)")

@@ -28,6 +28,13 @@ import Kernels
 /// (`globalBatchCount(_:)`), not the local one; then the loss and gradient of a global
 /// batch are the same computation whatever the number of ranks.
 ///
+/// **Micro-batches** (deterministic training). With `microBatchSize` m, a global batch
+/// of `b` items is cut into `⌈b / m⌉` micro-batches of m consecutive items (the last one
+/// possibly shorter), and ranks get contiguous runs of whole micro-batches
+/// (the same split as items above, in units of micro-batches). A micro-batch is then the
+/// same rows whichever rank holds it, so its gradient is the same computation on any rank
+/// count. `microBatchSize` 1 is the plain per-item split.
+///
 /// **Exactly once.** Without `dropLast`, the slices of all ranks over an epoch cover
 /// every item exactly once (no padding, no duplicates); `evaluation(...)` builds that
 /// sampler. With `dropLast`, the `itemCount % globalBatchSize` items at the end of the
@@ -40,11 +47,14 @@ public struct ShardedSampler: Sendable, Equatable {
     public let seed: UInt64
     public let shuffle: Bool
     public let dropLast: Bool
+    /// Items per micro-batch: the unit ranks' slices are made of (1: single items).
+    public let microBatchSize: Int
 
     public init(itemCount: Int, globalBatchSize: Int, rank: Int, worldSize: Int, seed: UInt64,
-                shuffle: Bool = true, dropLast: Bool = true) {
+                shuffle: Bool = true, dropLast: Bool = true, microBatchSize: Int = 1) {
         precondition(itemCount >= 0, "itemCount must be non-negative, got \(itemCount)")
         precondition(globalBatchSize >= 1, "globalBatchSize must be at least 1, got \(globalBatchSize)")
+        precondition(microBatchSize >= 1, "microBatchSize must be at least 1, got \(microBatchSize)")
         precondition(worldSize >= 1 && (0 ..< worldSize).contains(rank),
                      "rank \(rank) is not in a world of \(worldSize) ranks")
         self.itemCount = itemCount
@@ -54,13 +64,16 @@ public struct ShardedSampler: Sendable, Equatable {
         self.seed = seed
         self.shuffle = shuffle
         self.dropLast = dropLast
+        self.microBatchSize = microBatchSize
     }
 
-    /// Training: shuffled every epoch, partial last batch dropped.
+    /// Training: shuffled every epoch, partial last batch dropped; slices of whole
+    /// micro-batches of `microBatchSize` items.
     public static func training(itemCount: Int, globalBatchSize: Int, rank: Int, worldSize: Int,
-                                seed: UInt64) -> ShardedSampler {
+                                seed: UInt64, microBatchSize: Int = 1) -> ShardedSampler {
         ShardedSampler(itemCount: itemCount, globalBatchSize: globalBatchSize, rank: rank,
-                       worldSize: worldSize, seed: seed, shuffle: true, dropLast: true)
+                       worldSize: worldSize, seed: seed, shuffle: true, dropLast: true,
+                       microBatchSize: microBatchSize)
     }
 
     /// Evaluation: items in index order, every item seen exactly once across ranks.
@@ -109,14 +122,37 @@ public struct ShardedSampler: Sendable, Equatable {
 
     /// Per-rank item counts of global batch `batch`, in rank order (for `allgatherv`).
     public func sliceCounts(batch: Int) -> [Int] {
-        let count = globalBatchCount(batch)
-        return (0 ..< worldSize).map { Self.slice(of: count, rank: $0, worldSize: worldSize).count }
+        (0 ..< worldSize).map { rows(batch: batch, rank: $0).count }
     }
 
     /// This rank's rows of global batch `batch`: positions within the batch (the first
     /// one is what dropout masks and gathers offset by).
     public func localRows(batch: Int) -> Range<Int> {
-        Self.slice(of: globalBatchCount(batch), rank: rank, worldSize: worldSize)
+        rows(batch: batch, rank: rank)
+    }
+
+    /// The number of micro-batches of global batch `batch` (all ranks together).
+    public func microBatchCount(_ batch: Int) -> Int {
+        (globalBatchCount(batch) + microBatchSize - 1) / microBatchSize
+    }
+
+    /// This rank's micro-batches of global batch `batch` (indices within the batch).
+    public func localMicroBatches(batch: Int) -> Range<Int> {
+        Self.slice(of: microBatchCount(batch), rank: rank, worldSize: worldSize)
+    }
+
+    /// The rows of micro-batch `micro` of global batch `batch` (positions within the batch).
+    public func microBatchRows(batch: Int, micro: Int) -> Range<Int> {
+        let start = micro * microBatchSize
+        return start ..< Swift.min(start + microBatchSize, globalBatchCount(batch))
+    }
+
+    /// Rank `r`'s rows of global batch `batch`: its whole micro-batches.
+    private func rows(batch: Int, rank r: Int) -> Range<Int> {
+        let count = globalBatchCount(batch)
+        guard microBatchSize > 1 else { return Self.slice(of: count, rank: r, worldSize: worldSize) }
+        let micro = Self.slice(of: microBatchCount(batch), rank: r, worldSize: worldSize)
+        return Swift.min(micro.lowerBound * microBatchSize, count) ..< Swift.min(micro.upperBound * microBatchSize, count)
     }
 
     /// This rank's items for each global batch of `epoch`; `batchesPerEpoch` entries,

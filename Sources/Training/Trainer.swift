@@ -110,14 +110,17 @@ public final class Trainer {
         let built = try makeModel(config, classes: classNames.count)
         built.store.execution.parallelHeads = parallelHeads
         model = built
-        // Activations for the largest local batch of training and of validation, sized once.
+        // Activations for the largest local batch (or micro-batch) of training and of
+        // validation, sized once.
         let localBatch = { (global: Int) in (global + comm.size - 1) / comm.size }
-        built.reserveActivations(batch: max(localBatch(config.train.batchSize), localBatch(config.train.evalBatchSize)))
+        let trainRows = config.train.deterministic ? config.train.microBatchSize : localBatch(config.train.batchSize)
+        built.reserveActivations(batch: max(trainRows, localBatch(config.train.evalBatchSize)))
         let inputs = try data.assemblers(for: built, resumedTokenizer: checkpoint?.header.tokenizerState)
         (trainAssembler, valAssembler, tokenizer) = (inputs.train, inputs.validation, inputs.tokenizer)
 
         sampler = ShardedSampler.training(itemCount: data.train.count, globalBatchSize: config.train.batchSize,
-                                          rank: comm.rank, worldSize: comm.size, seed: seed)
+                                          rank: comm.rank, worldSize: comm.size, seed: seed,
+                                          microBatchSize: config.train.deterministic ? config.train.microBatchSize : 1)
         stepsPerEpoch = sampler.batchesPerEpoch
         guard stepsPerEpoch > 0 else {
             throw TrainingError("the global batch (\(config.train.batchSize)) is larger than the training set "
@@ -132,7 +135,8 @@ public final class Trainer {
             comm: comm, store: built.store, optimizer: optimizer, schedule: schedule, gradientClip: config.optim.gradClip,
             dropoutSeed: derivedSeed(seed, 0x0D0F), diagnosticWidth: built.textEmbeddingWidth,
             divergenceHint: "lower optim.lr, keep gradient clipping on (optim.grad_clip), or check the input files",
-            stopSignals: stopSignals)
+            stopSignals: stopSignals,
+            microBatchCapacity: config.train.deterministic ? max(sampler.localMicroBatches(batch: 0).count, 1) : 0)
 
         if let checkpoint {
             try Checkpoint.loadWeights(checkpoint.file, into: built)
@@ -170,7 +174,13 @@ public final class Trainer {
         if state.step == 0 {
             progress.message("train: method \(method), \(comm.size) rank\(comm.size == 1 ? "" : "s"), "
                              + "\(store.trainableCount) trainable of \(store.trainableCount + store.frozenCount) parameters, "
-                             + "\(stepsPerEpoch) steps/epoch, \(totalSteps) steps, global batch \(config.train.batchSize)")
+                             + "\(stepsPerEpoch) steps/epoch, \(totalSteps) steps, global batch \(config.train.batchSize)"
+                             + (config.train.deterministic ? " in micro-batches of \(config.train.microBatchSize) (deterministic)" : ""))
+            if config.train.deterministic && sampler.microBatchCount(0) < comm.size {
+                progress.message("warning: \(sampler.microBatchCount(0)) micro-batches per step for \(comm.size) ranks: "
+                                 + "ranks \(sampler.microBatchCount(0))–\(comm.size - 1) hold none and wait; lower "
+                                 + "train.micro_batch_size or raise train.batch_size")
+            }
         } else {
             progress.message("train: resuming at step \(state.step) (epoch \(state.epoch + 1), batch \(state.nextBatch))")
         }
@@ -243,14 +253,20 @@ public final class Trainer {
     private func trainStep(epoch: Int, batch b: Int, local: [Int]) throws -> StepReport {
         let clock = Stopwatch()
         let n = sampler.globalBatchCount(b), textWidth = model.textEmbeddingWidth
-        let outcome = try dataParallelStep.run(step: state.step,
-                                               firstGlobalRow: sampler.localRows(batch: b).lowerBound) { textSums in
-            guard !local.isEmpty else { return LossBreakdown(total: 0, ce: 0, distill: 0) }
-            let batch = trainAssembler.assemble(local, inputs: model.trainingInputs, seed: seed, epoch: epoch)
+        // This rank's items `items` → the summed losses, text sums added into `textSums`.
+        func forwardBackward(_ items: [Int], _ textSums: UnsafeMutableBufferPointer<Float>) -> LossBreakdown {
+            guard !items.isEmpty else { return LossBreakdown(total: 0, ce: 0, distill: 0) }
+            let batch = trainAssembler.assemble(items, inputs: model.trainingInputs, seed: seed, epoch: epoch)
             let losses = model.forwardBackward(batch, globalBatch: n)
-            if let t = model.textEmbeddings { addUnitRows(t, rows: local.count, width: textWidth, into: textSums.baseAddress!) }
+            if let t = model.textEmbeddings { addUnitRows(t, rows: items.count, width: textWidth, into: textSums.baseAddress!) }
             return losses
         }
+        let firstRow = sampler.localRows(batch: b).lowerBound
+        let outcome = config.train.deterministic
+            ? try dataParallelStep.run(step: state.step, batch: b, sampler: sampler) { rows, textSums in
+                forwardBackward(Array(local[rows.lowerBound - firstRow ..< rows.upperBound - firstRow]), textSums)
+            }
+            : try dataParallelStep.run(step: state.step, firstGlobalRow: firstRow) { forwardBackward(local, $0) }
         var scalars: [String: Double] = [:]
         if textWidth > 0 {
             scalars["text_cos"] = meanPairwiseCosine(sumOfUnitVectors: outcome.diagnostics.baseAddress!, width: textWidth,

@@ -200,10 +200,18 @@ public struct RunSettings: Codable, Equatable, Sendable {
     /// Stop with an error when a step's loss exceeds this many times the median of the last
     /// 50 steps (`DivergenceGuard`); 0: off.
     public var divergenceFactor: Float
+    /// Bit-identical training on any rank count: each global batch is cut into micro-batches
+    /// of `microBatchSize` images whose gradients are summed exactly (`DataParallelStep`'s
+    /// deterministic mode; docs/training.md).
+    public var deterministic: Bool
+    /// Images per micro-batch in deterministic mode; ranks beyond ⌈batch_size / this⌉ hold
+    /// no micro-batch.
+    public var microBatchSize: Int
 
     public init(epochs: Int = 10, batchSize: Int = 64, evalBatchSize: Int = 128, validationsPerEpoch: Int = 10,
                 maxSteps: Int = 0, stopAfterSteps: Int = 0, logEvery: Int = 10, checkpointEvery: Int = 0,
-                saveFrozen: Bool = false, divergenceFactor: Float = 0) {
+                saveFrozen: Bool = false, divergenceFactor: Float = 0, deterministic: Bool = true,
+                microBatchSize: Int = 8) {
         self.epochs = epochs
         self.batchSize = batchSize
         self.evalBatchSize = evalBatchSize
@@ -214,10 +222,12 @@ public struct RunSettings: Codable, Equatable, Sendable {
         self.checkpointEvery = checkpointEvery
         self.saveFrozen = saveFrozen
         self.divergenceFactor = divergenceFactor
+        self.deterministic = deterministic
+        self.microBatchSize = microBatchSize
     }
 
-    /// Decodes every key; `divergence_factor` may be absent (configurations saved before it
-    /// existed resume with the guard off).
+    /// Decodes every key; `divergence_factor`, `deterministic` and `micro_batch_size` may be
+    /// absent (configurations saved before them resume as they ran: guard off, plain mode).
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         epochs = try c.decode(Int.self, forKey: .epochs)
@@ -230,6 +240,8 @@ public struct RunSettings: Codable, Equatable, Sendable {
         checkpointEvery = try c.decode(Int.self, forKey: .checkpointEvery)
         saveFrozen = try c.decode(Bool.self, forKey: .saveFrozen)
         divergenceFactor = try c.decodeIfPresent(Float.self, forKey: .divergenceFactor) ?? 0
+        deterministic = try c.decodeIfPresent(Bool.self, forKey: .deterministic) ?? false
+        microBatchSize = try c.decodeIfPresent(Int.self, forKey: .microBatchSize) ?? 8
     }
 }
 
@@ -299,6 +311,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require(train.logEvery >= 1, "train.log_every must be at least 1")
         try require(train.divergenceFactor == 0 || train.divergenceFactor > 1,
                     "train.divergence_factor must be 0 (off) or above 1, got \(train.divergenceFactor)")
+        try require(train.microBatchSize >= 1, "train.micro_batch_size must be at least 1, got \(train.microBatchSize)")
         try require(optim.lr > 0, "optim.lr must be positive")
         try require(optim.gradClip >= 0, "optim.grad_clip must be non-negative (0 disables clipping)")
         try require(model.lora.rank >= 1, "model.lora.rank must be at least 1")

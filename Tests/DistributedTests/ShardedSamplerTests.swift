@@ -124,4 +124,40 @@ final class ShardedSamplerTests: XCTestCase {
         XCTAssertEqual(samplers[2].batches(epoch: 0), [[3], [7], []])
         XCTAssertEqual(samplers.flatMap { $0.indices(epoch: 9) }.sorted(), Array(0 ..< 10))
     }
+    /// Deterministic mode's slices: whole micro-batches per rank, contiguous and in rank
+    /// order, covering each global batch once; a micro-batch's rows do not depend on the
+    /// rank count.
+    func testMicroBatchSlicesAreWholeMicroBatchesInRankOrder() {
+        for (batch, micro) in [(10, 3), (8, 2), (5, 8), (7, 1)] {
+            let microCount = (batch + micro - 1) / micro
+            for worldSize in [1, 2, 3, 4, 6] {
+                let samplers = (0 ..< worldSize).map {
+                    ShardedSampler.training(itemCount: 40, globalBatchSize: batch, rank: $0, worldSize: worldSize,
+                                            seed: 3, microBatchSize: micro)
+                }
+                XCTAssertEqual(samplers[0].microBatchCount(0), microCount)
+                var nextRow = 0, nextMicro = 0
+                for sampler in samplers {
+                    let rows = sampler.localRows(batch: 0), micros = sampler.localMicroBatches(batch: 0)
+                    XCTAssertEqual(rows.lowerBound, nextRow, "batch \(batch)/\(micro) on \(worldSize) ranks")
+                    XCTAssertEqual(micros.lowerBound, nextMicro)
+                    for m in micros {
+                        let r = sampler.microBatchRows(batch: 0, micro: m)
+                        XCTAssertEqual(r, m * micro ..< min((m + 1) * micro, batch))
+                        XCTAssertEqual(r.lowerBound, nextRow)
+                        nextRow = r.upperBound
+                    }
+                    XCTAssertEqual(rows.upperBound, nextRow)
+                    XCTAssertEqual(sampler.sliceCounts(batch: 0)[sampler.rank], rows.count)
+                    nextMicro = micros.upperBound
+                }
+                XCTAssertEqual(nextRow, batch)
+                XCTAssertEqual(nextMicro, microCount)
+                // Items are the same global order, cut differently.
+                XCTAssertEqual(samplers.flatMap { $0.batches(epoch: 1)[2] },
+                               ShardedSampler.training(itemCount: 40, globalBatchSize: batch, rank: 0, worldSize: 1,
+                                                       seed: 3).batches(epoch: 1)[2])
+            }
+        }
+    }
 }

@@ -27,6 +27,10 @@
 #   existing-run    --out pointing at an existing run without --resume/--overwrite is refused
 #   eval-npN        (largest N) `clipit eval` metrics equal the single-rank evaluation's
 #   predict-npN     (largest N) `clipit predict` writes one line per test image
+#   deterministic-npA-B-C  train.deterministic: byte-identical checkpoints and step logs on
+#                   every rank count after 520 steps
+#   resume-npN-on-np1  a deterministic run stopped on N ranks and resumed on 1 ends
+#                   byte-identical to the uninterrupted 1-rank run
 #   abort           a missing input file on every rank: non-zero exit within
 #                   ABORT_TIMEOUT with the rank's message
 #   watchdog        a rank stopped with SIGSTOP mid-run (--collective-timeout 3): the job
@@ -95,7 +99,8 @@ mkdir -p "$work/pairs"
 for split in train val test; do make_pairs "$split" "$(manifest_count "$split.cds")" "$reports" "$work/pairs/$split.pairs.jsonl"; done
 
 train_args=(train --config "$root/configs/tiny.yaml" --data "$work/data" --pairs "$work/pairs" --method clipit
-            --seed 0 --batch 3 --epochs 3 --quiet --set data.augment=true --set model.lora.dropout=0.1)
+            --seed 0 --batch 3 --epochs 3 --quiet --set data.augment=true --set model.lora.dropout=0.1
+            --set train.deterministic=false)
 
 reference=""
 for ranks in "${rank_counts[@]}"; do
@@ -202,6 +207,48 @@ if [[ -f "$full/last.safetensors" ]]; then
     lines=$(wc -l <"$work/preds.jsonl" 2>/dev/null || echo 0)
     expected=$(manifest_count test.cds)
     record "predict-np$largest" $(( status == 0 && lines == expected ? 0 : 1 )) "status $status, $lines of $expected lines"
+fi
+
+# Deterministic mode: byte-identical checkpoints and step logs on every rank count after
+# 520 steps (batch 6 in micro-batches of 2: 3 per step, held 3 / 2+1 / 1+1+1+0), and a run
+# started on the largest count, stopped, and resumed on one rank ends the same.
+det_args=(train --config "$root/configs/tiny.yaml" --data "$work/data" --pairs "$work/pairs" --method clipit
+          --seed 0 --batch 6 --epochs 130 --quiet --set data.augment=true --set model.lora.dropout=0.1
+          --set train.deterministic=true --set train.micro_batch_size=2 --set train.validations_per_epoch=1)
+step_records() {  # the step records without the timing fields
+    grep '"type":"step"' "$1" | sed -E 's/"(images_per_s|ranks)":[^,}]*,?//g'
+}
+det_reference=""
+det_fail=""
+for ranks in "${rank_counts[@]}"; do
+    out="$work/det-np$ranks"
+    # shellcheck disable=SC2046
+    $mpirun $(mpirun_options "$ranks") "$clipit" "${det_args[@]}" --out "$out" >"$out.log" 2>&1 \
+        || { tail -n 10 "$out.log"; det_fail+=" np$ranks exited non-zero;"; continue; }
+    if [[ -z "$det_reference" ]]; then det_reference="$out"; continue; fi
+    for file in last.safetensors best.safetensors; do
+        cmp -s "$det_reference/$file" "$out/$file" || det_fail+=" np$ranks $file differs;"
+    done
+    [[ "$(step_records "$det_reference/metrics.jsonl")" == "$(step_records "$out/metrics.jsonl")" ]] \
+        || det_fail+=" np$ranks step log differs;"
+done
+steps=$(step_records "$det_reference/metrics.jsonl" 2>/dev/null | wc -l)
+joined=$(IFS=-; echo "${rank_counts[*]}")
+record "deterministic-np$joined" $(( ${#det_fail} == 0 && steps == 520 ? 0 : 1 )) \
+    "${det_fail:-byte-identical last/best checkpoints and step logs after $steps steps}"
+if [[ -n "$det_reference" ]]; then
+    moved="$work/det-moved"
+    # shellcheck disable=SC2046
+    $mpirun $(mpirun_options "$largest") "$clipit" "${det_args[@]}" --out "$moved" --stop-after-steps 200 >"$moved.log" 2>&1 \
+    && $mpirun $(mpirun_options 1) "$clipit" "${det_args[@]}" --out "$moved" --resume auto >>"$moved.log" 2>&1
+    status=$?
+    if [[ $status -eq 0 ]] && cmp -s "$det_reference/last.safetensors" "$moved/last.safetensors" \
+        && [[ "$(step_records "$det_reference/metrics.jsonl")" == "$(step_records "$moved/metrics.jsonl")" ]]; then
+        record "resume-np$largest-on-np1" 0 "200 steps on $largest ranks + 320 on 1: byte-identical to the 1-rank run"
+    else
+        tail -n 10 "$moved.log"
+        record "resume-np$largest-on-np1" 1 "status $status; differs from the uninterrupted 1-rank run"
+    fi
 fi
 
 # Abort: every rank fails to open the training file; the job must end promptly, non-zero.

@@ -132,11 +132,12 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(try stepLosses(whole), try stepLosses(split), "the resumed log continues the same trajectory")
     }
 
-    /// The same global batches on 1 and 3 ranks (uneven slices 2/1/1, and an empty slice
-    /// with a batch of 2) give the same losses up to float summation order.
+    /// Plain mode: the same global batches on 1 and 3 ranks (uneven slices 2/1/1, and an
+    /// empty slice with a batch of 2) give the same losses up to float summation order.
     func testLossTrajectoryDoesNotDependOnTheRankCount() throws {
         for batch in [4, 2] {
-            let config = try data.config(overrides: ["train.batch_size=\(batch)", "train.max_steps=6", "model.lora.dropout=0.2"])
+            let config = try data.config(overrides: ["train.batch_size=\(batch)", "train.max_steps=6", "model.lora.dropout=0.2",
+                                                     "train.deterministic=false"])
             let single = data.directory + "/single-\(batch)", threaded = data.directory + "/three-\(batch)"
             _ = try run(config, out: single)
             let summaries = try ThreadRankCommunicator.run(size: 3) { comm in
@@ -150,6 +151,41 @@ final class TrainerTests: XCTestCase {
                 XCTAssertEqual(x, y, accuracy: 1e-5 * max(1, abs(x)), "batch \(batch): \(a) vs \(b)")
             }
         }
+    }
+
+    /// Deterministic mode: 1 and 3 ranks give byte-identical checkpoints and exactly equal
+    /// losses, with micro-batches split 1/1/1 (batch 5 in micro-batches of 2: the last one
+    /// shorter) and 2/1/1 (batch 4 in micro-batches of 1), dropout and augmentation on; the
+    /// plain mode's float allreduce gives other bits (checked so the comparison can fail).
+    func testDeterministicModeGivesTheSameBitsOnAnyRankCount() throws {
+        for (batch, micro) in [(5, 2), (4, 1)] {
+            let config = try data.config(overrides: [
+                "train.batch_size=\(batch)", "train.micro_batch_size=\(micro)", "train.deterministic=true",
+                "train.epochs=4", "model.lora.dropout=0.2", "data.augment=true"])
+            let single = data.directory + "/det1-\(batch)", threaded = data.directory + "/det3-\(batch)"
+            _ = try run(config, out: single)
+            _ = try ThreadRankCommunicator.run(size: 3) { comm in
+                try Trainer(config: config, comm: comm, outputDirectory: threaded, showProgress: false).run()
+            }
+            let a = try stepLosses(single), b = try stepLosses(threaded)
+            XCTAssertEqual(a.count, 4 * (20 / batch))
+            XCTAssertEqual(a, b, "batch \(batch), micro-batches of \(micro)")
+            for name in ["last.safetensors", "best.safetensors"] {
+                XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: single + "/" + name)),
+                               try Data(contentsOf: URL(fileURLWithPath: threaded + "/" + name)),
+                               "batch \(batch): \(name) differs between 1 and 3 ranks")
+            }
+        }
+        var plain = try data.config(overrides: ["train.batch_size=4", "train.epochs=4", "train.deterministic=false"])
+        plain.train.validationsPerEpoch = 0
+        let single = data.directory + "/plain1", threaded = data.directory + "/plain3"
+        _ = try run(plain, out: single)
+        _ = try ThreadRankCommunicator.run(size: 3) { comm in
+            try Trainer(config: plain, comm: comm, outputDirectory: threaded, showProgress: false).run()
+        }
+        XCTAssertNotEqual(try Data(contentsOf: URL(fileURLWithPath: single + "/last.safetensors")),
+                          try Data(contentsOf: URL(fileURLWithPath: threaded + "/last.safetensors")),
+                          "the plain mode was expected to differ in the last bits between 1 and 3 ranks")
     }
 
     func testEveryMethodTrainsAndBuildsTheModelItNames() throws {
