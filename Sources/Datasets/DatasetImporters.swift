@@ -91,7 +91,7 @@ public enum MedMNISTImporter {
             }
         }
 
-        try createDirectory(outputDirectory)
+        try OutputDirectory.create(outputDirectory)
         var written: [ImportedSplit] = []
         let sourceText = source ?? "medmnist npz \((path as NSString).lastPathComponent)"
         for plan in plans {
@@ -247,14 +247,5 @@ public enum FolderImporter {
         try writer.finish()
         return ImportedSplit(path: output, split: split, count: files.count, height: height, width: width, channels: 3,
                              classNames: classNames, classCounts: counts)
-    }
-}
-
-/// `mkdir -p`, as an `ImportError` on failure.
-func createDirectory(_ path: String) throws {
-    do {
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    } catch {
-        throw ImportError(path: path, kind: .io, reason: "cannot create the output directory (\(error.localizedDescription))")
     }
 }

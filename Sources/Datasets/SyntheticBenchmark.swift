@@ -165,11 +165,7 @@ public enum SyntheticBenchmark {
     public static func generate(config: SyntheticBenchmarkConfig, seed: UInt64, preset: String,
                                 directory: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> Output {
         let start = Date()
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw DatasetError(path: directory, kind: .io, reason: "cannot create the output directory (\(error.localizedDescription))")
-        }
+        try OutputDirectory.create(directory)
         let classNames = SyntheticTaxonomy.classNames
         let source = "\(generatorName), seed \(seed)"
         var entries: [Output.FileEntry] = []

@@ -14,8 +14,17 @@ extension AtomicFileWriter {
         try data.withUnsafeBytes { try write($0, to: path) }
     }
 
-    /// Writes `value` as `prettyJSON` to `path` atomically.
+    /// Writes `value` as `prettyJSON` to `path` atomically. A value JSON cannot hold (NaN,
+    /// infinity) is a `FileIOError` naming the file and the key.
     public static func writeJSON<Value: Encodable>(_ value: Value, to path: String) throws {
-        try write(try prettyJSON(value), to: path)
+        let data: Data
+        do {
+            data = try prettyJSON(value)
+        } catch EncodingError.invalidValue(let bad, let context) {
+            let key = context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+            throw FileIOError(path: path, call: "encode", code: 0,
+                              reason: "cannot write '\(key)' = \(bad): JSON has no NaN or infinity (a non-finite result)")
+        }
+        try write(data, to: path)
     }
 }

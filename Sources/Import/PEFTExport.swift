@@ -339,7 +339,7 @@ public enum PEFTExporter {
 
     private static func makeDirectory(_ path: String) throws {
         do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            try OutputDirectory.create(path)
         } catch {
             throw PEFTExportError("cannot create '\(path)' (\(error.localizedDescription))")
         }

@@ -265,7 +265,7 @@ public final class RetrieverPretrainer {
         if let resume { state = try PretrainCheckpoint.load(resume, into: model, optimizer: optimizer) }
         let isRoot = comm.rank == 0
         if isRoot, let outputDirectory {
-            try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+            try OutputDirectory.create(outputDirectory)
             if resume != nil { try MetricsLog.trim(path: outputDirectory + "/metrics.jsonl", toStep: state.step) }
         }
         try comm.barrier()

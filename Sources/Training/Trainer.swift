@@ -150,7 +150,7 @@ public final class Trainer {
 
         let isRoot = comm.rank == 0
         if isRoot {
-            try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+            try OutputDirectory.create(outputDirectory)
             folderLock = try RunFolderLock(directory: outputDirectory)
             if resume != nil {   // records written after the checkpoint by a killed run go
                 try MetricsLog.trim(path: outputDirectory + "/metrics.jsonl", toStep: state.step)

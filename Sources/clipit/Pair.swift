@@ -76,7 +76,7 @@ struct Pair: ParsableCommand {
                 print("pair: warning: \(reports): \(unmatched.count) report label\(unmatched.count == 1 ? " is" : "s are") not "
                            + "a class of \(data) (\(shown)\(unmatched.count > 5 ? ", …" : "")); those reports count as unlabelled")
             }
-            if comm.rank == 0 { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
+            if comm.rank == 0 { try OutputDirectory.create(out) }
             let localReports = pipeline.embedReports(corpus)
             let reportLabels = corpus.labels.contains { $0 != nil } ? corpus.labels : nil
             var summaries: [PairsSummary] = []

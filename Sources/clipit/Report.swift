@@ -58,7 +58,7 @@ struct Report: ParsableCommand {
         print(markdown, terminator: "")
 
         let outDir = out ?? runs
-        try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
+        try OutputDirectory.create(outDir)
         try AtomicFileWriter.write(Data(markdown.utf8), to: outDir + "/results.md")
         var object: [String: Any] = [
             "runs": runs,

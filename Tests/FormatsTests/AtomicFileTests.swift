@@ -104,4 +104,31 @@ final class AtomicFileTests: XCTestCase {
         let parsed = try? JSONSerialization.jsonObject(with: Data(("[" + jsonString(text) + "]").utf8)) as? [String]
         XCTAssertEqual(parsed, [text])
     }
+    func testOutputFoldersAreCreatedOnTheWayAndAFileInThePathIsNamed() throws {
+        let nested = directory + "/a/b/c"
+        try OutputDirectory.create(nested)
+        try OutputDirectory.create(nested)   // existing: fine
+        var isFolder: ObjCBool = false
+        XCTAssertTrue(FileManager.default.fileExists(atPath: nested, isDirectory: &isFolder) && isFolder.boolValue)
+
+        try AtomicFileWriter.write([1, 2, 3], to: directory + "/a/file")
+        XCTAssertThrowsError(try OutputDirectory.create(directory + "/a/file/run")) { error in
+            let e = error as? FileIOError
+            XCTAssertEqual(e?.code, ENOTDIR)
+            XCTAssertEqual(e?.description, directory + "/a/file/run: cannot create the output folder: '" + directory
+                           + "/a/file' is a file, not a folder; choose another --out or move the file away")
+        }
+    }
+
+    func testJSONWithANonFiniteValueIsRefusedNamingTheFileAndTheKey() throws {
+        struct Summary: Encodable { var name = "run"; var losses: [Double] }
+        let path = directory + "/summary.json"
+        XCTAssertThrowsError(try AtomicFileWriter.writeJSON(Summary(losses: [0.5, .nan]), to: path)) { error in
+            XCTAssertEqual((error as? FileIOError)?.description,
+                           path + ": cannot write 'losses.1' = nan: JSON has no NaN or infinity (a non-finite result)")
+        }
+        XCTAssertNil(contents(path), "nothing written")
+        try AtomicFileWriter.writeJSON(Summary(losses: [0.5]), to: path)
+        XCTAssertNotNil(contents(path))
+    }
 }

@@ -31,6 +31,8 @@
 #                   every rank count after 520 steps
 #   resume-npN-on-np1  a deterministic run stopped on N ranks and resumed on 1 ends
 #                   byte-identical to the uninterrupted 1-rank run
+#   out-folder-errors  --out under a file, or on a read-only file system (root): exit
+#                   non-zero with the project's message naming the path
 #   abort           a missing input file on every rank: non-zero exit within
 #                   ABORT_TIMEOUT with the rank's message
 #   watchdog        a rank stopped with SIGSTOP mid-run (--collective-timeout 3): the job
@@ -250,6 +252,29 @@ if [[ -n "$det_reference" ]]; then
         record "resume-np$largest-on-np1" 1 "status $status; differs from the uninterrupted 1-rank run"
     fi
 fi
+
+# Output folders that cannot be made: a file in the path, and (as root) a read-only
+# file system. Both ranks exit non-zero; rank 0 names the path and what to do.
+touch "$work/a-file"
+out_problems=()
+# shellcheck disable=SC2046
+$mpirun $(mpirun_options 2) "$clipit" "${train_args[@]}" --out "$work/a-file/run" >"$work/out-file.log" 2>&1
+status=$?
+[[ $status -ne 0 ]] && grep -q "a-file' is a file, not a folder; choose another --out" "$work/out-file.log" \
+    || out_problems+=("not-a-folder: exit $status, $(tail -n 1 "$work/out-file.log")")
+read_only="skipped (no tmpfs mount here)"
+mkdir -p "$work/ro"
+if mount -t tmpfs -o ro,size=1m clipit-ro "$work/ro" 2>/dev/null; then
+    # shellcheck disable=SC2046
+    $mpirun $(mpirun_options 2) "$clipit" "${train_args[@]}" --out "$work/ro/run" >"$work/out-ro.log" 2>&1
+    status=$?
+    umount "$work/ro"
+    read_only="refused"
+    [[ $status -ne 0 ]] && grep -q "cannot create the output folder '.*ro/run' (Read-only file system)" "$work/out-ro.log" \
+        || out_problems+=("read-only: exit $status, $(tail -n 1 "$work/out-ro.log")")
+fi
+record out-folder-errors $(( ${#out_problems[@]} == 0 ? 0 : 1 )) \
+    "${out_problems[*]:-a file in the path refused; read-only file system $read_only}"
 
 # Abort: every rank fails to open the training file; the job must end promptly, non-zero.
 abort_ranks=$(( largest > 1 ? largest : 2 ))

@@ -7,6 +7,19 @@ CLIPIT_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev pkg-c
 log() { printf '[clipit] %s\n' "$*" >&2; }
 die() { printf '[clipit] error: %s\n' "$*" >&2; exit 1; }
 
+# Installs Debian package $2 for command $1 when the command is missing and we are root
+# with apt; otherwise says what is skipped (for tools that only some tests need).
+ensure_optional_command() {
+    command -v "$1" >/dev/null && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        log "installing $2 (for $1)"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null \
+            && return 0
+    fi
+    log "$1 is not available (package $2): the tests that need it report themselves skipped"
+}
+
 # Installs the Debian packages the build needs when they are missing (apt, as root);
 # otherwise says exactly what to install.
 ensure_system_packages() {
