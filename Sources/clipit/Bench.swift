@@ -1,10 +1,27 @@
 import ArgumentParser
+import Kernels
 
-/// `clipit bench …`: micro-benchmarks of the two hot paths of a training step, the
-/// BLAS GEMM and the gradient allreduce.
+/// `clipit bench …`: micro-benchmarks of the hot paths of training and pairing: the BLAS
+/// GEMM, the gradient allreduce, whole training steps and exact retrieval.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmarks: GEMM throughput, allreduce latency/bandwidth, training-step throughput.",
-        subcommands: [BenchGEMM.self, BenchAllreduce.self, BenchStep.self])
+        abstract: "Benchmarks: GEMM throughput, allreduce latency/bandwidth, training-step throughput, retrieval.",
+        subcommands: [BenchGEMM.self, BenchAllreduce.self, BenchStep.self, BenchRetrieval.self])
+}
+
+/// The machine's practical sgemm rate in FLOP/s on this process's BLAS threads: the
+/// fastest of three timed n×n×n products after an untimed one.
+func measuredSgemmPeak(size n: Int) -> Double {
+    let a = Tensor(shape: [n, n]), b = Tensor(shape: [n, n]), c = Tensor(shape: [n, n])
+    var rng = RandomGenerator(seed: 0x7065616B)
+    rng.fillUniform(a.data, count: a.count, low: -1, high: 1)
+    rng.fillUniform(b.data, count: b.count, low: -1, high: 1)
+    var best = Double.infinity
+    for i in 0..<4 {
+        let watch = Stopwatch()
+        gemm(.none, .none, m: n, n: n, k: n, a: a.data, b: b.data, beta: 0, c: c.data)
+        if i > 0 { best = min(best, watch.elapsedSeconds) }
+    }
+    return gemmFlops(m: n, n: n, k: n) / best
 }

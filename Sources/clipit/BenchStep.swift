@@ -31,7 +31,7 @@ struct BenchStep: ParsableCommand {
             Example: clipit bench step --model vit-b16 --method both --threads 2 --json
             """)
 
-    @Option(help: "vit-s16, vit-b16 or both.")
+    @Option(help: "vit-s16, vit-b16, vit-l16, or both (ViT-S/16 and ViT-B/16).")
     var model = "both"
 
     @Option(help: "unimodal-lora, clipit or both.")
@@ -76,13 +76,13 @@ struct BenchStep: ParsableCommand {
     var json = false
 
     static let models: [(name: String, title: String, config: VisionConfig)] = [
-        ("vit-s16", "ViT-S/16", .vitS16), ("vit-b16", "ViT-B/16", .vitB16),
+        ("vit-s16", "ViT-S/16", .vitS16), ("vit-b16", "ViT-B/16", .vitB16), ("vit-l16", "ViT-L/16", .vitL16),
     ]
     static let methods = ["unimodal-lora", "clipit"]
 
     func validate() throws {
         guard model == "both" || Self.models.contains(where: { $0.name == model }) else {
-            throw ValidationError("unknown --model '\(model)'; choose vit-s16, vit-b16 or both")
+            throw ValidationError("unknown --model '\(model)'; choose vit-s16, vit-b16, vit-l16 or both (S and B)")
         }
         guard method == "both" || Self.methods.contains(method) else {
             throw ValidationError("unknown --method '\(method)'; choose unimodal-lora, clipit or both")
@@ -106,7 +106,7 @@ struct BenchStep: ParsableCommand {
         let threadCount = threads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"]
             .flatMap { Int($0) }.flatMap { $0 >= 1 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
         BLASRuntime.setThreads(threadCount)
-        let models = Self.models.filter { model == "both" || $0.name == model }
+        let models = Self.models.filter { model == "both" ? $0.name != "vit-l16" : $0.name == model }
         let methods = Self.methods.filter { method == "both" || $0 == method }
         if !json {
             print("clipit bench step: OpenBLAS core \(BLASRuntime.coreName), \(BLASRuntime.threads) thread(s), "
@@ -119,7 +119,7 @@ struct BenchStep: ParsableCommand {
         }
         for m in models {
             for name in methods {
-                let peak = peakGflops ?? measurePeak(size: peakSize) / 1e9
+                let peak = peakGflops ?? measuredSgemmPeak(size: peakSize) / 1e9
                 let result = measure(model: m, method: name, peakGflops: peak)
                 print(json ? result.json : result.tableRow)
                 fflush(stdout)
@@ -220,21 +220,6 @@ struct BenchStep: ParsableCommand {
             store: model.store, flops: model.trainingFlops(batch: b),
             forward: { _ = model.predict(images: images, batch: b) },   // no dropout: same work as training
             forwardBackward: { model.forwardBackward(images: images, labels: labels, batch: b) })
-    }
-
-    /// GFLOP/s ×10⁹ of the best of three timed n×n×n sgemms (after one untimed call).
-    private func measurePeak(size n: Int) -> Double {
-        let a = Tensor(shape: [n, n]), b = Tensor(shape: [n, n]), c = Tensor(shape: [n, n])
-        var rng = RandomGenerator(seed: 0x7065616B)
-        rng.fillUniform(a.data, count: a.count, low: -1, high: 1)
-        rng.fillUniform(b.data, count: b.count, low: -1, high: 1)
-        var best = Double.infinity
-        for i in 0..<4 {
-            let watch = Stopwatch()
-            gemm(.none, .none, m: n, n: n, k: n, a: a.data, b: b.data, beta: 0, c: c.data)
-            if i > 0 { best = min(best, watch.elapsedSeconds) }
-        }
-        return gemmFlops(m: n, n: n, k: n) / best
     }
 }
 
