@@ -29,8 +29,8 @@
 #   predict-npN     (largest N) `clipit predict` writes one line per test image
 #   deterministic-npA-B-C  train.deterministic: byte-identical checkpoints and step logs on
 #                   every rank count after 520 steps
-#   resume-npN-on-np1  a deterministic run stopped on N ranks and resumed on 1 ends
-#                   byte-identical to the uninterrupted 1-rank run
+#   resume-npN-on-np1  (N = 2 and the largest count) a deterministic run stopped on N
+#                   ranks and resumed on 1 ends byte-identical to the uninterrupted 1-rank run
 #   out-folder-errors  --out under a file, or on a read-only file system (root): exit
 #                   non-zero with the project's message naming the path
 #   abort           a missing input file on every rank: non-zero exit within
@@ -239,18 +239,23 @@ joined=$(IFS=-; echo "${rank_counts[*]}")
 record "deterministic-np$joined" $(( ${#det_fail} == 0 && steps == 520 ? 0 : 1 )) \
     "${det_fail:-byte-identical last/best checkpoints and step logs after $steps steps}"
 if [[ -n "$det_reference" ]]; then
-    moved="$work/det-moved"
-    # shellcheck disable=SC2046
-    $mpirun $(mpirun_options "$largest") "$clipit" "${det_args[@]}" --out "$moved" --stop-after-steps 200 >"$moved.log" 2>&1 \
-    && $mpirun $(mpirun_options 1) "$clipit" "${det_args[@]}" --out "$moved" --resume auto >>"$moved.log" 2>&1
-    status=$?
-    if [[ $status -eq 0 ]] && cmp -s "$det_reference/last.safetensors" "$moved/last.safetensors" \
-        && [[ "$(step_records "$det_reference/metrics.jsonl")" == "$(step_records "$moved/metrics.jsonl")" ]]; then
-        record "resume-np$largest-on-np1" 0 "200 steps on $largest ranks + 320 on 1: byte-identical to the 1-rank run"
-    else
-        tail -n 10 "$moved.log"
-        record "resume-np$largest-on-np1" 1 "status $status; differs from the uninterrupted 1-rank run"
-    fi
+    for from in 2 "$largest"; do
+        [[ $from -gt 1 ]] || continue
+        moved="$work/det-moved-np$from"
+        # shellcheck disable=SC2046
+        $mpirun $(mpirun_options "$from") "$clipit" "${det_args[@]}" --out "$moved" --stop-after-steps 200 \
+            >"$moved.log" 2>&1 \
+        && $mpirun $(mpirun_options 1) "$clipit" "${det_args[@]}" --out "$moved" --resume auto >>"$moved.log" 2>&1
+        status=$?
+        if [[ $status -eq 0 ]] && cmp -s "$det_reference/last.safetensors" "$moved/last.safetensors" \
+            && [[ "$(step_records "$det_reference/metrics.jsonl")" == "$(step_records "$moved/metrics.jsonl")" ]]; then
+            record "resume-np$from-on-np1" 0 "200 steps on $from ranks + 320 on 1: byte-identical to the 1-rank run"
+        else
+            tail -n 10 "$moved.log"
+            record "resume-np$from-on-np1" 1 "status $status; differs from the uninterrupted 1-rank run"
+        fi
+        [[ $from -eq $largest ]] && break
+    done
 fi
 
 # Output folders that cannot be made: a file in the path, and (as root) a read-only
