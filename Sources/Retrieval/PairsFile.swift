@@ -33,20 +33,23 @@ public struct PairRecord: Equatable, Sendable {
 ///
 /// On disk (`write(to:)`): JSON lines, UTF-8, one object per line. Line 1 is the header
 ///
-///     {"format":"clipit-pairs","imageCount":N,"recordedK":K,"reportCount":M,
-///      "seed":S,"split":"train","strategy":"top1","version":1}
+///     {"format":"clipit-pairs","image_count":N,"recorded_k":K,"report_count":M,
+///      "seed":S,"split":"train","strategy":"top1","version":2}
 ///
 /// followed by exactly N record lines in image order,
 ///
-///     {"image":0,"report":17,"score":0.4123,"top":[17,3,9],"topScores":[0.4123,0.39,0.2],
-///      "imageLabel":2,"reportLabel":2}
+///     {"image":0,"report":17,"score":0.4123,"top":[17,3,9],"top_scores":[0.4123,0.39,0.2],
+///      "image_label":2,"report_label":2}
 ///
-/// where the label keys are present only when known. Floats are written in their
+/// where the label keys are present only when known. Version 1 files (camelCase keys:
+/// `imageCount`, `topScores`, …) are read too. Floats are written in their
 /// shortest round-trip form, so reading gives back the same bits. See
 /// docs/pairing-and-metrics.md.
 public struct PairsFile: Equatable, Sendable {
     public static let formatName = "clipit-pairs"
-    public static let formatVersion = 1
+    public static let formatVersion = 2
+    /// Versions `init(jsonLines:)` reads: 1 differs only in its camelCase keys.
+    public static let readableVersions = 1...2
 
     public var split: String
     public var strategy: PairingStrategy
@@ -97,8 +100,7 @@ public struct PairsFile: Equatable, Sendable {
     /// The JSON-lines encoding (header line, then one line per record). Throws when a
     /// score is not finite (JSON has no NaN or ∞).
     public func jsonLines() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        let encoder = ProjectJSON.encoder(pretty: false)
         let header = Header(format: Self.formatName, version: Self.formatVersion, split: split, strategy: strategy,
                             seed: seed, imageCount: imageCount, reportCount: reportCount, recordedK: recordedK)
         var text = String(decoding: try encoder.encode(header), as: UTF8.self) + "\n"
@@ -108,9 +110,9 @@ public struct PairsFile: Equatable, Sendable {
             }
             text += "{\"image\":\(record.image),\"report\":\(record.report),\"score\":\(record.score),"
             text += "\"top\":[" + record.topReports.map(String.init).joined(separator: ",") + "],"
-            text += "\"topScores\":[" + record.topScores.map { "\($0)" }.joined(separator: ",") + "]"
-            if let label = record.imageLabel { text += ",\"imageLabel\":\(label)" }
-            if let label = record.reportLabel { text += ",\"reportLabel\":\(label)" }
+            text += "\"top_scores\":[" + record.topScores.map { "\($0)" }.joined(separator: ",") + "]"
+            if let label = record.imageLabel { text += ",\"image_label\":\(label)" }
+            if let label = record.reportLabel { text += ",\"report_label\":\(label)" }
             text += "}\n"
         }
         return Data(text.utf8)
@@ -121,16 +123,16 @@ public struct PairsFile: Equatable, Sendable {
     public init(jsonLines data: Data) throws {
         var lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)[...]
         guard let headerLine = lines.popFirst() else { throw PairsFileError("empty file (no header line)") }
-        let decoder = JSONDecoder()
+        let decoder = ProjectJSON.decoder()
         let header: Header
         do {
             header = try decoder.decode(Header.self, from: Data(headerLine))
         } catch {
             throw PairsFileError("line 1 is not a pairs-file header (\(error))")
         }
-        guard header.format == Self.formatName, header.version == Self.formatVersion else {
+        guard header.format == Self.formatName, Self.readableVersions.contains(header.version) else {
             throw PairsFileError("format '\(header.format)' version \(header.version); "
-                                     + "expected '\(Self.formatName)' version \(Self.formatVersion)")
+                                     + "expected '\(Self.formatName)' version \(Self.readableVersions)")
         }
         guard lines.count == header.imageCount else {
             throw PairsFileError("header announces \(header.imageCount) images, the file has \(lines.count) records "

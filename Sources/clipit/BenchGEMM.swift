@@ -218,7 +218,7 @@ private struct Reporter {
         let ta = shape.transA == .none ? "N" : "T", tb = shape.transB == .none ? "N" : "T"
         if json {
             print("{\"name\":\(jsonString(shape.name)),\"m\":\(shape.m),\"n\":\(shape.n),\"k\":\(shape.k),"
-                  + "\"batch\":\(shape.batch),\"transA\":\"\(ta)\",\"transB\":\"\(tb)\","
+                  + "\"batch\":\(shape.batch),\"trans_a\":\"\(ta)\",\"trans_b\":\"\(tb)\","
                   + String(format: "\"gflops\":%.2f,\"peak_fraction\":%.4f,\"seconds\":%.6e,",
                            gflops, fraction, seconds)
                   + "\"core\":\(jsonString(core)),\"threads\":\(threads)}")

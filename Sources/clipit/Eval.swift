@@ -100,5 +100,5 @@ struct Eval: ParsableCommand {
 
 /// An Encodable value as a JSON object (for embedding in a larger document).
 func jsonObject<T: Encodable>(_ value: T) throws -> Any {
-    try JSONSerialization.jsonObject(with: try JSONEncoder().encode(value))
+    try JSONSerialization.jsonObject(with: try ProjectJSON.encoder(pretty: false).encode(value))
 }

@@ -128,16 +128,16 @@ struct Report: ParsableCommand {
             guard fm.fileExists(atPath: path) else { continue }
             guard let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any],
                   let metrics = object["metrics"] as? [String: Any],
-                  let balanced = metrics["balancedAccuracy"] as? Double,
+                  let balanced = ProjectJSON.value(metrics, "balanced_accuracy") as? Double,
                   let accuracy = metrics["accuracy"] as? Double,
-                  let f1 = metrics["macroF1"] as? Double else {
-                throw ValidationError("\(path): not a `clipit eval --out` file (no metrics.balancedAccuracy)")
+                  let f1 = ProjectJSON.value(metrics, "macro_f1") as? Double else {
+                throw ValidationError("\(path): not a `clipit eval --out` file (no metrics.balanced_accuracy)")
             }
             let method = object["method"] as? String ?? name
             let (group, suffixSeed) = splitSeed(name)
             let run = Run(name: name, seed: (object["seed"] as? Int) ?? suffixSeed ?? 0, method: method,
                           balancedAccuracy: balanced, accuracy: accuracy, macroF1: f1,
-                          macroAUROC: metrics["macroAUROC"] as? Double, omega: object["omega"] as? Double)
+                          macroAUROC: ProjectJSON.value(metrics, "macro_auroc") as? Double, omega: object["omega"] as? Double)
             if byName[group] == nil {
                 byName[group] = Group(name: group, method: method, runs: [])
                 order.append(group)
@@ -180,7 +180,7 @@ struct Report: ParsableCommand {
                   let splits = object["splits"] as? [[String: Any]] else { continue }
             let strategy = splits.first?["strategy"] as? String ?? name
             let rates = splits.compactMap { s -> (String, Double)? in
-                guard let split = s["split"] as? String, let rate = s["labelMatchRate"] as? Double else { return nil }
+                guard let split = s["split"] as? String, let rate = ProjectJSON.value(s, "label_match_rate") as? Double else { return nil }
                 return (split, rate)
             }
             result.append(Pairing(name: name, strategy: strategy, labelMatch: rates.map { (split: $0.0, rate: $0.1) }))

@@ -1,4 +1,5 @@
 import Distributed
+import Formats
 @testable import Evaluation
 import Foundation
 @testable import Kernels
@@ -137,7 +138,7 @@ final class MetricsTests: XCTestCase {
         let scores: [Float] = [0.7, 0.2, 0.1, 0.3, 0.4, 0.3, 0.2, 0.2, 0.6, 0.4, 0.5, 0.1]
         let report = MetricsReport(scores: scores, labels: [0, 1, 2, 2], classCount: 3,
                                    classNames: ["tumour", "stroma", "normal"])
-        let decoded = try JSONDecoder().decode(MetricsReport.self, from: try report.jsonData())
+        let decoded = try ProjectJSON.decoder().decode(MetricsReport.self, from: try report.jsonData())
         XCTAssertEqual(decoded, report)
         XCTAssertEqual(report.confusionMatrix, [[1, 0, 0], [0, 1, 0], [0, 1, 1]])
         let table = report.renderTable()

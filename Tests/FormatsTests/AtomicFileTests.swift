@@ -131,4 +131,29 @@ final class AtomicFileTests: XCTestCase {
         try AtomicFileWriter.writeJSON(Summary(losses: [0.5]), to: path)
         XCTAssertNotNil(contents(path))
     }
+    /// Every JSON file: snake_case keys out; snake_case and the older camelCase keys in
+    /// (acronyms included); dictionary keys (class names) untouched both ways.
+    func testJSONKeysAreSnakeCaseAndOlderCamelCaseKeysStillRead() throws {
+        struct Metrics: Codable, Equatable {
+            var balancedAccuracy: Double
+            var macroF1: Double
+            var macroAUROC: Double?
+            var imageToTextTop1: Double
+            var perClass: [String: Int]
+        }
+        let value = Metrics(balancedAccuracy: 0.5, macroF1: 0.25, macroAUROC: 0.75, imageToTextTop1: 0.125,
+                            perClass: ["normalMucosa": 1, "ADI": 2, "tumour_stroma": 3])
+        let json = String(decoding: try prettyJSON(value), as: UTF8.self)
+        for key in ["balanced_accuracy", "macro_f1", "macro_auroc", "image_to_text_top1", "per_class",
+                    "normalMucosa", "ADI", "tumour_stroma"] {
+            XCTAssertTrue(json.contains("\"\(key)\""), "\(key) missing from \(json)")
+        }
+        XCTAssertEqual(try ProjectJSON.decoder().decode(Metrics.self, from: Data(json.utf8)), value)
+        let older = try JSONEncoder().encode(value)   // camelCase keys, as files were written before
+        XCTAssertTrue(String(decoding: older, as: UTF8.self).contains("\"macroAUROC\""))
+        XCTAssertEqual(try ProjectJSON.decoder().decode(Metrics.self, from: older), value)
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: older) as? [String: Any])
+        XCTAssertEqual(ProjectJSON.value(object, "macro_auroc") as? Double, 0.75)
+        XCTAssertEqual(ProjectJSON.value(object, "balanced_accuracy") as? Double, 0.5)
+    }
 }

@@ -68,6 +68,7 @@ mpirun_extra=(-x OPENBLAS_NUM_THREADS=1)
 source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 
 # A pairs file for split $1 with $2 images over $3 reports: image i → report i mod M.
+# Written in the format's version 1 (camelCase keys), which readers still accept.
 make_pairs() {
     local split=$1 images=$2 reports=$3 out=$4 i
     {
@@ -193,10 +194,10 @@ if [[ -f "$full/last.safetensors" ]]; then
         $mpirun $(mpirun_options "$ranks") "$clipit" eval --checkpoint "$full/best.safetensors" --data "$work/data" \
             --out "$work/eval-np$ranks.json" >"$work/eval-np$ranks.log" 2>&1
     done
-    metrics() { grep -E '"(balanced_accuracy|accuracy|macro_f1|sample_count)"|balancedAccuracy|macroF1|sampleCount' "$1" | tr -d ' ,'; }
+    metrics() { grep -E '"(balanced_accuracy|accuracy|macro_f1|sample_count)"' "$1" | tr -d ' ,'; }
     if [[ -s "$work/eval-np1.json" && -s "$work/eval-np$largest.json" ]] \
         && [[ "$(metrics "$work/eval-np1.json")" == "$(metrics "$work/eval-np$largest.json")" ]]; then
-        record "eval-np$largest" 0 "$(grep -m1 balancedAccuracy "$work/eval-np1.json" | tr -d ' ,')"
+        record "eval-np$largest" 0 "$(grep -m1 balanced_accuracy "$work/eval-np1.json" | tr -d ' ,')"
     else
         tail -n 10 "$work/eval-np$largest.log"
         record "eval-np$largest" 1 "metrics differ from the single-rank evaluation or eval failed"

@@ -273,10 +273,10 @@ show_log() { echo "--- $1 (last lines)"; tail -n "${2:-15}" "$1" | sed 's/^/    
 make_pairs() {
     local split=$1 images=$2 reports=$3 out=$4 i
     {
-        printf '{"format":"clipit-pairs","imageCount":%d,"recordedK":1,"reportCount":%d,"seed":0,"split":"%s","strategy":"random","version":1}\n' \
+        printf '{"format":"clipit-pairs","image_count":%d,"recorded_k":1,"report_count":%d,"seed":0,"split":"%s","strategy":"random","version":2}\n' \
             "$images" "$reports" "$split"
         for ((i = 0; i < images; i++)); do
-            printf '{"image":%d,"report":%d,"score":0,"top":[%d],"topScores":[0]}\n' "$i" $((i % reports)) $((i % reports))
+            printf '{"image":%d,"report":%d,"score":0,"top":[%d],"top_scores":[0]}\n' "$i" $((i % reports)) $((i % reports))
         done
     } >"$out"
 }
@@ -422,7 +422,7 @@ if [[ -f "$checkpoint" ]]; then
     elapsed=$(seconds_since "$start")
     if [[ $one_status -eq 0 && $status -eq 0 && -s "$work/eval-one.json" ]] \
         && [[ "$(without_seconds "$work/eval-one.json")" == "$(without_seconds "$work/eval-2h.json" 2>/dev/null)" ]]; then
-        record eval-2hosts 0 "metrics JSON equal ($(grep -m1 '"balancedAccuracy"' "$work/eval-one.json" | tr -d ' ,')), ${elapsed}s"
+        record eval-2hosts 0 "metrics JSON equal ($(grep -m1 '"balanced_accuracy"' "$work/eval-one.json" | tr -d ' ,')), ${elapsed}s"
     else
         show_log "$work/eval-one.log" 5; show_log "$work/eval-2h.log"
         record eval-2hosts 1 "exit $one_status on one host, $status on 2 hosts, or the metrics differ"

@@ -1,6 +1,7 @@
 @testable import DataParallel
 @testable import Datasets
 import Distributed
+import Formats
 @testable import Evaluation
 import Foundation
 @testable import Import
@@ -305,6 +306,25 @@ final class PairingTests: XCTestCase {
         XCTAssertThrowsError(try PairsFile(jsonLines: Data(swapped.joined(separator: "\n").utf8)))
     }
 
+    /// Version 2 writes snake_case keys; a version 1 file (camelCase keys) still reads.
+    func testPairsFilesUseSnakeCaseKeysAndVersionOneFilesStillRead() throws {
+        let pairs = try pair(.top1, imageLabels: imageLabels, reportLabels: reportLabels)
+        let text = String(decoding: try pairs.jsonLines(), as: UTF8.self)
+        let lines = text.split(separator: "\n")
+        XCTAssertTrue(lines[0].contains("\"image_count\":\(imageCount)") && lines[0].contains("\"version\":2"),
+                      String(lines[0]))
+        XCTAssertTrue(lines[1].contains("\"top_scores\":[") && lines[1].contains("\"image_label\":"), String(lines[1]))
+        XCTAssertFalse(text.contains("Count\"") || text.contains("Scores\"") || text.contains("Label\""))
+        let versionOne = text.replacingOccurrences(of: "\"version\":2", with: "\"version\":1")
+            .replacingOccurrences(of: "image_count", with: "imageCount").replacingOccurrences(of: "report_count", with: "reportCount")
+            .replacingOccurrences(of: "recorded_k", with: "recordedK").replacingOccurrences(of: "top_scores", with: "topScores")
+            .replacingOccurrences(of: "image_label", with: "imageLabel").replacingOccurrences(of: "report_label", with: "reportLabel")
+        XCTAssertNotEqual(versionOne, text)
+        XCTAssertEqual(try PairsFile(jsonLines: Data(versionOne.utf8)), pairs)
+        let versionThree = text.replacingOccurrences(of: "\"version\":2", with: "\"version\":3")
+        XCTAssertThrowsError(try PairsFile(jsonLines: Data(versionThree.utf8)))
+    }
+
     func testFloatsRoundTripExactly() throws {
         var generator = RandomGenerator(seed: 99)
         let scores = (0..<2000).map { _ in generator.nextFloat() * 2 - 1 } + [1e-7, -0.0, 1, -1, 0.1]
@@ -334,7 +354,7 @@ final class PairingTests: XCTestCase {
         XCTAssertEqual(summary.labelledPairs, 3)
         XCTAssertEqual(summary.labelMatches, 2)
         XCTAssertEqual(summary.labelMatchRate!, 2.0 / 3, accuracy: 1e-12)
-        let decoded = try JSONDecoder().decode(PairsSummary.self, from: try summary.jsonData())
+        let decoded = try ProjectJSON.decoder().decode(PairsSummary.self, from: try summary.jsonData())
         XCTAssertEqual(decoded, summary)
     }
 }
