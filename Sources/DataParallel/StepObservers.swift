@@ -1,3 +1,4 @@
+import Kernels
 import Model
 
 /// What one data-parallel step did, reduced over ranks: what the loop's observers see.
@@ -93,10 +94,17 @@ public final class StepRecordWriter: StepObserver {
     }
 }
 
-/// Shows the progress line (epoch, step, samples/s, loss, ETA) after each step.
+/// Shows the progress (bar, step, elapsed, ETA, samples/s, the loss and each of its terms,
+/// the step's scalars such as `text_cos`) after each step, and warns once when `text_cos`
+/// passes `collapseThreshold` (the paired reports' embeddings are becoming one vector:
+/// the text tower is collapsing, docs/training.md).
 public final class ProgressReporter: StepObserver {
     let display: ProgressDisplay
     let throughput: ThroughputMeter
+    let clock = Stopwatch()
+    /// `text_cos` above this is warned about once per run.
+    public static let collapseThreshold = 0.95
+    private var warnedCollapse = false
 
     /// `throughput` must observe the loop before this reporter.
     public init(display: ProgressDisplay, throughput: ThroughputMeter) {
@@ -106,9 +114,19 @@ public final class ProgressReporter: StepObserver {
 
     public func stepEnded(_ r: StepReport) {
         let perStep = throughput.seconds / Double(max(throughput.steps, 1))
-        display.step(epoch: r.epoch, epochs: r.epochs, step: r.step, steps: r.totalSteps,
-                     imagesPerSecond: throughput.samplesPerSecond, loss: r.losses.total,
-                     eta: perStep * Double(r.totalSteps - r.step))
+        var values: [(name: String, value: Double)] = [("loss", Double(r.losses.total))]
+        if r.losses.ce != r.losses.total { values += [("ce", Double(r.losses.ce)), ("distill", Double(r.losses.distill))] }
+        let textCos = r.scalars["text_cos"]
+        if let textCos { values.append(("text_cos", textCos)) }
+        display.update(ProgressStatus(label: "epoch \(r.epoch + 1)/\(r.epochs)", done: r.step, total: r.totalSteps,
+                                      elapsed: clock.elapsedSeconds, remaining: perStep * Double(r.totalSteps - r.step),
+                                      rate: throughput.samplesPerSecond, rateUnit: "img/s", values: values))
+        if let textCos, textCos > Self.collapseThreshold, !warnedCollapse {
+            warnedCollapse = true
+            display.message(String(format: "warning: text_cos %.3f at step %d: the paired reports' text embeddings are "
+                                   + "nearly one vector (the text tower is collapsing; docs/training.md, "
+                                   + "\"Text-collapse diagnostic\")", textCos, r.step))
+        }
     }
 }
 

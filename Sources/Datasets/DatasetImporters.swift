@@ -204,7 +204,8 @@ public enum FolderImporter {
     ///   unsupported format), or the `DatasetError` of a failed write.
     @discardableResult
     public static func importFolder(root: String, output: String, size: Int? = nil, split: String = "train",
-                                    interpolation: ResizeFilter = .bicubic) throws -> ImportedSplit {
+                                    interpolation: ResizeFilter = .bicubic,
+                                    progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> ImportedSplit {
         precondition(size.map { $0 > 0 } ?? true, "FolderImporter: size must be positive")
         let (classNames, files) = try scan(root: root)
         let (height, width): (Int, Int)
@@ -221,7 +222,8 @@ public enum FolderImporter {
         var planes = [Float](repeating: 0, count: 3 * height * width)
         var resized = [UInt8](repeating: 0, count: 3 * height * width)
         var counts = [Int](repeating: 0, count: classNames.count)
-        for (label, relative) in files {
+        for (done, (label, relative)) in files.enumerated() {
+            defer { progress?(done + 1, files.count) }
             let path = root + "/" + relative
             let image = try PNGDecoder.decode(path: path)
             if image.height == height && image.width == width {

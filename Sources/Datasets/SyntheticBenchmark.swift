@@ -162,8 +162,10 @@ public enum SyntheticBenchmark {
 
     /// Writes the whole benchmark into `directory` (created if needed): train.cds, val.cds,
     /// test.cds, reports.jsonl, paired.cds, paired.jsonl, manifest.json.
+    /// `progress` is told each part written (a split, a corpus) and the count of parts.
     public static func generate(config: SyntheticBenchmarkConfig, seed: UInt64, preset: String,
-                                directory: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> Output {
+                                directory: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+                                progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> Output {
         let start = Date()
         try OutputDirectory.create(directory)
         let classNames = SyntheticTaxonomy.classNames
@@ -174,6 +176,7 @@ public enum SyntheticBenchmark {
             for l in labels { c[l] += 1 }
             return c
         }
+        var imageSetsWritten = 0
         func writeSplit(_ split: SyntheticSplit, file: String, idPrefix: String) throws {
             let info = DatasetInfo(classNames: classNames, split: split.name, source: source,
                                    ids: (0..<split.count).map { "\(idPrefix)-\(pad($0))" },
@@ -191,6 +194,8 @@ public enum SyntheticBenchmark {
             try writer.finish()
             entries.append(.init(name: file, kind: split.name == "paired" ? "paired images" : "images",
                                  count: split.count, classCounts: counts(split.labels)))
+            imageSetsWritten += 1
+            progress?(imageSetsWritten, 4)   // train, val, test, paired
         }
         for (name, count) in [("train", config.trainCount), ("val", config.valCount), ("test", config.testCount)] {
             let split = renderSplit(name, count: count, size: config.imageSize, seed: seed,

@@ -20,8 +20,10 @@ public struct EvaluationResult {
 /// once over all ranks, no padding duplicates); each rank predicts its slices, then
 /// `gatherPredictions` collects all rows on every rank in index order, so the metrics are
 /// those of the whole split whatever the number of ranks. Every rank must call this.
+/// `progress` is told this rank's images done after each of its batches, and its total.
 public func evaluate(_ model: any TrainableModel, on assembler: BatchAssembler, comm: any Communicator,
-                     batchSize: Int, classNames: [String]? = nil) throws -> EvaluationResult {
+                     batchSize: Int, classNames: [String]? = nil,
+                     progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> EvaluationResult {
     let dataset = assembler.dataset
     let c = model.classes
     guard dataset.classNames.count == c else {
@@ -34,7 +36,10 @@ public func evaluate(_ model: any TrainableModel, on assembler: BatchAssembler, 
     let wasTraining = model.isTraining
     model.isTraining = false
     defer { model.isTraining = wasTraining }
-    for local in sampler.batches(epoch: 0) where !local.isEmpty {
+    let batches = sampler.batches(epoch: 0)
+    let localTotal = batches.reduce(0) { $0 + $1.count }
+    for local in batches where !local.isEmpty {
+        defer { progress?(indices.count, localTotal) }
         let batch = assembler.assemble(local, inputs: model.predictionInputs, seed: 0, epoch: 0)
         let logits = model.predict(batch)
         for (b, index) in local.enumerated() {

@@ -33,13 +33,19 @@ public final class PairingPipeline {
         self.init(encoder: try makePairingEncoder(path: retrieverPath), comm: comm, batchSize: batchSize)
     }
 
+    /// Told what is being embedded ("reports", "<split> images"), this rank's items done
+    /// and its total, after each batch.
+    public var progress: ((_ what: String, _ done: Int, _ total: Int) -> Void)?
+
     /// `count` items in batches of at most `batchSize`, L2-normalised rows `(count, D)`.
-    private func embedInBatches(count: Int, _ embed: (Range<Int>) -> [Float]) -> [Float] {
+    private func embedInBatches(_ what: String, count: Int, _ embed: (Range<Int>) -> [Float]) -> [Float] {
         let d = encoder.embeddingDim
         var out: [Float] = []
         out.reserveCapacity(count * d)
         for start in stride(from: 0, to: count, by: batchSize) {
-            out += l2NormalizedRows(embed(start ..< min(start + batchSize, count)), dimension: d)
+            let end = min(start + batchSize, count)
+            out += l2NormalizedRows(embed(start ..< end), dimension: d)
+            progress?(what, end, count)
         }
         return out
     }
@@ -49,14 +55,14 @@ public final class PairingPipeline {
     public func embedReports(_ corpus: ReportCorpus) -> [Float] {
         let mine = evenSlice(count: corpus.count, rank: comm.rank, size: comm.size)
         let cleaned = mine.map { ReportCleaning.clean(corpus.texts[$0]) }
-        return embedInBatches(count: cleaned.count) { encoder.embedReports(cleaned, range: $0) }
+        return embedInBatches("reports", count: cleaned.count) { encoder.embedReports(cleaned, range: $0) }
     }
 
     /// This rank's slice of the L2-normalised image embeddings `(slice, D)` of `dataset`
     /// (the retriever's evaluation transform) and their labels.
     public func embedImages(_ dataset: DatasetFile) -> (embeddings: [Float], labels: [Int]) {
         let mine = evenSlice(count: dataset.count, rank: comm.rank, size: comm.size)
-        let embeddings = embedInBatches(count: mine.count) { range in
+        let embeddings = embedInBatches("\(dataset.split) images", count: mine.count) { range in
             encoder.embedImages(dataset, range: (mine.lowerBound + range.lowerBound) ..< (mine.lowerBound + range.upperBound))
         }
         return (embeddings, mine.map { dataset.label(at: $0) })

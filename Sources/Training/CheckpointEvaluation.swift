@@ -72,13 +72,14 @@ public func resolvePairsPath(inFolder folder: String, split: String) throws -> S
 /// Stage 3 on a checkpoint: loads its model, folds LoRA into the base weights unless
 /// `mergeLoRA` is false, and evaluates it on `dataset` (`evaluationAssembler`, `evaluate`).
 public func evaluateCheckpoint(_ path: String, on dataset: DatasetFile, pairsPath: String?, reportsPath: String?,
-                               mergeLoRA: Bool = true, comm: any Communicator, batchSize: Int) throws
+                               mergeLoRA: Bool = true, comm: any Communicator, batchSize: Int,
+                               progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws
     -> (result: EvaluationResult, model: any TrainableModel, header: Checkpoint.Header) {
     let (model, header) = try Checkpoint.loadModel(path)
     if mergeLoRA { model.mergeLoRA() }
     let assembler = try evaluationAssembler(for: model, header: header, dataset: dataset, pairsPath: pairsPath,
                                             reportsPath: reportsPath)
-    return (try evaluate(model, on: assembler, comm: comm, batchSize: batchSize), model, header)
+    return (try evaluate(model, on: assembler, comm: comm, batchSize: batchSize, progress: progress), model, header)
 }
 
 extension PairedText {

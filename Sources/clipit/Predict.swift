@@ -1,4 +1,5 @@
 import ArgumentParser
+import DataParallel
 import Datasets
 import Evaluation
 import Formats
@@ -28,15 +29,16 @@ struct Predict: ParsableCommand {
     @Option(help: "Images to classify (.cds).")
     var images: String
 
-    @Option(help: "Output JSON-lines file.")
+    @Option(help: "Output file (.jsonl): one prediction per image.")
     var out: String
 
     func run() throws {
         try communicator.run { comm in
             let dataset = try DatasetFile(path: images)
             let pairsPath = try pairs.map { try resolvePairsPath($0, split: dataset.split) }
-            let (result, _, header) = try evaluateCheckpoint(checkpoint, on: dataset, pairsPath: pairsPath,
-                                                             reportsPath: reports, comm: comm, batchSize: batch)
+            let (result, _, header) = try evaluateCheckpoint(
+                checkpoint, on: dataset, pairsPath: pairsPath, reportsPath: reports, comm: comm, batchSize: batch,
+                progress: ItemProgress.callback("predict: images of rank 0", unit: "img/s", enabled: comm.rank == 0))
             guard comm.rank == 0 else { return }
             let p = result.predictions, c = p.classCount
             let predictions = argmaxPredictions(scores: p.scores, classCount: c)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DataParallel
 import Datasets
 import Formats
 import Foundation
@@ -21,7 +22,7 @@ struct Synth: ParsableCommand {
     @Option(help: "Random seed; every byte written depends only on it and the sizes.")
     var seed: UInt64 = 0
 
-    @Option(help: "Output directory (created if missing).")
+    @Option(help: "Output folder (created if missing).")
     var out: String
 
     @Option(help: "Image side in pixels (overrides the preset).")
@@ -74,7 +75,9 @@ struct Synth: ParsableCommand {
         if let reports { config.reportCount = reports }
         if let paired { config.pairedCount = paired }
         config.difficulty = difficulty
-        let output = try SyntheticBenchmark.generate(config: config, seed: seed, preset: preset, directory: out, threads: threads)
+        let output = try SyntheticBenchmark.generate(config: config, seed: seed, preset: preset, directory: out, threads: threads,
+                                                     progress: ItemProgress.callback("synth: image sets", unit: "sets/s",
+                                                                                     enabled: true))
         print("synth: preset \(preset), seed \(seed), difficulty \(difficulty), \(config.imageSize)×\(config.imageSize) RGB, classes: \(SyntheticTaxonomy.classNames.joined(separator: ", "))")
         for file in output.files {
             let counts = file.classCounts.isEmpty ? "" : "  per class \(file.classCounts)"
