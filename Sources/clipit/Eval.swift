@@ -1,10 +1,12 @@
 import ArgumentParser
+import DataParallel
 import Datasets
 import Distributed
 import Evaluation
 import Formats
 import Foundation
 import Kernels
+import Reporting
 import Training
 
 /// `clipit eval`: Stage 3 (image-only inference, LoRA merged) and the Ω score.
@@ -34,8 +36,11 @@ struct Eval: ParsableCommand {
     @Option(help: "Checkpoint of a text-only model, for the Ω score.")
     var textCheckpoint: String?
 
-    @Option(help: "Write the results here as JSON.")
+    @Option(help: "Output file (.json) of the results.")
     var out: String?
+
+    @Option(help: "Write the results here as one self-contained HTML page (metrics, confusion matrix, per-class accuracy, training curves from the checkpoint folder's metrics.jsonl).")
+    var html: String?
 
     @Flag(help: "Keep LoRA unmerged (for checking that merging does not change predictions).")
     var noMerge = false
@@ -50,8 +55,9 @@ struct Eval: ParsableCommand {
         let pairsPath = try pairs.map { try resolvePairsPath($0, split: dataset.split) }
 
         var clock = Stopwatch()
-        let (result, _, header) = try evaluateCheckpoint(checkpoint, on: dataset, pairsPath: pairsPath, reportsPath: reports,
-                                                         mergeLoRA: !noMerge, comm: comm, batchSize: batch)
+        let (result, _, header) = try evaluateCheckpoint(
+            checkpoint, on: dataset, pairsPath: pairsPath, reportsPath: reports, mergeLoRA: !noMerge, comm: comm,
+            batchSize: batch, progress: ItemProgress.callback("eval: images of rank 0", unit: "img/s", enabled: comm.rank == 0))
 
         var textResult: EvaluationResult?
         var omega: Double?
@@ -94,6 +100,15 @@ struct Eval: ParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
             try AtomicFileWriter.write(data, to: out)
             print("eval: wrote \(out)")
+        }
+        if let html {
+            let evaluation = TestEvaluation(method: header.config.method.description, seed: header.config.seed,
+                                            step: header.state.step, checkpoint: checkpoint, metrics: result.report,
+                                            textMetrics: textResult?.report, omega: omega)
+            let page = EvaluationPage(checkpoint: checkpoint, data: dataPath, evaluation: evaluation,
+                                      log: try TrainingLog.beside(checkpoint))
+            try AtomicFileWriter.write(Data(page.html().utf8), to: html)
+            print("eval: wrote \(html)")
         }
     }
 }

@@ -1,11 +1,15 @@
 import ArgumentParser
+import Datasets
 import Evaluation
 import Formats
 import Foundation
+import Reporting
 
 /// `clipit report`: summarises the `clipit eval` JSON files of many runs into one table
 /// (mean ± standard deviation over seeds per method), the gain of a method over a
-/// baseline, and an ablation's share of that gain. Writes results.md and results.json.
+/// baseline, and an ablation's share of that gain. Writes results.md, results.json and
+/// report.html (`ResultsPage`: curves, error bars, confusion matrices, pairing histograms,
+/// retrieval examples; docs/report.md).
 struct Report: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
@@ -21,6 +25,12 @@ struct Report: ParsableCommand {
             differences: runs of the same seed share initialisation, data order and \
             augmentation), and how much of that gain remains under --ablation. With --pairs \
             DIR, also the label-match rate of every pairing in DIR/<strategy>/pairing-summary.json.
+
+            Also writes report.html, one self-contained page (docs/report.md): per method, the \
+            training curves of every seed (RUNS/<run>/metrics.jsonl), test balanced accuracy with \
+            error bars, the confusion matrix summed over seeds with per-class accuracy and Ω; per \
+            pairing, the score histogram and label match; and, with --data (and --reports), a \
+            gallery of retrieval examples of --gallery-split.
             """)
 
     @Option(help: "Directory whose subfolders are runs holding test.json.")
@@ -47,12 +57,32 @@ struct Report: ParsableCommand {
     @Option(help: "A line of text put under the title of results.md (repeatable), e.g. the settings.")
     var note: [String] = []
 
+    @Option(help: "Data folder holding <split>.cds, the one the pairs were made from: report.html then shows retrieval examples.")
+    var data: String?
+
+    @Option(help: "Report corpus the pairs index, for the retrieval examples (default: reports.jsonl in --data).")
+    var reports: String?
+
+    @Option(help: "Retrieval examples per pairing in report.html (0: none).")
+    var gallery: Int = 12
+
+    @Option(help: "Split whose pairs the retrieval examples come from.")
+    var gallerySplit: String = "test"
+
+    func validate() throws {
+        guard gallery >= 0 else { throw ValidationError("--gallery must be 0 or more, got \(gallery)") }
+        if reports != nil && data == nil {
+            throw ValidationError("--reports needs --data (the folder holding the split's .cds the pairs were made from)")
+        }
+    }
+
     func run() throws {
         let groups = try readGroups()
         guard !groups.isEmpty else {
             throw ValidationError("no run with test.json found in \(runs) (expected \(runs)/<run>/test.json)")
         }
-        let pairings = try pairs.map(readPairings) ?? []
+        let pairingResults = try pairs.map(PairingFolders.read) ?? []
+        let pairings = pairingResults.map(Pairing.init)
         let comparison = compare(groups)
         let markdown = renderMarkdown(groups, comparison: comparison, pairings: pairings)
         print(markdown, terminator: "")
@@ -72,120 +102,60 @@ struct Report: ParsableCommand {
                                               options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         try AtomicFileWriter.write(data, to: outDir + "/results.json")
         print("report: wrote \(outDir)/results.md and \(outDir)/results.json")
+
+        let (galleries, galleryNote) = try readGalleries(pairingResults)
+        let page = ResultsPage(notes: note, groups: groups, comparison: comparison.lines, pairings: pairingResults,
+                               galleries: galleries, galleryNote: galleryNote)
+        try AtomicFileWriter.write(Data(page.html().utf8), to: outDir + "/report.html")
+        print("report: wrote \(outDir)/report.html")
     }
 
     // MARK: Reading
 
-    struct Run {
-        var name: String
-        var seed: Int
-        var method: String
-        var balancedAccuracy: Double
-        var accuracy: Double
-        var macroF1: Double
-        var macroAUROC: Double?
-        var omega: Double?
-    }
-
-    struct Group {
-        var name: String
-        var method: String
-        var runs: [Run]
-
-        var balanced: Stats { Stats(runs.map(\.balancedAccuracy)) }
-        var accuracy: Stats { Stats(runs.map(\.accuracy)) }
-        var macroF1: Stats { Stats(runs.map(\.macroF1)) }
-        var auroc: Stats? { runs.allSatisfy { $0.macroAUROC != nil } ? Stats(runs.map { $0.macroAUROC! }) : nil }
-        var omega: Stats? { runs.allSatisfy { $0.omega != nil } ? Stats(runs.map { $0.omega! }) : nil }
-
-        var json: [String: Any] {
-            var object: [String: Any] = [
-                "name": name, "method": method, "seeds": runs.map(\.seed),
-                "balanced_accuracy": balanced.json, "accuracy": accuracy.json, "macro_f1": macroF1.json,
-                "runs": runs.map { run -> [String: Any] in
-                    var r: [String: Any] = ["name": run.name, "seed": run.seed, "balanced_accuracy": run.balancedAccuracy,
-                                            "accuracy": run.accuracy, "macro_f1": run.macroF1]
-                    if let a = run.macroAUROC { r["macro_auroc"] = a }
-                    if let o = run.omega { r["omega"] = o }
-                    return r
-                },
-            ]
-            if let auroc { object["macro_auroc"] = auroc.json }
-            if let omega { object["omega"] = omega.json }
-            return object
-        }
-    }
-
+    typealias Group = MethodGroup
     typealias Stats = SeedStatistics
 
     private func readGroups() throws -> [Group] {
-        let fm = FileManager.default
-        let names = try fm.contentsOfDirectory(atPath: runs).sorted()
-        var byName: [String: Group] = [:]
-        var order: [String] = []
-        for name in names {
-            let path = runs + "/" + name + "/test.json"
-            guard fm.fileExists(atPath: path) else { continue }
-            guard let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any],
-                  let metrics = object["metrics"] as? [String: Any],
-                  let balanced = ProjectJSON.value(metrics, "balanced_accuracy") as? Double,
-                  let accuracy = metrics["accuracy"] as? Double,
-                  let f1 = ProjectJSON.value(metrics, "macro_f1") as? Double else {
-                throw ValidationError("\(path): not a `clipit eval --out` file (no metrics.balanced_accuracy)")
-            }
-            let method = object["method"] as? String ?? name
-            let (group, suffixSeed) = splitSeed(name)
-            let run = Run(name: name, seed: (object["seed"] as? Int) ?? suffixSeed ?? 0, method: method,
-                          balancedAccuracy: balanced, accuracy: accuracy, macroF1: f1,
-                          macroAUROC: ProjectJSON.value(metrics, "macro_auroc") as? Double, omega: object["omega"] as? Double)
-            if byName[group] == nil {
-                byName[group] = Group(name: group, method: method, runs: [])
-                order.append(group)
-            }
-            byName[group]!.runs.append(run)
-        }
-        let first = self.order.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        let ordered = first.filter { byName[$0] != nil } + order.filter { !first.contains($0) }
-        return ordered.map { name in
-            var g = byName[name]!
-            g.runs.sort { $0.seed < $1.seed }
-            return g
-        }
-    }
-
-    /// "clipit-seed2" → ("clipit", 2); a name without the suffix is its own group.
-    private func splitSeed(_ name: String) -> (String, Int?) {
-        guard let range = name.range(of: "-seed", options: .backwards),
-              let seed = Int(name[range.upperBound...]), !name[..<range.lowerBound].isEmpty else { return (name, nil) }
-        return (String(name[..<range.lowerBound]), seed)
+        let first = order.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        return try RunFolders.read(runs, order: first, readLogs: true)
     }
 
     struct Pairing {
         var name: String
         var strategy: String
         var labelMatch: [(split: String, rate: Double)]
+
+        init(_ pairing: PairingResult) {
+            name = pairing.name
+            strategy = pairing.strategy
+            labelMatch = pairing.summaries.compactMap { s in s.labelMatchRate.map { (split: s.split, rate: $0) } }
+        }
+
         var json: [String: Any] {
             ["name": name, "strategy": strategy,
              "label_match": Dictionary(uniqueKeysWithValues: labelMatch.map { ($0.split, $0.rate) })]
         }
     }
 
-    private func readPairings(_ dir: String) throws -> [Pairing] {
-        let fm = FileManager.default
-        var result: [Pairing] = []
-        for name in try fm.contentsOfDirectory(atPath: dir).sorted() {
-            let path = dir + "/" + name + "/pairing-summary.json"
-            guard fm.fileExists(atPath: path),
-                  let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any],
-                  let splits = object["splits"] as? [[String: Any]] else { continue }
-            let strategy = splits.first?["strategy"] as? String ?? name
-            let rates = splits.compactMap { s -> (String, Double)? in
-                guard let split = s["split"] as? String, let rate = ProjectJSON.value(s, "label_match_rate") as? Double else { return nil }
-                return (split, rate)
-            }
-            result.append(Pairing(name: name, strategy: strategy, labelMatch: rates.map { (split: $0.0, rate: $0.1) }))
+    /// The retrieval examples of every pairing with a pairs file of --gallery-split, or why
+    /// there are none.
+    private func readGalleries(_ pairings: [PairingResult]) throws -> ([PairingGallery], String?) {
+        guard gallery > 0 else { return ([], "No retrieval examples (--gallery 0).") }
+        guard !pairings.isEmpty else {
+            return ([], "Retrieval examples need the pairings: pass --pairs DIR, --data DIR and --reports FILE to clipit report.")
         }
-        return result
+        guard let data else {
+            return ([], "Pass --data DIR (the folder holding \(gallerySplit).cds the pairs were made from) and --reports FILE "
+                        + "to clipit report to see retrieval examples.")
+        }
+        let dataset = try DatasetFile(path: try DataFolder.datasetPath(data, split: gallerySplit))
+        let corpusPath = reports ?? (data as NSString).appendingPathComponent("reports.jsonl")
+        let corpus = try ReportCorpus(path: corpusPath, classNames: dataset.classNames)
+        let galleries = try pairings.compactMap {
+            try PairingGallery.read($0, split: gallerySplit, dataset: dataset, corpus: corpus, corpusPath: corpusPath,
+                                    count: gallery)
+        }
+        return (galleries, galleries.isEmpty ? "No pairing in --pairs has \(gallerySplit).pairs.jsonl." : nil)
     }
 
     // MARK: Comparison
@@ -202,13 +172,13 @@ struct Report: ParsableCommand {
             c.lines.append("(no comparison: groups '\(method)' and '\(baseline)' are not both present)")
             return c
         }
-        let gain = m.balanced.mean - b.balanced.mean
-        let spread = max(m.balanced.std, b.balanced.std)
+        let gain = m.balancedAccuracy.mean - b.balancedAccuracy.mean
+        let spread = max(m.balancedAccuracy.std, b.balancedAccuracy.std)
         let paired = pairedDifferences(m, b)
         let exceeds = gain > spread && (m.runs.count > 1 && b.runs.count > 1)
         c.lines.append(String(format: "%@ − %@: %+.2f points of balanced accuracy (difference of means); "
                                   + "seed-to-seed std %.2f (%@) and %.2f (%@)",
-                              method, baseline, gain * 100, m.balanced.std * 100, method, b.balanced.std * 100, baseline))
+                              method, baseline, gain * 100, m.balancedAccuracy.std * 100, method, b.balancedAccuracy.std * 100, baseline))
         if let paired {
             c.lines.append(String(format: "per-seed differences (same seed, same initialisation and data order): %@ → mean %+.2f ± %.2f",
                                   paired.values.map { String(format: "%+.2f", $0 * 100) }.joined(separator: ", "),
@@ -221,11 +191,11 @@ struct Report: ParsableCommand {
                   "gain_exceeds_spread": exceeds]
         if let paired { c.json["paired_differences"] = paired.json }
         if let a = group(ablation) {
-            let ablationGain = a.balanced.mean - b.balanced.mean
+            let ablationGain = a.balancedAccuracy.mean - b.balancedAccuracy.mean
             c.lines.append(String(format: "%@ − %@: %+.2f points (std %.2f)", ablation, baseline, ablationGain * 100,
-                                  a.balanced.std * 100))
+                                  a.balancedAccuracy.std * 100))
             c.lines.append(String(format: "%@ − %@: %+.2f points", method, ablation,
-                                  (m.balanced.mean - a.balanced.mean) * 100))
+                                  (m.balancedAccuracy.mean - a.balancedAccuracy.mean) * 100))
             c.json["ablation"] = ablation
             c.json["ablation_gain"] = ablationGain
             if gain > 0 {
@@ -242,8 +212,8 @@ struct Report: ParsableCommand {
 
     /// Differences method − baseline of the runs with equal seeds (nil without two common seeds).
     private func pairedDifferences(_ m: Group, _ b: Group) -> Stats? {
-        SeedStatistics.pairedDifferences(method: m.runs.map { ($0.seed, $0.balancedAccuracy) },
-                                         baseline: b.runs.map { ($0.seed, $0.balancedAccuracy) })
+        SeedStatistics.pairedDifferences(method: m.runs.map { ($0.seed, $0.test.metrics.balancedAccuracy) },
+                                         baseline: b.runs.map { ($0.seed, $0.test.metrics.balancedAccuracy) })
     }
 
     // MARK: Rendering
@@ -260,8 +230,8 @@ struct Report: ParsableCommand {
         out += "|---|---|---|---|---|---|---|\n"
         for g in groups {
             let omega = g.omega.map(pct) ?? "–"
-            out += "| \(g.name) | \(g.runs.count) | \(pct(g.balanced)) | \(mean(g.accuracy)) | \(mean(g.macroF1)) "
-                + "| \(mean(g.auroc)) | \(omega) |\n"
+            out += "| \(g.name) | \(g.runs.count) | \(pct(g.balancedAccuracy)) | \(mean(g.accuracy)) | \(mean(g.macroF1)) "
+                + "| \(mean(g.macroAUROC)) | \(omega) |\n"
         }
         out += "\n"
         for line in comparison.lines { out += "- " + line + "\n" }
@@ -273,6 +243,27 @@ struct Report: ParsableCommand {
             }
         }
         return out
+    }
+}
+
+extension MethodGroup {
+    /// The group in results.json: its statistics and every run's figures.
+    var json: [String: Any] {
+        var object: [String: Any] = [
+            "name": name, "method": method, "seeds": runs.map(\.seed),
+            "balanced_accuracy": balancedAccuracy.json, "accuracy": accuracy.json, "macro_f1": macroF1.json,
+            "runs": runs.map { run -> [String: Any] in
+                let m = run.test.metrics
+                var r: [String: Any] = ["name": run.name, "seed": run.seed, "balanced_accuracy": m.balancedAccuracy,
+                                        "accuracy": m.accuracy, "macro_f1": m.macroF1]
+                if let a = m.macroAUROC { r["macro_auroc"] = a }
+                if let o = run.test.omega { r["omega"] = o }
+                return r
+            },
+        ]
+        if let auroc = macroAUROC { object["macro_auroc"] = auroc.json }
+        if let omega { object["omega"] = omega.json }
+        return object
     }
 }
 
