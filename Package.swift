@@ -6,7 +6,8 @@ import PackageDescription
 /// Layering, bottom to top (a module imports only modules listed above it; docs/architecture.md):
 ///   CMPI, COpenBLAS, CZlib  — C system libraries (pkg-config), thin inline shims only
 ///   Kernels                 — Float32 tensors, BLAS GEMM, elementwise forward/backward kernels
-///   Formats                 — file formats: safetensors, PNG, NPZ/NPY, zlib, atomic writes, memory maps
+///   Formats                 — file formats: safetensors, PNG, NPZ/NPY, zlib, TensorBoard events, atomic
+///                             writes, memory maps
 ///   Distributed             — Communicator (MPI or single rank), sharded sampling
 ///   Datasets                — .cds and report-corpus files, cleaning, image transforms and
 ///                             preprocessing, tokenizers, the synthetic benchmark
@@ -15,10 +16,12 @@ import PackageDescription
 ///   Configuration           — YAML configurations (Yams): presets, files, --set overrides, typed decoding
 ///   Import                  — weights in and out: pretrained folders, safetensors loading,
 ///                             PEFT export, retriever exports, pretrained tokenizers
-///   DataParallel            — the one data-parallel step, batch assembly, metrics log, progress
+///   DataParallel            — the one data-parallel step, batch assembly, metrics log (+ TensorBoard), progress
 ///   Retrieval               — Stage 1: retriever pretraining, embedding, exact top-k, pairing, pairs files
 ///   Evaluation              — Stage 3: evaluating a model on a split, metrics, Ω, seed statistics
 ///   Training                — Stage 2: configuration, methods, the trainer, checkpoints
+///   Reporting               — what training did, as one self-contained HTML page: SVG charts
+///                             (curves, error bars, heat maps, histograms), run and pairing readers
 ///   clipit                  — the command-line tool (one file per subcommand)
 ///   TestSupport             — thread-simulated ranks and brute-force reference checkers (tests only)
 /// Release builds keep Swift's runtime checks (bounds, overflow, preconditions) in every
@@ -54,17 +57,21 @@ let package = Package(
         .target(name: "Model", dependencies: ["Kernels"]),
         .target(name: "Configuration", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "Import", dependencies: ["Model", "Datasets", "Formats", "Kernels"]),
-        .target(name: "DataParallel", dependencies: ["Model", "Datasets", "Distributed", "Kernels"]),
+        .target(name: "DataParallel", dependencies: ["Model", "Datasets", "Distributed", "Formats", "Kernels"]),
         .target(name: "Retrieval", dependencies: ["DataParallel", "Import", "Configuration", "Model", "Datasets",
                                                   "Distributed", "Formats", "Kernels"]),
         .target(name: "Evaluation", dependencies: ["DataParallel", "Model", "Datasets", "Distributed", "Formats", "Kernels"]),
         .target(name: "Training", dependencies: ["Evaluation", "Retrieval", "DataParallel", "Import", "Configuration",
                                                  "Model", "Datasets", "Distributed", "Formats", "Kernels"]),
+        .target(name: "Reporting", dependencies: ["Evaluation", "Retrieval", "Datasets", "Formats"]),
         .executableTarget(
             name: "clipit",
-            dependencies: ["Training", "Evaluation", "Retrieval", "DataParallel", "Import", "Configuration", "Model", "Datasets",
+            dependencies: ["Reporting", "Training", "Evaluation", "Retrieval", "DataParallel", "Import", "Configuration", "Model", "Datasets",
                            "Distributed", "Formats", "Kernels",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            plugins: ["BuildInfoPlugin"]),
+        // `clipit --version`'s git revision, generated before each build.
+        .plugin(name: "BuildInfoPlugin", capability: .buildTool()),
 
         // Test support: thread-simulated ranks and brute-force reference checkers.
         .target(name: "TestSupport", dependencies: ["Retrieval", "Evaluation", "Distributed", "Formats", "Kernels"],
@@ -79,7 +86,8 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: [
             "Kernels", .product(name: "Numerics", package: "swift-numerics")]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Kernels", "TestSupport"]),
-        .testTarget(name: "FormatsTests", dependencies: ["Formats", "Kernels", "TestSupport"]),
+        .testTarget(name: "FormatsTests", dependencies: ["Formats", "Kernels", "TestSupport"],
+                    exclude: ["Fixtures"]),   // read from the checkout by path
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Formats", "Kernels", "TestSupport"]),
         .testTarget(name: "ModelTests", dependencies: [
             "Model", "Import", "Kernels", "Formats", "TestSupport", .product(name: "Numerics", package: "swift-numerics")],
@@ -92,6 +100,8 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Configuration", "Retrieval", "Evaluation", "DataParallel", "Model",
                                                           "Import", "Datasets", "Distributed", "Formats", "Kernels",
                                                           "TestSupport"]),
+        .testTarget(name: "ReportingTests", dependencies: ["Reporting", "Evaluation", "Retrieval", "Datasets", "Formats",
+                                                           "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

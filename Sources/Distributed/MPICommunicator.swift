@@ -202,3 +202,16 @@ public final class MPICommunicator: Communicator {
         throw MPIError(code: Int(code), call: call, reason: reason)
     }
 }
+
+/// The MPI library this build links.
+public enum MPILibrary {
+    /// `MPI_Get_library_version`'s first line (callable before `MPI_Init`), e.g. "Open MPI
+    /// v4.1.4, package: Debian OpenMPI, ident: 4.1.4, repo rev: v4.1.4, May 26, 2022".
+    public static var version: String {
+        var buffer = [CChar](repeating: 0, count: Int(cmpi_max_library_version_string()) + 1)
+        var length: Int32 = 0
+        guard MPI_Get_library_version(&buffer, &length) == cmpi_success() else { return "unknown MPI library" }
+        let text = String(cString: buffer)
+        return text.split(separator: "\n").first.map(String.init) ?? text
+    }
+}

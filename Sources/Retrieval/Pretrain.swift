@@ -250,7 +250,7 @@ public final class RetrieverPretrainer {
                                           rank: comm.rank, worldSize: comm.size, seed: seed)
         guard sampler.batchesPerEpoch > 0 else {
             throw RetrieverError("the global batch (\(settings.batchSize)) is larger than the \(data.trainCount) "
-                                     + "training pairs: lower --batch-size")
+                                     + "training pairs: lower --batch")
         }
         totalSteps = settings.epochs * sampler.batchesPerEpoch
         schedule = .warmupCosine(base: settings.lr, minimum: settings.minLr,

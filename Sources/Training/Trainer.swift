@@ -29,6 +29,53 @@ public struct TrainingSummary: Codable, Equatable, Sendable {
     public var imagesPerSecond: Double
     public var trainableParameters: Int
     public var totalParameters: Int
+    /// What the run was made of (`RunProvenance`): preset, image size, where each tower's
+    /// weights came from, data sizes.
+    public var provenance: RunProvenance?
+}
+
+/// What a training run was built from, printed at its start and saved in `summary.json`:
+/// the model preset, the image size, where each tower's weights came from ("random init"
+/// when from nowhere) and the data sizes.
+public struct RunProvenance: Codable, Equatable, Sendable {
+    public var preset: String
+    public var imageSize: Int
+    /// `model.init_vision`, or "random init"; nil when the method has no image tower.
+    public var visionWeights: String?
+    /// `model.init_text`, or "random init"; nil when the method has no text tower.
+    public var textWeights: String?
+    public var trainImages: Int
+    public var validationImages: Int?
+    public var reports: Int?
+    public var classes: Int
+
+    public static let randomInit = "random init"
+
+    init(config: TrainingConfig, data: TrainingData, reports: Int?) {
+        preset = config.model.preset
+        imageSize = config.model.vision.imageSize
+        let method = config.method
+        visionWeights = method.readsImages ? (config.model.initVision.isEmpty ? Self.randomInit : config.model.initVision) : nil
+        textWeights = method.needsText ? (config.model.initText.isEmpty ? Self.randomInit : config.model.initText) : nil
+        trainImages = data.train.count
+        validationImages = data.validation?.count
+        self.reports = reports
+        classes = data.classNames.count
+    }
+
+    /// The lines printed at the start of a run; a tower from random init is a warning.
+    public var lines: [String] {
+        var lines = ["model: preset \(preset), \(imageSize) px images, \(classes) classes; data: \(trainImages) training, "
+                     + (validationImages.map { "\($0) validation images" } ?? "no validation images")
+                     + (reports.map { ", \($0) reports" } ?? "")]
+        for (tower, weights) in [("vision", visionWeights), ("text", textWeights)] {
+            guard let weights else { continue }
+            lines.append(weights == Self.randomInit
+                ? "warning: the \(tower) tower starts from random init (set model.init_\(tower)=FOLDER for pretrained weights)"
+                : "\(tower) tower weights: \(weights)")
+        }
+        return lines
+    }
 }
 
 /// The data-parallel trainer (docs/training.md).
@@ -69,8 +116,12 @@ public final class Trainer {
     let log: MetricsLog
     let progress: ProgressDisplay
     let seed: UInt64
+    /// Preset, image size, tower weights' origins and data sizes of this run.
+    public let provenance: RunProvenance
     private let validationPoints: Set<Int>
     private var lastValidatedStep = -1
+    /// The last validation's confusion matrix, drawn into TensorBoard at the end (rank 0).
+    private var lastConfusionMatrix: [[Int]]?
     /// The step `last.safetensors` was last written at (rank 0).
     private var lastSavedStep = -1
     /// Rank 0's exclusive use of the output directory until the run ends.
@@ -117,6 +168,7 @@ public final class Trainer {
         built.reserveActivations(batch: max(trainRows, localBatch(config.train.evalBatchSize)))
         let inputs = try data.assemblers(for: built, resumedTokenizer: checkpoint?.header.tokenizerState)
         (trainAssembler, valAssembler, tokenizer) = (inputs.train, inputs.validation, inputs.tokenizer)
+        provenance = RunProvenance(config: config, data: data, reports: trainAssembler.text?.reportCount)
 
         sampler = ShardedSampler.training(itemCount: data.train.count, globalBatchSize: config.train.batchSize,
                                           rank: comm.rank, worldSize: comm.size, seed: seed,
@@ -171,6 +223,9 @@ public final class Trainer {
     public func run() throws -> TrainingSummary {
         let store = model.store
         var clock = Stopwatch()
+        if comm.rank == 0 {   // even with --quiet: what the run is made of, a random tower as a warning
+            FileHandle.standardError.write(Data(provenance.lines.map { "train: " + $0 + "\n" }.joined().utf8))
+        }
         if state.step == 0 {
             progress.message("train: method \(method), \(comm.size) rank\(comm.size == 1 ? "" : "s"), "
                              + "\(store.trainableCount) trainable of \(store.trainableCount + store.frozenCount) parameters, "
@@ -234,8 +289,13 @@ public final class Trainer {
             finalLoss: lastLoss.map { Double($0.total) },
             bestBalancedAccuracy: state.bestBalancedAccuracy, bestStep: state.bestStep, seconds: clock.lap(),
             imagesPerSecond: throughput.samplesPerSecond,
-            trainableParameters: store.trainableCount, totalParameters: store.trainableCount + store.frozenCount)
+            trainableParameters: store.trainableCount, totalParameters: store.trainableCount + store.frozenCount,
+            provenance: provenance)
         if comm.rank == 0 {
+            if let matrix = lastConfusionMatrix {
+                try log.write(image: HeatMapImage(counts: matrix).tensorBoardImage, tag: "val/confusion_matrix",
+                              step: lastValidatedStep)
+            }
             try AtomicFileWriter.writeJSON(summary, to: outputDirectory + "/summary.json")
             let best = summary.bestBalancedAccuracy.map { String(format: ", best balanced accuracy %.2f%% at step %d", $0 * 100, summary.bestStep ?? 0) } ?? ""
             progress.message(String(format: "train: %@ after %d steps in %.1f s (%.1f img/s)%@; checkpoints in %@",
@@ -306,6 +366,7 @@ public final class Trainer {
             "macro_auroc": MetricsLog.number(result.report.macroAUROC), "loss": MetricsLog.number(result.loss),
             "samples": result.report.sampleCount, "best": improved,
         ])
+        lastConfusionMatrix = result.report.confusionMatrix
         progress.message(String(format: "val: step %d  balanced accuracy %.2f%%  accuracy %.2f%%  loss %.4f%@",
                                 state.step, ba * 100, result.report.accuracy * 100, result.loss, improved ? "  (best)" : ""))
         // `last` first: a full disk while writing `best` still leaves the run resumable.

@@ -22,7 +22,7 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "A clipit checkpoint, or a safetensors file of internal parameter names.")
     var checkpoint: String
 
-    @Option(help: "Output directory (created if missing).")
+    @Option(help: "Output folder (created if missing).")
     var out: String
 
     @Flag(help: "Also write merged.safetensors with LoRA folded into the base weights.")

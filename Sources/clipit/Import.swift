@@ -1,4 +1,5 @@
 import ArgumentParser
+import DataParallel
 import Datasets
 import Distributed
 import Foundation
@@ -33,18 +34,26 @@ struct ImportMedMNIST: ParsableCommand {
             (numpy.savez / savez_compressed) are read as streams, so large files need little memory.
             """)
 
-    @Option(help: "The .npz archive.")
-    var npz: String
+    @Option(help: "The dataset: a MedMNIST .npz archive.")
+    var data: String?
 
-    @Option(help: "Output directory (created if missing).")
+    @Option(name: .customLong("npz"), help: aliasHelp(of: "data"))
+    var npzAlias: String?
+
+    @Option(help: "Output folder for train/val/test.cds (created if missing).")
     var out: String
+
+    func validate() throws {
+        _ = try requiredRenamedOption(data, npzAlias, name: "data", oldName: "npz")
+    }
 
     @Option(parsing: .upToNextOption, help: "Class names, one per label value 0, 1, … (default: the label values).")
     var classes: [String] = []
 
     func run() throws {
         try refuseSeveralRanks()
-        let splits = try MedMNISTImporter.importNPZ(path: npz, outputDirectory: out,
+        let archive = try requiredRenamedOption(data, npzAlias, name: "data", oldName: "npz")
+        let splits = try MedMNISTImporter.importNPZ(path: archive, outputDirectory: out,
                                                     classNames: classes.isEmpty ? nil : classes)
         for split in splits {
             print("import medmnist: \(split.path): \(split.count) images \(split.height)×\(split.width)×\(split.channels), per class \(zip(split.classNames, split.classCounts).map { "\($0) \($1)" }.joined(separator: ", "))")
@@ -64,10 +73,13 @@ struct ImportFolder: ParsableCommand {
             then centre crop) to N×N. Image ids are the paths relative to the root.
             """)
 
-    @Option(help: "Folder holding one sub-folder per class.")
-    var root: String
+    @Option(help: "The images: a folder holding one sub-folder per class.")
+    var images: String?
 
-    @Option(help: "Output .cds file.")
+    @Option(name: .customLong("root"), help: aliasHelp(of: "images"))
+    var rootAlias: String?
+
+    @Option(help: "Output file (.cds).")
     var out: String
 
     @Option(help: "Resize every image to SIZE×SIZE.")
@@ -77,13 +89,16 @@ struct ImportFolder: ParsableCommand {
     var split = "train"
 
     func validate() throws {
+        _ = try requiredRenamedOption(images, rootAlias, name: "images", oldName: "root")
         if let size, size < 1 { throw ValidationError("--size must be positive, got \(size)") }
         guard out.hasSuffix(".cds") else { throw ValidationError("--out must end in .cds, got '\(out)'") }
     }
 
     func run() throws {
         try refuseSeveralRanks()
-        let result = try FolderImporter.importFolder(root: root, output: out, size: size, split: split)
+        let root = try requiredRenamedOption(images, rootAlias, name: "images", oldName: "root")
+        let result = try FolderImporter.importFolder(root: root, output: out, size: size, split: split,
+                                                     progress: ItemProgress.callback("import folder", unit: "img/s", enabled: true))
         print("import folder: \(result.path): \(result.count) images \(result.height)×\(result.width) RGB, per class \(zip(result.classNames, result.classCounts).map { "\($0) \($1)" }.joined(separator: ", "))")
     }
 }
@@ -99,11 +114,17 @@ struct ImportReports: ParsableCommand {
             id "id" (else row-<line>), label "label", tissue "tissue" when present.
             """)
 
-    @Option(name: .customLong("in"), help: "Input file (.txt, .jsonl, .csv or .tsv).")
-    var input: String
+    @Option(help: "The reports: a .txt (one per line), .jsonl, .csv or .tsv file.")
+    var reports: String?
 
-    @Option(help: "Output .jsonl file.")
+    @Option(name: .customLong("in"), help: aliasHelp(of: "reports"))
+    var inAlias: String?
+
+    @Option(help: "Output file (.jsonl).")
     var out: String
+
+    /// The input file, under --reports or its old name --in.
+    var input: String { get throws { try requiredRenamedOption(reports, inAlias, name: "reports", oldName: "in") } }
 
     @Option(help: "CSV column holding the report text.")
     var textColumn: String?
@@ -118,6 +139,7 @@ struct ImportReports: ParsableCommand {
     var tissueColumn: String?
 
     func validate() throws {
+        _ = try input
         guard out.hasSuffix(".jsonl") else { throw ValidationError("--out must end in .jsonl, got '\(out)'") }
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DataParallel
 import Datasets
 import Formats
 import Foundation
@@ -33,7 +34,7 @@ struct Pair: ParsableCommand {
     @Option(help: "Report corpus (.jsonl or .txt).")
     var reports: String
 
-    @Option(help: "Output directory (created if missing).")
+    @Option(help: "Output folder (created if missing).")
     var out: String
 
     @Option(help: "top1, sample-top-k:K, random, least-similar or oracle.")
@@ -49,18 +50,26 @@ struct Pair: ParsableCommand {
     var splits: [String] = ["train", "val", "test"]
 
     @Option(help: "Images or reports embedded per forward pass.")
-    var batchSize: Int = 128
+    var batch: Int?
+
+    @Option(name: .customLong("batch-size"), help: aliasHelp(of: "batch"))
+    var batchSizeAlias: Int?
+
+    /// `--batch` (or its old name), default 128.
+    var batchSize: Int { get throws { try renamedOption(batch, batchSizeAlias, name: "batch", oldName: "batch-size") ?? 128 } }
 
     func validate() throws {
+        let batchSize = try self.batchSize
         do { _ = try PairingStrategy(parsing: strategy) } catch { throw ValidationError(String(describing: error)) }
         guard k >= 1 else { throw ValidationError("--k must be at least 1, got \(k)") }
-        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        guard batchSize >= 1 else { throw ValidationError("--batch must be at least 1, got \(batchSize)") }
     }
 
     func run() throws {
         try communicator.run { comm in
             let clock = Stopwatch()
-            let pipeline = try PairingPipeline(retrieverPath: retriever, comm: comm, batchSize: batchSize)
+            let pipeline = try PairingPipeline(retrieverPath: retriever, comm: comm, batchSize: try batchSize)
+            pipeline.progress = ItemProgress.phases("pair: embedding rank 0's", unit: "items/s", enabled: comm.rank == 0)
             let options = PairingOptions(strategy: try PairingStrategy(parsing: strategy), seed: seed, recordedK: k)
             let folder = try DataFolder(data)
             let present = splits.filter { folder.split($0) != nil }

@@ -42,7 +42,7 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Reports aligned with the images by index (.jsonl/.txt); overrides DIR/paired.jsonl (pretrain.reports).")
     var reports: String?
 
-    @Option(help: "Output directory (created if missing).")
+    @Option(help: "Output folder (created if missing).")
     var out: String
 
     @Option(help: ArgumentHelp("Continue from a stopped run's checkpoint (its last.safetensors), or 'auto': "
@@ -56,7 +56,10 @@ struct Pretrain: ParsableCommand {
     var epochs: Int?
 
     @Option(help: "Global batch over all ranks: the pairs whose InfoNCE shares negatives (pretrain.batch_size; default 64).")
-    var batchSize: Int?
+    var batch: Int?
+
+    @Option(name: .customLong("batch-size"), help: aliasHelp(of: "batch"))
+    var batchSizeAlias: Int?
 
     @Option(help: "Peak learning rate of AdamW (pretrain.lr; default 1e-3).")
     var lr: Float?
@@ -97,7 +100,7 @@ struct Pretrain: ParsableCommand {
         var c = try PretrainConfig.resolve(yaml: yaml, overrides: overrides)
         if let preset { c.preset = preset }
         if let epochs { c.epochs = epochs }
-        if let batchSize { c.batchSize = batchSize }
+        if let batch = try renamedOption(batch, batchSizeAlias, name: "batch", oldName: "batch-size") { c.batchSize = batch }
         if let lr { c.lr = lr }
         if let weightDecay { c.weightDecay = weightDecay }
         if let warmupSteps { c.warmupSteps = warmupSteps }

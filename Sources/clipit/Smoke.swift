@@ -18,15 +18,22 @@ struct Smoke: ParsableCommand {
     @Option(help: "Items in the simulated dataset.")
     var items = 1000
 
-    @Option(help: "Global batch size of the simulated dataset.")
-    var batchSize = 64
+    @Option(help: "Global batch size of the simulated dataset (default 64).")
+    var batch: Int?
+
+    @Option(name: .customLong("batch-size"), help: aliasHelp(of: "batch"))
+    var batchSizeAlias: Int?
+
+    /// `--batch` (or its old name), default 64.
+    var batchSize: Int { get throws { try renamedOption(batch, batchSizeAlias, name: "batch", oldName: "batch-size") ?? 64 } }
 
     @Option(help: "Sampler seed.")
     var seed: UInt64 = 0
 
     func validate() throws {
         guard items >= 0 else { throw ValidationError("--items must be non-negative, got \(items)") }
-        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        let batchSize = try self.batchSize
+        guard batchSize >= 1 else { throw ValidationError("--batch must be at least 1, got \(batchSize)") }
     }
 
     struct Failure: Error, CustomStringConvertible {
@@ -57,6 +64,7 @@ struct Smoke: ParsableCommand {
         if rank == 0 { print("allreduce: ok (sum of rank+1 = \(Int(expectedSum)), max rank = \(largest))") }
 
         // Sharded sampler: training drops the partial batch; evaluation sees every item once.
+        let batchSize = try self.batchSize
         let training = ShardedSampler.training(itemCount: items, globalBatchSize: batchSize, rank: rank,
                                                worldSize: size, seed: seed)
         let (trained, trainCounts) = try comm.allgatherv(training.indices(epoch: 0))

@@ -11,8 +11,9 @@ struct Train: ParsableCommand {
         commandName: "train",
         abstract: "Train CLIP-IT, a baseline or an ablation, data-parallel over the ranks of the job.",
         discussion: """
-            The configuration starts from a preset (model.preset, default tiny), then the YAML \
-            file of --config, then --set key=value overrides and the explicit flags below. \
+            The configuration starts from a preset (--preset, or model.preset of --config; one of \
+            them is required), then the YAML file of --config, then --set key=value overrides \
+            and the explicit flags below. \
             The output directory receives config.yaml (the effective configuration), \
             metrics.jsonl, best.safetensors (best validation balanced accuracy), \
             last.safetensors and summary.json. --resume CKPT continues a run exactly where \
@@ -61,7 +62,7 @@ struct Train: ParsableCommand {
     @Option(help: "Seed of the weights, data order, augmentation and dropout.")
     var seed: Int?
 
-    @Option(help: "Output directory (default with --resume: the checkpoint's directory).")
+    @Option(help: "Output folder of the run, created if missing (default with --resume: the checkpoint's folder).")
     var out: String?
 
     @Option(help: ArgumentHelp("Checkpoint to resume from (last.safetensors of an interrupted run), or 'auto': "
@@ -90,6 +91,30 @@ struct Train: ParsableCommand {
     @Option(help: "Validations per epoch (train.validations_per_epoch).")
     var validationsPerEpoch: Int?
 
+    @Option(help: "Weight decay (optim.weight_decay).")
+    var weightDecay: Float?
+
+    @Option(help: "Global gradient-norm clipping, 0 for none (optim.grad_clip).")
+    var gradClip: Float?
+
+    @Option(help: "Linear warm-up steps of the warmup-cosine schedule (optim.warmup_steps).")
+    var warmupSteps: Int?
+
+    @Option(help: "LoRA rank of both towers (model.lora.rank).")
+    var loraRank: Int?
+
+    @Option(help: "Images per micro-batch of deterministic training (train.micro_batch_size).")
+    var microBatch: Int?
+
+    @Flag(inversion: .prefixedNo, help: "Bit-identical training on any rank count (train.deterministic; default on).")
+    var deterministic: Bool?
+
+    @Option(help: "Also write last.safetensors every this many steps (train.checkpoint_every).")
+    var checkpointEvery: Int?
+
+    @Option(help: "Plain progress lines every this many steps when not on a terminal (train.log_every).")
+    var logEvery: Int?
+
     @Option(name: .customLong("set"), help: ArgumentHelp("Override any config key, e.g. --set optim.schedule=cosine (repeatable).", valueName: "key=value"))
     var overrides: [String] = []
 
@@ -102,7 +127,8 @@ struct Train: ParsableCommand {
         }
         if overwrite && resume != nil { throw ValidationError("--overwrite replaces a run; --resume continues one: pass one") }
         if let method { _ = try TrainingMethod(parsing: method) }
-        for value in [epochs, batch, maxSteps, stopAfterSteps, validationsPerEpoch].compactMap({ $0 }) where value < 0 {
+        for value in [epochs, batch, maxSteps, stopAfterSteps, validationsPerEpoch, warmupSteps, loraRank, microBatch,
+                      checkpointEvery, logEvery].compactMap({ $0 }) where value < 0 {
             throw ValidationError("counts must not be negative, got \(value)")
         }
     }
@@ -121,10 +147,24 @@ struct Train: ParsableCommand {
         }
     }
 
+    /// What `clipit train` says when neither a configuration nor a preset chooses the
+    /// model: silently training the 16 px test preset would surprise everyone.
+    static func noModelMessage(configFolder: String = "configs") -> String {
+        let configs = ((try? FileManager.default.contentsOfDirectory(atPath: configFolder)) ?? [])
+            .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted().map { configFolder + "/" + $0 }
+        return "choose the model: --config FILE"
+            + (configs.isEmpty ? "" : " (here: \(configs.joined(separator: ", ")))")
+            + " or --preset NAME (\(TrainingConfig.presetNames.joined(separator: ", ")): tiny is a 16 px test model, "
+            + "demo a small 64 px ViT); docs/training.md lists the keys"
+    }
+
     /// Preset ← config file ← --set ← explicit flags (or the checkpoint's configuration
     /// when resuming, with the same overrides on top). The flags are typed values set on
     /// the resolved configuration; only `--preset` acts before, as it chooses the base.
     func resolveConfig(resume: String?) throws -> TrainingConfig {
+        if resume == nil && config == nil && preset == nil && !overrides.contains(where: { $0.hasPrefix("model.preset=") }) {
+            throw ValidationError(Self.noModelMessage())
+        }
         let yaml = try config.map(ConfigurationResolver.readFile)
         let base = try resume.map { try Checkpoint.open($0).header.config }
         var c = try TrainingConfig.resolve(yaml: yaml, overrides: overrides, base: base, preset: preset)
@@ -136,6 +176,14 @@ struct Train: ParsableCommand {
         if let maxSteps { c.train.maxSteps = maxSteps }
         if let stopAfterSteps { c.train.stopAfterSteps = stopAfterSteps }
         if let validationsPerEpoch { c.train.validationsPerEpoch = validationsPerEpoch }
+        if let weightDecay { c.optim.weightDecay = weightDecay }
+        if let gradClip { c.optim.gradClip = gradClip }
+        if let warmupSteps { c.optim.warmupSteps = warmupSteps }
+        if let loraRank { c.model.lora.rank = loraRank }
+        if let microBatch { c.train.microBatchSize = microBatch }
+        if let deterministic { c.train.deterministic = deterministic }
+        if let checkpointEvery { c.train.checkpointEvery = checkpointEvery }
+        if let logEvery { c.train.logEvery = logEvery }
         if let data {
             let folder = try DataFolder(data)
             c.data.train = try folder.requiredSplit("train")

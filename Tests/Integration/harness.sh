@@ -1,4 +1,5 @@
-# Shared by the shell test harnesses (Tests/MultiRank/run.sh, Tests/Integration/train_ranks.sh):
+# Shared by the shell test harnesses (Tests/MultiRank/run.sh, Tests/Integration/train_ranks.sh,
+# Tests/MultiHost/run.sh, Tests/CLI/run.sh, Tests/Report/render.sh):
 # source it after setting `cores` (the machine's core count), `passed=0` and `failed=0`, and
 # optionally `mpirun_extra` (an array of options added to every mpirun).
 
@@ -22,4 +23,23 @@ record() {  # record NAME OK(0|1) DETAIL
     else
         failed=$((failed + 1)); echo "FAIL $1 ($3)"
     fi
+}
+
+# A pairs file for split $1 with $2 images over $3 reports, written to $4: image i →
+# report i mod M (the tests check the arithmetic of training, not pairing quality).
+make_pairs() {
+    local split=$1 images=$2 reports=$3 out=$4 i
+    {
+        printf '{"format":"clipit-pairs","image_count":%d,"recorded_k":1,"report_count":%d,"seed":0,"split":"%s","strategy":"random","version":2}\n' \
+            "$images" "$reports" "$split"
+        for ((i = 0; i < images; i++)); do
+            printf '{"image":%d,"report":%d,"score":0,"top":[%d],"top_scores":[0]}\n' "$i" $((i % reports)) $((i % reports))
+        done
+    } >"$out"
+}
+
+# The count of file $1 in a synth manifest ("path": "NAME", ..., "count": N); the manifest
+# is $2, default $work/data/manifest.json.
+manifest_count() {
+    grep -o "\"path\": \"$1\"[^}]*\"count\": [0-9]*" "${2:-$work/data/manifest.json}" | grep -o '[0-9]*$'
 }

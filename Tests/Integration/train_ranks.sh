@@ -67,24 +67,6 @@ mpirun_extra=(-x OPENBLAS_NUM_THREADS=1)
 # shellcheck source=harness.sh
 source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 
-# A pairs file for split $1 with $2 images over $3 reports: image i → report i mod M.
-# Written in the format's version 1 (camelCase keys), which readers still accept.
-make_pairs() {
-    local split=$1 images=$2 reports=$3 out=$4 i
-    {
-        printf '{"format":"clipit-pairs","imageCount":%d,"recordedK":1,"reportCount":%d,"seed":0,"split":"%s","strategy":"random","version":1}\n' \
-            "$images" "$reports" "$split"
-        for ((i = 0; i < images; i++)); do
-            printf '{"image":%d,"report":%d,"score":0,"top":[%d],"topScores":[0]}\n' "$i" $((i % reports)) $((i % reports))
-        done
-    } >"$out"
-}
-
-# The count of a file in the synth manifest ("path": "NAME", ..., "count": N).
-manifest_count() {
-    grep -o "\"path\": \"$1\"[^}]*\"count\": [0-9]*" "$work/data/manifest.json" | grep -o '[0-9]*$'
-}
-
 # Step losses of a metrics log, one per line.
 step_losses() {
     grep '"type":"step"' "$1" | sed -E 's/.*"loss":([^,}]*).*/\1/'
@@ -286,7 +268,7 @@ record out-folder-errors $(( ${#out_problems[@]} == 0 ? 0 : 1 )) \
 abort_ranks=$(( largest > 1 ? largest : 2 ))
 start=$(date +%s%N)
 # shellcheck disable=SC2046
-timeout --kill-after=10 "$abort_timeout" $mpirun $(mpirun_options "$abort_ranks") "$clipit" train --train "$work/missing.cds" \
+timeout --kill-after=10 "$abort_timeout" $mpirun $(mpirun_options "$abort_ranks") "$clipit" train --preset tiny --train "$work/missing.cds" \
     --method unimodal --out "$work/abort" --quiet >"$work/abort.log" 2>&1
 status=$?
 ms=$(( ($(date +%s%N) - start) / 1000000 ))

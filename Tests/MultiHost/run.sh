@@ -269,20 +269,6 @@ without_seconds() { grep -v '"seconds"' "$1"; }
 joined() { local out=$1 part; shift; for part; do out+="; $part"; done; echo "$out"; }   # ARGS joined by "; "
 show_log() { echo "--- $1 (last lines)"; tail -n "${2:-15}" "$1" | sed 's/^/    /'; }
 
-# A pairs file for split $1 with $2 images over $3 reports: image i → report i mod M.
-make_pairs() {
-    local split=$1 images=$2 reports=$3 out=$4 i
-    {
-        printf '{"format":"clipit-pairs","image_count":%d,"recorded_k":1,"report_count":%d,"seed":0,"split":"%s","strategy":"random","version":2}\n' \
-            "$images" "$reports" "$split"
-        for ((i = 0; i < images; i++)); do
-            printf '{"image":%d,"report":%d,"score":0,"top":[%d],"top_scores":[0]}\n' "$i" $((i % reports)) $((i % reports))
-        done
-    } >"$out"
-}
-manifest_count() {
-    grep -o "\"path\": \"$1\"[^}]*\"count\": [0-9]*" "$work/data/manifest.json" | grep -o '[0-9]*$'
-}
 
 echo "run.sh: $hosts hosts ($topology) on $subnet, namespaces $prefix-*, work $work"
 
@@ -307,7 +293,7 @@ fi
 
 # --- smoke on every host
 start=$(date +%s%N)
-mh_run "$hosts" "$work/smoke.log" "$run_timeout" smoke --items 100 --batch-size 8
+mh_run "$hosts" "$work/smoke.log" "$run_timeout" smoke --items 100 --batch 8
 status=$?
 elapsed=$(seconds_since "$start")
 problems=()
@@ -335,7 +321,7 @@ mkdir -p "$work/pairs"
 for split in train val test; do make_pairs "$split" "$(manifest_count "$split.cds")" "$reports" "$work/pairs/$split.pairs.jsonl"; done
 
 # --- pretrain: 2 hosts against 2 ranks on one host
-pretrain_args=(pretrain --data "$work/data" --preset tiny --epochs 5 --batch-size 16 --seed 0)
+pretrain_args=(pretrain --data "$work/data" --preset tiny --epochs 5 --batch 16 --seed 0)
 start=$(date +%s%N)
 one_run 2 "$work/pretrain-one.log" "${pretrain_args[@]}" --out "$work/pretrain-one"
 one_status=$?

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# The command line: one consistent set of flags, the old names kept as hidden aliases
+# that give the same results, `clipit --version`, and `clipit train` refusing to guess
+# a model.
+#
+# Usage: Tests/CLI/run.sh BIN_DIR   (BIN_DIR holds the built clipit; single process, no MPI)
+# Environment: KEEP=1 keeps the work directory.
+#
+# Cases (one line each, then "N passed, N failed"; exit status non-zero on any failure):
+#   version            --version names the version, the git revision, BLAS and its kernel, MPI
+#   train-needs-model  train without --config/--preset: non-zero, the presets and configs listed
+#   batch-alias-*      pretrain, pair, smoke: --batch-size gives what --batch gives
+#   input-alias-*      import folder --root, import reports --in, import medmnist --npz give
+#                      byte-identical files to --images, --reports, --data
+#   alias-hidden       the old names are not in --help; the new ones are
+#   alias-conflict     the old and the new name together are refused
+set -u
+
+bin_dir=${1:?usage: Tests/CLI/run.sh BIN_DIR}
+clipit="$bin_dir/clipit"
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+[[ -x "$clipit" ]] || { echo "Tests/CLI/run.sh: $clipit not found" >&2; exit 2; }
+passed=0
+failed=0
+work=$(mktemp -d)
+if [[ "${KEEP:-0}" == 1 ]]; then echo "work directory: $work"; else trap 'rm -rf "$work"' EXIT; fi
+export CLIPIT_COMM=single OPENBLAS_NUM_THREADS=1
+# shellcheck source=../Integration/harness.sh
+source "$root/Tests/Integration/harness.sh"
+
+out=$("$clipit" --version 2>&1)
+status=$?
+if [[ $status -eq 0 ]] && grep -qE '^clipit [0-9]+\.[0-9]+\.[0-9]+ \(git ([0-9a-f]{12}(-dirty)?|unknown)\)$' <<<"$out" \
+    && grep -qE '^BLAS: .*; kernel [A-Za-z0-9]+' <<<"$out" && grep -qE '^MPI: .+' <<<"$out"; then
+    record version 0 "$(head -n 1 <<<"$out"); $(grep -o 'kernel [A-Za-z0-9]*' <<<"$out")"
+else
+    record version 1 "exit $status: $out"
+fi
+
+"$clipit" synth --preset tiny --seed 0 --out "$work/data" >/dev/null 2>&1 || { record synth 1 "clipit synth failed"; }
+(cd "$root" && "$clipit" train --data "$work/data" --out "$work/run") >"$work/no-model.log" 2>&1
+status=$?
+if [[ $status -ne 0 ]] && grep -q "choose the model: --config FILE (here: configs/" "$work/no-model.log" \
+    && grep -q -- "--preset NAME (tiny, demo" "$work/no-model.log" && [[ ! -e "$work/run/metrics.jsonl" ]]; then
+    record train-needs-model 0 "exit $status, presets and configs listed"
+else
+    record train-needs-model 1 "exit $status: $(tail -n 1 "$work/no-model.log")"
+fi
+
+# pretrain: the same retriever bytes with --batch and --batch-size.
+for name in batch batch-size; do
+    "$clipit" pretrain --data "$work/data" --preset tiny --epochs 1 --"$name" 8 --out "$work/pre-$name" \
+        >"$work/pre-$name.log" 2>&1 || tail -n 3 "$work/pre-$name.log"
+done
+cmp -s "$work/pre-batch/retriever.safetensors" "$work/pre-batch-size/retriever.safetensors"
+record batch-alias-pretrain $? "retriever.safetensors byte-identical"
+
+for name in batch batch-size; do
+    "$clipit" pair --retriever "$work/pre-batch/retriever.safetensors" --data "$work/data" \
+        --reports "$work/data/reports.jsonl" --out "$work/pair-$name" --"$name" 5 >"$work/pair-$name.log" 2>&1 \
+        || tail -n 3 "$work/pair-$name.log"
+done
+cmp -s "$work/pair-batch/test.pairs.jsonl" "$work/pair-batch-size/test.pairs.jsonl" \
+    && [[ -s "$work/pair-batch/test.pairs.jsonl" ]]
+record batch-alias-pair $? "test.pairs.jsonl byte-identical"
+
+a=$("$clipit" smoke --items 50 --batch 8 2>&1) && b=$("$clipit" smoke --items 50 --batch-size 8 2>&1) \
+    && [[ "$a" == "$b" ]] && grep -q "global batch 8" <<<"$a"
+record batch-alias-smoke $? "same output with global batch 8"
+
+# import folder: a two-class folder of PNGs written from the tiny test set.
+mkdir -p "$work/folder/a" "$work/folder/b"
+python3 - "$work/folder" <<'PY'
+import struct, sys, zlib
+def png(path, value):
+    raw = b"".join(b"\x00" + bytes([value, 255 - value, 128] * 4) for _ in range(4))
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0))
+                           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+for i in range(3):
+    png(f"{sys.argv[1]}/a/{i}.png", 10 + i)
+    png(f"{sys.argv[1]}/b/{i}.png", 200 + i)
+PY
+"$clipit" import folder --images "$work/folder" --out "$work/new.cds" >/dev/null 2>&1
+"$clipit" import folder --root "$work/folder" --out "$work/old.cds" >/dev/null 2>&1
+cmp -s "$work/new.cds" "$work/old.cds" && [[ -s "$work/new.cds" ]]
+record input-alias-folder $? "--root and --images: byte-identical .cds"
+
+printf 'first report\nsecond report\n' >"$work/reports.txt"
+"$clipit" import reports --reports "$work/reports.txt" --out "$work/new.jsonl" >/dev/null 2>&1
+"$clipit" import reports --in "$work/reports.txt" --out "$work/old.jsonl" >/dev/null 2>&1
+cmp -s "$work/new.jsonl" "$work/old.jsonl" && [[ $(wc -l <"$work/new.jsonl") -eq 2 ]]
+record input-alias-reports $? "--in and --reports: byte-identical corpus"
+
+python3 - "$work/mnist.npz" <<'PY'
+import io, struct, sys, zipfile
+def npy(dtype, shape, data):
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (dtype, "".join(f"{s}, " for s in shape))
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + data
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for split in ("train", "val", "test"):
+        z.writestr(f"{split}_images.npy", npy("|u1", (2, 3, 3), bytes(range(18))))
+        z.writestr(f"{split}_labels.npy", npy("<i8", (2, 1), struct.pack("<2q", 0, 1)))
+PY
+"$clipit" import medmnist --data "$work/mnist.npz" --out "$work/mnist-new" >/dev/null 2>&1
+"$clipit" import medmnist --npz "$work/mnist.npz" --out "$work/mnist-old" >/dev/null 2>&1
+cmp -s "$work/mnist-new/train.cds" "$work/mnist-old/train.cds" && [[ -s "$work/mnist-new/train.cds" ]]
+record input-alias-medmnist $? "--npz and --data: byte-identical train.cds"
+
+problems=()
+for spec in "pretrain:batch:batch-size" "pair:batch:batch-size" "smoke:batch:batch-size" \
+            "import folder:images:root" "import reports:reports:in" "import medmnist:data:npz"; do
+    IFS=: read -r command new old <<<"$spec"
+    # shellcheck disable=SC2086
+    help=$("$clipit" $command --help 2>&1)
+    grep -q -- "--$new " <<<"$help" || problems+=("$command: --$new missing")
+    grep -q -- "--$old " <<<"$help" && problems+=("$command: --$old shown")
+done
+record alias-hidden $(( ${#problems[@]} == 0 ? 0 : 1 )) "${problems[*]:-old names hidden, new names shown in 6 commands}"
+
+"$clipit" smoke --batch 8 --batch-size 8 >"$work/conflict.log" 2>&1
+status=$?
+[[ $status -ne 0 ]] && grep -q -- "--batch-size is the old name of --batch: pass only --batch" "$work/conflict.log"
+record alias-conflict $? "exit $status"
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
