@@ -73,14 +73,17 @@ struct Train: ParsableCommand {
     @Flag(help: "Replace a run already in --out (otherwise an existing run is refused).")
     var overwrite = false
 
+    // Setting flags: each is `--set KEY=VALUE` for the key in its help, applied after the
+    // --set options (`settingOverrides`).
+
     @Option(help: "Epochs (train.epochs).")
     var epochs: Int?
 
     @Option(help: "Global batch size over all ranks (train.batch_size).")
     var batch: Int?
 
-    @Option(help: "Learning rate (optim.lr).")
-    var lr: Float?
+    @Option(help: "Global batch size of validation (train.eval_batch_size).")
+    var evalBatch: Int?
 
     @Option(help: "Cap the run at this many steps; the schedule is sized to it (train.max_steps).")
     var maxSteps: Int?
@@ -91,18 +94,6 @@ struct Train: ParsableCommand {
     @Option(help: "Validations per epoch (train.validations_per_epoch).")
     var validationsPerEpoch: Int?
 
-    @Option(help: "Weight decay (optim.weight_decay).")
-    var weightDecay: Float?
-
-    @Option(help: "Global gradient-norm clipping, 0 for none (optim.grad_clip).")
-    var gradClip: Float?
-
-    @Option(help: "Linear warm-up steps of the warmup-cosine schedule (optim.warmup_steps).")
-    var warmupSteps: Int?
-
-    @Option(help: "LoRA rank of both towers (model.lora.rank).")
-    var loraRank: Int?
-
     @Option(help: "Images per micro-batch of deterministic training (train.micro_batch_size).")
     var microBatch: Int?
 
@@ -112,8 +103,96 @@ struct Train: ParsableCommand {
     @Option(help: "Also write last.safetensors every this many steps (train.checkpoint_every).")
     var checkpointEvery: Int?
 
+    @Flag(inversion: .prefixedNo, help: "Store the frozen weights in checkpoints too (train.save_frozen).")
+    var saveFrozen: Bool?
+
+    @Option(help: "Stop when a loss exceeds this many times the median of the last 50 (train.divergence_factor; 0 off).")
+    var divergenceFactor: Float?
+
     @Option(help: "Plain progress lines every this many steps when not on a terminal (train.log_every).")
     var logEvery: Int?
+
+    @Option(help: "adam, adamw or sgd (optim.optimizer).")
+    var optimizer: String?
+
+    @Option(help: "Learning rate (optim.lr).")
+    var lr: Float?
+
+    @Option(help: "Weight decay (optim.weight_decay).")
+    var weightDecay: Float?
+
+    @Option(help: "Adam β1 (optim.beta1).")
+    var beta1: Float?
+
+    @Option(help: "Adam β2 (optim.beta2).")
+    var beta2: Float?
+
+    @Option(help: "Adam ε (optim.epsilon).")
+    var epsilon: Float?
+
+    @Option(help: "SGD momentum (optim.momentum).")
+    var momentum: Float?
+
+    @Option(help: "Global gradient-norm clipping, 0 for none (optim.grad_clip).")
+    var gradClip: Float?
+
+    @Option(help: "constant, cosine or warmup-cosine (optim.schedule).")
+    var schedule: String?
+
+    @Option(help: "Floor of the cosine schedule (optim.eta_min).")
+    var etaMin: Float?
+
+    @Option(help: "Linear warm-up steps of the warmup-cosine schedule (optim.warmup_steps).")
+    var warmupSteps: Int?
+
+    @Option(help: "LoRA rank of both towers (model.lora.rank).")
+    var loraRank: Int?
+
+    @Option(help: "LoRA α of both towers (model.lora.alpha).")
+    var loraAlpha: Float?
+
+    @Option(help: "Dropout on the LoRA input (model.lora.dropout).")
+    var loraDropout: Float?
+
+    @Option(help: "λ of the distillation term (model.distillation_weight).")
+    var distillationWeight: Float?
+
+    @Option(help: "mutual or stopped: whether the distillation term trains the text tower (model.text_gradient).")
+    var textGradient: String?
+
+    @Option(help: "Pretrained vision tower: a model folder or tower file (model.init_vision).")
+    var initVision: String?
+
+    @Option(help: "Pretrained text tower: a model folder or tower file (model.init_text).")
+    var initText: String?
+
+    @Option(help: "imagenet, clip or unit image normalisation (data.normalization).")
+    var normalization: String?
+
+    @Flag(inversion: .prefixedNo, help: "Training augmentation (data.augment).")
+    var augment: Bool?
+
+    @Option(help: "word, or clip: the BPE tokenizer of the text model folder (data.tokenizer).")
+    var tokenizer: String?
+
+    /// The setting flags given, as `KEY=VALUE` overrides.
+    var settingOverrides: [String] {
+        let settings: [(key: String, value: (any CustomStringConvertible)?)] = [
+            ("train.epochs", epochs), ("train.batch_size", batch), ("train.eval_batch_size", evalBatch),
+            ("train.max_steps", maxSteps), ("train.stop_after_steps", stopAfterSteps),
+            ("train.validations_per_epoch", validationsPerEpoch), ("train.micro_batch_size", microBatch),
+            ("train.deterministic", deterministic), ("train.checkpoint_every", checkpointEvery),
+            ("train.save_frozen", saveFrozen), ("train.divergence_factor", divergenceFactor), ("train.log_every", logEvery),
+            ("optim.optimizer", optimizer), ("optim.lr", lr), ("optim.weight_decay", weightDecay), ("optim.beta1", beta1),
+            ("optim.beta2", beta2), ("optim.epsilon", epsilon), ("optim.momentum", momentum),
+            ("optim.grad_clip", gradClip), ("optim.schedule", schedule), ("optim.eta_min", etaMin),
+            ("optim.warmup_steps", warmupSteps), ("model.lora.rank", loraRank), ("model.lora.alpha", loraAlpha),
+            ("model.lora.dropout", loraDropout), ("model.distillation_weight", distillationWeight),
+            ("model.text_gradient", textGradient), ("model.init_vision", initVision), ("model.init_text", initText),
+            ("data.normalization", normalization), ("data.augment", augment), ("data.tokenizer", tokenizer),
+        ]
+        return settings.compactMap { setting in setting.value.map { "\(setting.key)=\($0)" } }
+    }
 
     @Option(name: .customLong("set"), help: ArgumentHelp("Override any config key, e.g. --set optim.schedule=cosine (repeatable).", valueName: "key=value"))
     var overrides: [String] = []
@@ -127,8 +206,8 @@ struct Train: ParsableCommand {
         }
         if overwrite && resume != nil { throw ValidationError("--overwrite replaces a run; --resume continues one: pass one") }
         if let method { _ = try TrainingMethod(parsing: method) }
-        for value in [epochs, batch, maxSteps, stopAfterSteps, validationsPerEpoch, warmupSteps, loraRank, microBatch,
-                      checkpointEvery, logEvery].compactMap({ $0 }) where value < 0 {
+        for value in [epochs, batch, evalBatch, maxSteps, stopAfterSteps, validationsPerEpoch, warmupSteps, loraRank,
+                      microBatch, checkpointEvery, logEvery].compactMap({ $0 }) where value < 0 {
             throw ValidationError("counts must not be negative, got \(value)")
         }
     }
@@ -158,32 +237,19 @@ struct Train: ParsableCommand {
             + "demo a small 64 px ViT); docs/training.md lists the keys"
     }
 
-    /// Preset ← config file ← --set ← explicit flags (or the checkpoint's configuration
-    /// when resuming, with the same overrides on top). The flags are typed values set on
-    /// the resolved configuration; only `--preset` acts before, as it chooses the base.
+    /// Preset ← config file ← --set ← the setting flags (or the checkpoint's configuration
+    /// when resuming, with the same overrides on top). The setting flags are `--set`
+    /// overrides applied last (`settingOverrides`); only `--preset` acts before, as it
+    /// chooses the base.
     func resolveConfig(resume: String?) throws -> TrainingConfig {
         if resume == nil && config == nil && preset == nil && !overrides.contains(where: { $0.hasPrefix("model.preset=") }) {
             throw ValidationError(Self.noModelMessage())
         }
         let yaml = try config.map(ConfigurationResolver.readFile)
         let base = try resume.map { try Checkpoint.open($0).header.config }
-        var c = try TrainingConfig.resolve(yaml: yaml, overrides: overrides, base: base, preset: preset)
+        var c = try TrainingConfig.resolve(yaml: yaml, overrides: overrides + settingOverrides, base: base, preset: preset)
         if let method { c.method = try TrainingMethod(parsing: method) }
         if let seed { c.seed = seed }
-        if let epochs { c.train.epochs = epochs }
-        if let batch { c.train.batchSize = batch }
-        if let lr { c.optim.lr = lr }
-        if let maxSteps { c.train.maxSteps = maxSteps }
-        if let stopAfterSteps { c.train.stopAfterSteps = stopAfterSteps }
-        if let validationsPerEpoch { c.train.validationsPerEpoch = validationsPerEpoch }
-        if let weightDecay { c.optim.weightDecay = weightDecay }
-        if let gradClip { c.optim.gradClip = gradClip }
-        if let warmupSteps { c.optim.warmupSteps = warmupSteps }
-        if let loraRank { c.model.lora.rank = loraRank }
-        if let microBatch { c.train.microBatchSize = microBatch }
-        if let deterministic { c.train.deterministic = deterministic }
-        if let checkpointEvery { c.train.checkpointEvery = checkpointEvery }
-        if let logEvery { c.train.logEvery = logEvery }
         if let data {
             let folder = try DataFolder(data)
             c.data.train = try folder.requiredSplit("train")

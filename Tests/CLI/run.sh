@@ -9,6 +9,7 @@
 # Cases (one line each, then "N passed, N failed"; exit status non-zero on any failure):
 #   version            --version names the version, the git revision, BLAS and its kernel, MPI
 #   train-needs-model  train without --config/--preset: non-zero, the presets and configs listed
+#   setting-flags      every setting flag of train sets the key its help names (config.yaml)
 #   batch-alias-*      pretrain, pair, smoke: --batch-size gives what --batch gives
 #   input-alias-*      import folder --root, import reports --in, import medmnist --npz give
 #                      byte-identical files to --images, --reports, --data
@@ -45,6 +46,30 @@ if [[ $status -ne 0 ]] && grep -q "choose the model: --config FILE (here: config
     record train-needs-model 0 "exit $status, presets and configs listed"
 else
     record train-needs-model 1 "exit $status: $(tail -n 1 "$work/no-model.log")"
+fi
+
+# Every setting flag of train reaches its key (config.yaml of the run).
+"$clipit" train --preset tiny --data "$work/data" --method unimodal-lora --out "$work/flags" --quiet \
+    --epochs 1 --batch 6 --eval-batch 5 --max-steps 2 --validations-per-epoch 1 --micro-batch 3 --no-deterministic \
+    --checkpoint-every 7 --save-frozen --divergence-factor 9.5 --log-every 4 --optimizer adamw --lr 0.002 \
+    --weight-decay 0.03 --beta1 0.8 --beta2 0.99 --epsilon 1e-07 --momentum 0.7 --grad-clip 2.5 --schedule warmup-cosine \
+    --eta-min 1e-05 --warmup-steps 3 --lora-rank 2 --lora-alpha 4.5 --lora-dropout 0.1 --distillation-weight 0.5 \
+    --text-gradient stopped --normalization clip --augment --tokenizer word >"$work/flags.log" 2>&1
+status=$?
+missing=()
+for line in "epochs: 1" "batch_size: 6" "eval_batch_size: 5" "max_steps: 2" "validations_per_epoch: 1" \
+            "micro_batch_size: 3" "deterministic: false" "checkpoint_every: 7" "save_frozen: true" "divergence_factor: 9.5" \
+            "log_every: 4" "optimizer: adamw" "lr: 0.002" "weight_decay: 0.03" "beta1: 0.8" "beta2: 0.99" \
+            "epsilon: 1e-07" "momentum: 0.7" "grad_clip: 2.5" "schedule: warmup-cosine" "eta_min: 1e-05" "warmup_steps: 3" \
+            "rank: 2" "alpha: 4.5" "dropout: 0.1" "distillation_weight: 0.5" "text_gradient: stopped" \
+            "normalization: clip" "augment: true" "tokenizer: word"; do
+    grep -q "^ *$line\$" "$work/flags/config.yaml" 2>/dev/null || missing+=("$line")
+done
+if [[ $status -eq 0 && ${#missing[@]} -eq 0 ]]; then
+    record setting-flags 0 "30 flags, each in config.yaml"
+else
+    tail -n 3 "$work/flags.log"
+    record setting-flags 1 "exit $status; not in config.yaml: ${missing[*]}"
 fi
 
 # pretrain: the same retriever bytes with --batch and --batch-size.
