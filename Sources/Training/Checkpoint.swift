@@ -46,8 +46,11 @@ public struct TrainerState: Codable, Equatable, Sendable {
 /// JSON), `clipit.tokenizer` (the text encoding's state, when the model reads text: a
 /// word tokenizer's vocabulary, or a CLIP BPE tokenizer's model folder with the path, size
 /// and CRC-32 of each of its files, `CLIPTextEncoding`),
-/// `clipit.frozen_checksum` (FNV-1a of the frozen buffer's bits, hex) and
-/// `clipit.frozen_saved` (`true`/`false`).
+/// `clipit.frozen_checksum` (FNV-1a of the frozen buffer's bits, hex),
+/// `clipit.frozen_saved` (`true`/`false`) and `clipit.inputs` (the run's input files and
+/// folders, `RecordedInput`, JSON): the configuration stores them relative to the run
+/// folder when inside it, absolute otherwise, so a moved run folder still finds them
+/// (`RunInputs`).
 ///
 /// Frozen weights are not stored by default: they are rebuilt from the seed and the
 /// `model.init_*` files, and the checksum proves they came back bit-identical.
@@ -62,13 +65,25 @@ public enum Checkpoint {
         public var classNames: [String]
         public var tokenizerState: String?
         public var optimizerStep: Int
+        /// Model inputs (`model.init_*`) that were not found or have changed since the run,
+        /// with the error to give when they are needed (`requireInputs`).
+        public var inputProblems: [String: String] = [:]
+
+        /// Throws the recorded problem of the first of `keys` that has one and is set in
+        /// the configuration.
+        public func requireInputs(_ keys: [String] = RunInputs.modelKeys) throws {
+            for key in keys where !config[keyPath: RunInputs.keyPath(key)].isEmpty {
+                if let problem = inputProblems[key] { throw TrainingError(problem) }
+            }
+        }
     }
 
     /// Writes `model`'s weights, `optimizer`'s state and the header to `path` atomically.
     /// Call on one rank only.
+    /// `inputs` (`RunInputs.record`) are stored, and replace the configuration's paths.
     public static func write(to path: String, model: any TrainableModel, optimizer: (any Optimizer)?,
                              config: TrainingConfig, state: TrainerState, classNames: [String],
-                             tokenizer: (any TextEncoding)?) throws {
+                             tokenizer: (any TextEncoding)?, inputs: [RecordedInput] = []) throws {
         let store = model.store
         var writer = SafeTensorsWriter()
         let saveFrozen = config.train.saveFrozen
@@ -81,7 +96,7 @@ public enum Checkpoint {
         writer.metadata = [
             "clipit.format": formatName,
             "clipit.version": formatVersion,
-            "clipit.config": try config.json(),
+            "clipit.config": try RunInputs.portable(config, inputs: inputs).json(),
             "clipit.state": String(decoding: try encoder.encode(state), as: UTF8.self),
             "clipit.optimizer_step": String(optimizer?.stepCount ?? 0),
             "clipit.classes": String(decoding: try encoder.encode(classNames), as: UTF8.self),
@@ -89,6 +104,7 @@ public enum Checkpoint {
             "clipit.frozen_saved": saveFrozen ? "true" : "false",
         ]
         if let tokenizer { writer.metadata["clipit.tokenizer"] = tokenizer.stateJSON }
+        if !inputs.isEmpty { writer.metadata["clipit.inputs"] = String(decoding: try encoder.encode(inputs), as: UTF8.self) }
         try writer.write(to: path)
     }
 
@@ -107,8 +123,15 @@ public enum Checkpoint {
             let config = try TrainingConfig.fromJSON(meta["clipit.config"] ?? "")
             let state = try JSONDecoder().decode(TrainerState.self, from: Data((meta["clipit.state"] ?? "").utf8))
             let classes = try JSONDecoder().decode([String].self, from: Data((meta["clipit.classes"] ?? "").utf8))
-            let header = Header(config: config, state: state, classNames: classes, tokenizerState: meta["clipit.tokenizer"],
+            let inputs = try meta["clipit.inputs"].map { try JSONDecoder().decode([RecordedInput].self, from: Data($0.utf8)) } ?? []
+            let found = RunInputs.resolve(config, inputs: inputs, checkpoint: path)
+            var header = Header(config: found.config, state: state, classNames: classes,
+                                tokenizerState: meta["clipit.tokenizer"],
                                 optimizerStep: Int(meta["clipit.optimizer_step"] ?? "0") ?? 0)
+            header.inputProblems = found.problems
+            if found.config.model.initText != config.model.initText, let state = header.tokenizerState {
+                header.tokenizerState = relocatedTokenizerState(state, to: found.config.model.initText)
+            }
             return (file, header)
         } catch let error as TrainingError {
             throw error
@@ -150,6 +173,7 @@ public enum Checkpoint {
         // The model.init_* files are read only when the checkpoint lacks frozen weights.
         let model = try makeModel(header.config, classes: header.classNames.count, loadingInitialWeights: false)
         if file.metadata["clipit.frozen_saved"] != "true" && model.store.frozenCount > 0 {
+            try header.requireInputs()
             try loadInitialWeights(model.store, config: header.config.model)
         }
         try loadWeights(file, into: model)
@@ -159,6 +183,26 @@ public enum Checkpoint {
         }
         model.isTraining = false
         return (model, header)
+    }
+
+    /// A CLIP tokenizer state (`CLIPTextEncoding`) pointing at the moved text model folder:
+    /// its folder and the paths of its files (matched again by name, size and CRC-32).
+    static func relocatedTokenizerState(_ state: String, to folder: String) -> String {
+        guard var object = (try? JSONSerialization.jsonObject(with: Data(state.utf8))) as? [String: Any],
+              object["kind"] as? String == "clip-bpe", let files = object["files"] as? [[String: Any]] else { return state }
+        let old = object["directory"] as? String ?? ""
+        object["directory"] = folder
+        object["files"] = files.map { file -> [String: Any] in
+            var moved = file
+            if let path = file["path"] as? String {
+                moved["path"] = folder + "/" + (path.hasPrefix(old + "/") ? String(path.dropFirst(old.count + 1))
+                                                                        : (path as NSString).lastPathComponent)
+            }
+            return moved
+        }
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        else { return state }
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// FNV-1a over the bits of the frozen buffer.

@@ -126,6 +126,8 @@ public final class Trainer {
     private var lastSavedStep = -1
     /// Rank 0's exclusive use of the output directory until the run ends.
     private var folderLock: RunFolderLock?
+    /// The run's input files and folders as its checkpoints record them (rank 0).
+    private var recordedInputs: [RecordedInput] = []
 
     /// Sets up a run on every rank: reads the data, builds the model from the seed (or
     /// from the checkpoint `resume`), checks that all ranks hold identical weights.
@@ -145,6 +147,7 @@ public final class Trainer {
                                 + "continue it, --overwrite to replace it, or another --out")
         }
         let checkpoint = try resume.map { try Checkpoint.open($0) }
+        try checkpoint?.header.requireInputs()   // the model.init_* files rebuild the frozen weights
         let config = try config.effective(resumingAt: checkpoint?.header.state.step)
         self.config = config
         self.comm = comm
@@ -204,6 +207,7 @@ public final class Trainer {
         if isRoot {
             try OutputDirectory.create(outputDirectory)
             folderLock = try RunFolderLock(directory: outputDirectory)
+            recordedInputs = try RunInputs.record(config, runFolder: outputDirectory)
             if resume != nil {   // records written after the checkpoint by a killed run go
                 try MetricsLog.trim(path: outputDirectory + "/metrics.jsonl", toStep: state.step)
             }
@@ -385,7 +389,7 @@ public final class Trainer {
             lastSavedStep = state.step
         }
         try Checkpoint.write(to: outputDirectory + "/" + name, model: model, optimizer: optimizer, config: config,
-                             state: state, classNames: classNames, tokenizer: tokenizer)
+                             state: state, classNames: classNames, tokenizer: tokenizer, inputs: recordedInputs)
     }
 }
 

@@ -10,12 +10,16 @@ import Training
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "predict",
-        abstract: "Write a checkpoint's predictions for every image of a .cds file (JSON lines).",
+        abstract: "Write a checkpoint's predictions for images: a .cds file, a folder of images or one image (JSON lines).",
         discussion: """
-            One line per image, in file order: {"index":i,"id":"…","prediction":k,"class":"…",\
-            "probabilities":[…],"label":y} (id when the file has ids; label is the file's \
-            label). Image-only, LoRA merged into the base weights. Runs on one rank or under \
-            mpirun (the ranks split the images; rank 0 writes the file).
+            --images FILE.cds: one line per image, in file order: {"index":i,"id":"…","prediction":k,\
+            "class":"…","probabilities":[…],"label":y} (id when the file has ids; label is the \
+            file's label, and the balanced accuracy against the labels is printed). \
+            --images FOLDER or IMAGE: unlabelled images (every image file below the folder, in \
+            sorted path order): {"id":"relative/path.png","prediction":k,"class":"…",\
+            "probabilities":[…]}, no labels needed; each image goes through the checkpoint's \
+            evaluation transform. Image-only, LoRA merged into the base weights. Runs on one rank \
+            or under mpirun (the ranks split the images; rank 0 writes the file).
             """)
 
     @OptionGroup var communicator: CommunicatorOptions
@@ -26,13 +30,14 @@ struct Predict: ParsableCommand {
     private var reports: String? { model.reports }
     private var batch: Int { model.batch }
 
-    @Option(help: "Images to classify (.cds).")
+    @Option(help: "Images to classify: a .cds file, a folder of image files, or one image file.")
     var images: String
 
     @Option(help: "Output file (.jsonl): one prediction per image.")
     var out: String
 
     func run() throws {
+        guard images.lowercased().hasSuffix(".cds") else { return try predictImageFiles() }
         try communicator.run { comm in
             let dataset = try DatasetFile(path: images)
             let pairsPath = try pairs.map { try resolvePairsPath($0, split: dataset.split) }
@@ -55,6 +60,31 @@ struct Predict: ParsableCommand {
             try AtomicFileWriter.write(Data(text.utf8), to: out)
             print("predict: \(p.sampleCount) images → \(out) (balanced accuracy against the file's labels "
                   + String(format: "%.2f%%)", result.report.balancedAccuracy * 100))
+        }
+    }
+
+    /// Unlabelled image files: one line per image with its id, class and probabilities.
+    private func predictImageFiles() throws {
+        try communicator.run { comm in
+            let files = try ImageFiles.list(images)
+            let (model, header) = try Checkpoint.loadModel(checkpoint)
+            model.mergeLoRA()
+            let predictions = try predictImages(model, header: header, files: files, comm: comm, batchSize: batch,
+                                                progress: ItemProgress.callback("predict: images of rank 0", unit: "img/s",
+                                                                                enabled: comm.rank == 0))
+            guard comm.rank == 0 else { return }
+            var text = ""
+            for p in predictions {
+                let object: [String: Any] = ["id": p.id, "prediction": p.predictedClass,
+                                             "class": header.classNames[p.predictedClass],
+                                             "probabilities": p.probabilities.map { Double($0) }]
+                let line = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+                text += String(decoding: line, as: UTF8.self) + "\n"
+            }
+            try AtomicFileWriter.write(Data(text.utf8), to: out)
+            let counts = Dictionary(grouping: predictions, by: \.predictedClass).mapValues(\.count)
+            print("predict: \(predictions.count) images → \(out); predicted "
+                  + header.classNames.indices.map { "\(header.classNames[$0]) \(counts[$0] ?? 0)" }.joined(separator: ", "))
         }
     }
 }
