@@ -5,9 +5,13 @@ import PackageDescription
 ///
 /// Layering, bottom to top (a module imports only modules listed above it; docs/architecture.md):
 ///   CMPI, COpenBLAS, CZlib  — C system libraries (pkg-config), thin inline shims only
+///   CHDF5                   — HDF5 (libhdf5-dev), read by Formats' HDF5File (PCam's published files)
+///   CPNG, CJPEG, CTIFF      — libpng, libjpeg-turbo, libtiff; C shims for their setjmp/longjmp and
+///                             variadic APIs (the decode loops of libpng and libjpeg live there)
 ///   Kernels                 — Float32 tensors, BLAS GEMM, elementwise forward/backward kernels
-///   Formats                 — file formats: safetensors, PNG, NPZ/NPY, zlib, TensorBoard events, atomic
-///                             writes, memory maps
+///   Formats                 — file formats: safetensors, PNG writing, NPZ/NPY, zlib, HDF5 (reading), TensorBoard
+///                             events, atomic writes, memory maps
+///   ImageDecoding           — PNG, JPEG and TIFF files to 8-bit RGB, exactly as Pillow's convert("RGB")
 ///   Distributed             — Communicator (MPI or single rank), sharded sampling
 ///   Datasets                — .cds and report-corpus files, cleaning, image transforms and
 ///                             preprocessing, tokenizers, the synthetic benchmark
@@ -49,11 +53,17 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5",
+                       providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng16", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
+        .systemLibrary(name: "CTIFF", pkgConfig: "libtiff-4", providers: [.apt(["libtiff-dev"])]),
 
         .target(name: "Kernels", dependencies: ["COpenBLAS"]),
-        .target(name: "Formats", dependencies: ["CZlib"]),
+        .target(name: "Formats", dependencies: ["CZlib", "CHDF5"]),
         .target(name: "Distributed", dependencies: ["CMPI", "Kernels"]),
-        .target(name: "Datasets", dependencies: ["Kernels", "Formats"]),
+        .target(name: "ImageDecoding", dependencies: ["CPNG", "CJPEG", "CTIFF", "Formats"]),
+        .target(name: "Datasets", dependencies: ["Kernels", "Formats", "ImageDecoding"]),
         .target(name: "Model", dependencies: ["Kernels"]),
         .target(name: "Configuration", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "Import", dependencies: ["Model", "Datasets", "Formats", "Kernels"]),
@@ -67,7 +77,7 @@ let package = Package(
         .executableTarget(
             name: "clipit",
             dependencies: ["Reporting", "Training", "Evaluation", "Retrieval", "DataParallel", "Import", "Configuration", "Model", "Datasets",
-                           "Distributed", "Formats", "Kernels",
+                           "Distributed", "ImageDecoding", "Formats", "Kernels",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             plugins: ["BuildInfoPlugin"]),
         // `clipit --version`'s git revision, generated before each build.
@@ -86,9 +96,12 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: [
             "Kernels", .product(name: "Numerics", package: "swift-numerics")]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Kernels", "TestSupport"]),
-        .testTarget(name: "FormatsTests", dependencies: ["Formats", "Kernels", "TestSupport"],
+        .testTarget(name: "FormatsTests", dependencies: ["Formats", "ImageDecoding", "Kernels", "TestSupport"],
                     exclude: ["Fixtures"]),   // read from the checkout by path
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Formats", "Kernels", "TestSupport"]),
+        .testTarget(name: "ImageDecodingTests", dependencies: ["ImageDecoding", "Formats", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Formats", "Kernels", "TestSupport"],
+                    exclude: ["Fixtures"]),   // read from the checkout by path
         .testTarget(name: "ModelTests", dependencies: [
             "Model", "Import", "Kernels", "Formats", "TestSupport", .product(name: "Numerics", package: "swift-numerics")],
                     resources: [.copy("Fixtures")]),
@@ -98,7 +111,7 @@ let package = Package(
                                                            "Datasets", "Distributed", "Kernels", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Distributed", "Kernels", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Configuration", "Retrieval", "Evaluation", "DataParallel", "Model",
-                                                          "Import", "Datasets", "Distributed", "Formats", "Kernels",
+                                                          "Import", "Datasets", "Distributed", "ImageDecoding", "Formats", "Kernels",
                                                           "TestSupport"]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting", "Evaluation", "Retrieval", "Datasets", "Formats",
                                                            "TestSupport"]),

@@ -1,6 +1,7 @@
 // Importers that turn public image datasets into `.cds` files: MedMNIST-style .npz
-// archives and folders of class sub-folders of PNG images (docs/importing.md).
+// archives and folders of class sub-folders of PNG, JPEG and TIFF images (docs/importing.md).
 import Formats
+import ImageDecoding
 import Foundation
 
 /// What an importer wrote: one `.cds` file.
@@ -138,12 +139,15 @@ public enum MedMNISTImporter {
 
 // MARK: - Image folders
 
-/// A folder of class sub-folders of PNG images (torchvision `ImageFolder` layout):
-/// `root/<class>/**/*.png`. Class names are the sorted sub-folder names; files are taken
-/// in sorted path order; hidden entries (starting with ".") are skipped, as are files with
-/// non-image extensions. JPEG, TIFF, BMP, GIF and WebP files are errors (convert them).
+/// A folder of class sub-folders of images (torchvision `ImageFolder` layout):
+/// `root/<class>/**/*.{png,jpg,jpeg,tif,tiff}`, decoded by `ImageDecoder` (libpng,
+/// libjpeg-turbo, libtiff) to RGB as Pillow's `convert("RGB")`. Class names are the sorted
+/// sub-folder names; files are taken in sorted path order; hidden entries (starting with
+/// ".") are skipped, as are files with non-image extensions. BMP, GIF and WebP files are
+/// errors (convert them). NCT-CRC-HE-100K is this layout; so is BACH's `Photos` folder,
+/// whose `microscopy_ground_truth.csv` is checked against the folders (`BACHGroundTruth`).
 public enum FolderImporter {
-    public static let unsupportedImageExtensions: Set<String> = ["jpg", "jpeg", "tif", "tiff", "bmp", "gif", "webp"]
+    public static let unsupportedImageExtensions: Set<String> = ["bmp", "gif", "webp"]
 
     /// The class names and (class, relative path) of every image under `root`.
     public static func scan(root: String) throws -> (classNames: [String], files: [(label: Int, path: String)]) {
@@ -168,7 +172,7 @@ public enum FolderImporter {
         }
         let classNames = try entries(root).filter { isDir(root + "/" + $0) }
         guard !classNames.isEmpty else {
-            throw fail(root, "no class sub-folders; expected root/<class>/<image>.png")
+            throw fail(root, "no class sub-folders; expected root/<class>/<image>.png (or .jpg, .jpeg, .tif, .tiff)")
         }
         var files: [(Int, String)] = []
         for (label, name) in classNames.enumerated() {
@@ -178,16 +182,16 @@ public enum FolderImporter {
                     let child = relative + "/" + entry
                     if isDir(root + "/" + child) { try walk(child); continue }
                     let ext = (entry as NSString).pathExtension.lowercased()
-                    if ext == "png" {
+                    if ImageDecoder.extensions.contains(ext) {
                         found.append(child)
                     } else if unsupportedImageExtensions.contains(ext) {
-                        throw fail(root + "/" + child, "\(ext.uppercased()) images are not supported; convert the folder to PNG (e.g. `mogrify -format png`)")
+                        throw fail(root + "/" + child, "\(ext.uppercased()) images are not supported; convert the folder to PNG, JPEG or TIFF (e.g. `mogrify -format png`)")
                     }
                 }
             }
             try walk(name)
             guard !found.isEmpty else {
-                throw fail(root + "/" + name, "class folder '\(name)' holds no PNG images; remove it or add images")
+                throw fail(root + "/" + name, "class folder '\(name)' holds no PNG, JPEG or TIFF images; remove it or add images")
             }
             files += found.map { (label, $0) }
         }
@@ -200,19 +204,21 @@ public enum FolderImporter {
     ///   PIL; a non-square image has its shorter side resized to `size` and is centre
     ///   cropped, as the evaluation transform); nil requires every image to have the size
     ///   of the first.
-    /// - Throws: `ImportError` naming the offending file (undecodable PNG, size mismatch,
-    ///   unsupported format), or the `DatasetError` of a failed write.
+    /// - Throws: `ImportError` naming the offending file (undecodable image, size mismatch,
+    ///   unsupported format, a BACH ground-truth file that disagrees with the folders), or
+    ///   the `DatasetError` of a failed write.
     @discardableResult
     public static func importFolder(root: String, output: String, size: Int? = nil, split: String = "train",
                                     interpolation: ResizeFilter = .bicubic,
                                     progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> ImportedSplit {
         precondition(size.map { $0 > 0 } ?? true, "FolderImporter: size must be positive")
         let (classNames, files) = try scan(root: root)
+        try BACHGroundTruth.check(root: root, classNames: classNames, files: files)
         let (height, width): (Int, Int)
         if let size {
             (height, width) = (size, size)
         } else {
-            let first = try PNGDecoder.header(path: root + "/" + files[0].path)
+            let first = try ImageDecoder.decode(path: root + "/" + files[0].path)
             (height, width) = (first.height, first.width)
         }
         let info = DatasetInfo(classNames: classNames, split: split, source: "image folder \(root)",
@@ -225,7 +231,7 @@ public enum FolderImporter {
         for (done, (label, relative)) in files.enumerated() {
             defer { progress?(done + 1, files.count) }
             let path = root + "/" + relative
-            let image = try PNGDecoder.decode(path: path)
+            let image = try ImageDecoder.decode(path: path)
             if image.height == height && image.width == width {
                 try writer.append(image: image.pixels, label: label)
             } else if let transformer {

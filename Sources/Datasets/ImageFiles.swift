@@ -1,11 +1,12 @@
 import Formats
 import Foundation
+import ImageDecoding
 
 /// Image files read directly, without a `.cds` file (prediction on unlabelled images):
 /// which files a path names, and their pixels.
 public enum ImageFiles {
     /// The extensions (lower case) of the formats `decodeRGB` reads.
-    public static let extensions: Set<String> = ["png"]
+    public static let extensions = Set(ImageDecoder.extensions)
 
     /// The image files at `path`: the file itself, or every image file below the folder
     /// (recursively; hidden entries and other extensions skipped), sorted by their path
@@ -54,7 +55,7 @@ public enum ImageFiles {
 
     /// The 8-bit RGB pixels of the image file at `path`, row-major (H, W, 3).
     public static func decodeRGB(_ path: String) throws -> (pixels: [UInt8], height: Int, width: Int) {
-        let image = try PNGDecoder.decode(path: path)
+        let image = try ImageDecoder.decode(path: path)
         return (image.pixels, image.height, image.width)
     }
 }

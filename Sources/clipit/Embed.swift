@@ -2,6 +2,7 @@ import ArgumentParser
 import Datasets
 import Formats
 import Foundation
+import ImageDecoding
 import Import
 
 /// `clipit embed`: image or text embeddings of a pretrained model folder, as a float32 .npy.
@@ -139,7 +140,7 @@ private struct ImageSource {
         case .dataset(let d):
             try body(d.imageBytes(at: index), d.height, d.width, d.channels)
         case .pngs(let paths):
-            let image = try PNGDecoder.decode(path: paths[index])
+            let image = try ImageDecoder.decode(path: paths[index])
             try image.pixels.withUnsafeBufferPointer { try body($0, image.height, image.width, 3) }
         }
     }

@@ -9,9 +9,9 @@ import Foundation
 struct ImportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
-        abstract: "Convert public datasets (MedMNIST .npz, folders of PNGs) to .cds files and report tables to JSONL.",
-        discussion: "PCam HDF5 files are converted by reference/convert_pcam.py. See docs/importing.md.",
-        subcommands: [ImportMedMNIST.self, ImportFolder.self, ImportReports.self])
+        abstract: "Convert public datasets (MedMNIST .npz, PCam HDF5, folders of PNG/JPEG/TIFF images) to .cds files and report tables to JSONL.",
+        discussion: "See docs/importing.md.",
+        subcommands: [ImportMedMNIST.self, ImportPCam.self, ImportFolder.self, ImportReports.self])
 }
 
 /// Throws when this process is one of several ranks of mpirun or srun: every rank would
@@ -65,11 +65,13 @@ struct ImportMedMNIST: ParsableCommand {
 struct ImportFolder: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "folder",
-        abstract: "A folder of class sub-folders of PNG images to one .cds file (classes = sorted sub-folder names).",
+        abstract: "A folder of class sub-folders of PNG, JPEG or TIFF images to one .cds file (classes = sorted sub-folder names).",
         discussion: """
-            Layout root/<class>/**/*.png; hidden files and non-image files are skipped; JPEG, TIFF, \
-            BMP, GIF and WebP files are errors. Without --size every image must have the size of \
-            the first; with --size N each image is resized (bicubic, antialiased; shorter side to N \
+            Layout root/<class>/**/*.{png,jpg,jpeg,tif,tiff} (NCT-CRC-HE-100K as published; BACH's \
+            Photos folder, whose microscopy_ground_truth.csv, when present, must agree with the \
+            class folders); images become RGB as Pillow's convert("RGB"); hidden files and \
+            non-image files are skipped; BMP, GIF and WebP files are errors. Without --size every \
+            image must have the size of the first; with --size N each image is resized (bicubic, antialiased; shorter side to N \
             then centre crop) to N×N. Image ids are the paths relative to the root.
             """)
 
@@ -100,6 +102,9 @@ struct ImportFolder: ParsableCommand {
         let result = try FolderImporter.importFolder(root: root, output: out, size: size, split: split,
                                                      progress: ItemProgress.callback("import folder", unit: "img/s", enabled: true))
         print("import folder: \(result.path): \(result.count) images \(result.height)×\(result.width) RGB, per class \(zip(result.classNames, result.classCounts).map { "\($0) \($1)" }.joined(separator: ", "))")
+        if FileManager.default.fileExists(atPath: root + "/" + BACHGroundTruth.fileName) {
+            print("import folder: every label agrees with \(root)/\(BACHGroundTruth.fileName)")
+        }
     }
 }
 

@@ -11,8 +11,9 @@
 #   train-needs-model  train without --config/--preset: non-zero, the presets and configs listed
 #   setting-flags      every setting flag of train sets the key its help names (config.yaml)
 #   batch-alias-*      pretrain, pair, smoke: --batch-size gives what --batch gives
-#   input-alias-*      import folder --root, import reports --in, import medmnist --npz give
-#                      byte-identical files to --images, --reports, --data
+#   input-alias-*      import folder --root, import reports --in, import medmnist --npz,
+#                      import pcam --root give byte-identical files to --images, --reports,
+#                      --data, --data
 #   alias-hidden       the old names are not in --help; the new ones are
 #   alias-conflict     the old and the new name together are refused
 set -u
@@ -133,16 +134,23 @@ PY
 cmp -s "$work/mnist-new/train.cds" "$work/mnist-old/train.cds" && [[ -s "$work/mnist-new/train.cds" ]]
 record input-alias-medmnist $? "--npz and --data: byte-identical train.cds"
 
+pcam="$root/Tests/DatasetsTests/Fixtures/pcam/contiguous"   # reference/make_pcam_fixtures.py
+"$clipit" import pcam --data "$pcam" --out "$work/pcam-new" >/dev/null 2>&1
+"$clipit" import pcam --root "$pcam" --out "$work/pcam-old" >/dev/null 2>&1
+cmp -s "$work/pcam-new/train.cds" "$work/pcam-old/train.cds" && [[ -s "$work/pcam-new/train.cds" ]]
+record input-alias-pcam $? "--root and --data: byte-identical train.cds"
+
 problems=()
 for spec in "pretrain:batch:batch-size" "pair:batch:batch-size" "smoke:batch:batch-size" \
-            "import folder:images:root" "import reports:reports:in" "import medmnist:data:npz"; do
+            "import folder:images:root" "import reports:reports:in" "import medmnist:data:npz" \
+            "import pcam:data:root"; do
     IFS=: read -r command new old <<<"$spec"
     # shellcheck disable=SC2086
     help=$("$clipit" $command --help 2>&1)
     grep -q -- "--$new " <<<"$help" || problems+=("$command: --$new missing")
     grep -q -- "--$old " <<<"$help" && problems+=("$command: --$old shown")
 done
-record alias-hidden $(( ${#problems[@]} == 0 ? 0 : 1 )) "${problems[*]:-old names hidden, new names shown in 6 commands}"
+record alias-hidden $(( ${#problems[@]} == 0 ? 0 : 1 )) "${problems[*]:-old names hidden, new names shown in 7 commands}"
 
 "$clipit" smoke --batch 8 --batch-size 8 >"$work/conflict.log" 2>&1
 status=$?

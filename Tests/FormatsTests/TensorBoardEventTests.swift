@@ -1,5 +1,6 @@
 @testable import Formats
 import Foundation
+import ImageDecoding
 import TestSupport
 import XCTest
 
@@ -76,7 +77,7 @@ final class TensorBoardEventTests: XCTestCase {
         let events = try TensorBoardEventReader.read(path: try fixturePath())
         XCTAssertEqual(events, Self.fixtureEvents)
         let image = try XCTUnwrap(events.last?.values.first?.image)
-        let png = try image.encoded.withUnsafeBytes { try PNGDecoder.decode($0, path: "image") }
+        let png = try image.encoded.withUnsafeBytes { try ImageDecoder.decode($0, path: "image") }
         XCTAssertEqual([png.width, png.height], [image.width, image.height])
         XCTAssertEqual(Array(png.pixels.prefix(6)), [255, 0, 0, 0, 255, 0])
     }
@@ -174,7 +175,7 @@ final class TensorBoardEventTests: XCTestCase {
         XCTAssertEqual(map.cellSide, 24)   // one digit: max(24, 8·1 + 8)
         XCTAssertEqual([map.width, map.height], [3 * 25 + 1, 3 * 25 + 1])
         XCTAssertEqual(HeatMapImage(counts: [[123, 0], [4, 5]]).cellSide, 32)   // 8·3 + 8
-        let png = try map.png.withUnsafeBytes { try PNGDecoder.decode($0, path: "heat map") }
+        let png = try map.png.withUnsafeBytes { try ImageDecoder.decode($0, path: "heat map") }
         XCTAssertEqual(png.pixels, map.pixels)
         func pixel(_ x: Int, _ y: Int) -> [UInt8] { Array(map.pixels[(y * map.width + x) * 3 ..< (y * map.width + x) * 3 + 3]) }
         func cellCorner(_ i: Int, _ j: Int) -> [UInt8] { pixel(1 + j * 25 + 1, 1 + i * 25 + 1) }

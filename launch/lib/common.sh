@@ -2,7 +2,7 @@
 # Sourced, not executed.
 
 CLIPIT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-CLIPIT_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev pkg-config)
+CLIPIT_APT_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev libhdf5-dev libpng-dev libjpeg62-turbo-dev libtiff-dev pkg-config)
 
 log() { printf '[clipit] %s\n' "$*" >&2; }
 die() { printf '[clipit] error: %s\n' "$*" >&2; exit 1; }
