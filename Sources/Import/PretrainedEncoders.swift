@@ -11,7 +11,7 @@ public final class PretrainedEncoders {
     public let store: ParameterStore
     public let vision: VisionTransformer?
     public let text: TextTransformer?
-    public let tokenizer: CLIPTokenizer?
+    public let tokenizer: (any PretrainedTokenizer)?
     public let report: ImportReport
 
     /// Builds the requested towers (frozen, no LoRA) and imports their weights.

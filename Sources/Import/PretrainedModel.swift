@@ -14,12 +14,25 @@ public enum ModelFamily: String, Codable, Sendable {
     /// timm `VisionTransformer`: `config.json` with `architecture` (+ `model_args`,
     /// `pretrained_cfg`), `model.safetensors`. Image tower only.
     case timm
+    /// MahmoodLab CONCH: its model config (`conch_ViT-B-16.json`) and `model.safetensors`
+    /// converted from `pytorch_model.bin`. Image tower only (`CONCHConfig`).
+    case conch
 }
 
 /// Which tokenizer files a folder has.
 public enum TokenizerFiles: Equatable, Sendable {
     case vocabularyAndMerges(vocabulary: String, merges: String)
     case bpeGzip(String)
+    /// A Hugging Face `tokenizers` JSON of a byte-level BPE (CONCH's).
+    case byteLevelBPEJSON(String)
+
+    /// The files, for fingerprints.
+    public var paths: [String] {
+        switch self {
+        case .vocabularyAndMerges(let v, let m): return [v, m]
+        case .bpeGzip(let g), .byteLevelBPEJSON(let g): return [g]
+        }
+    }
 }
 
 /// A pretrained model folder: its family, the architecture read from its own config,
@@ -70,7 +83,14 @@ public struct PretrainedModel {
                                   + "found \(safetensors.isEmpty ? "no .safetensors" : safetensors.joined(separator: ", "))\(hint)")
         }
 
-        if entries.contains("open_clip_config.json") {
+        if let configPath = CONCHConfig.configFile(in: directory, entries: entries) {
+            family = .conch
+            let parsed = try CONCHConfig(try JSONConfig(path: configPath))
+            (vision, text, preprocessing, mapping) = (parsed.vision, parsed.text, parsed.preprocessing, parsed.mapping)
+            weightsPath = try weights(preferred: ["model.safetensors"])
+            textNormalization = .openCLIP   // unused: the byte-level tokenizer normalises itself
+            tokenizerFiles = CONCHConfig.tokenizerFile(in: directory, entries: entries).map { .byteLevelBPEJSON($0) }
+        } else if entries.contains("open_clip_config.json") {
             family = .openCLIP
             let parsed = try OpenCLIPConfig(path: file("open_clip_config.json"))
             (vision, text, preprocessing, mapping) = (parsed.vision, parsed.text, parsed.preprocessing, parsed.mapping)
@@ -107,16 +127,19 @@ public struct PretrainedModel {
                                       + "(vision_config/text_config) nor a timm config (architecture)")
             }
         } else {
-            throw ImportFileError(path: directory, reason: "no open_clip_config.json or config.json: cannot tell the "
-                                  + "model family (supported: transformers CLIPModel, open_clip, timm ViT)")
+            throw ImportFileError(path: directory, reason: "no open_clip_config.json, config.json or CONCH config "
+                                  + "(conch_ViT-B-16.json): cannot tell the model family (supported: transformers "
+                                  + "CLIPModel, open_clip, timm ViT, CONCH image tower)")
         }
     }
 
     /// The tokenizer of the text tower (context length from the text config).
-    public func makeTokenizer() throws -> CLIPTokenizer {
+    public func makeTokenizer() throws -> any PretrainedTokenizer {
         guard let text else { throw ImportFileError(path: directory, reason: "this \(family.rawValue) model has no text tower") }
-        let tokenizer: CLIPTokenizer
+        let tokenizer: any PretrainedTokenizer
         switch tokenizerFiles {
+        case .byteLevelBPEJSON(let path)?:
+            tokenizer = try ByteLevelBPETokenizer(json: path, contextLength: text.contextLength)
         case .vocabularyAndMerges(let v, let m)?:
             tokenizer = try CLIPTokenizer(vocabularyJSON: v, mergesFile: m, normalization: textNormalization,
                                           contextLength: text.contextLength)
@@ -124,8 +147,11 @@ public struct PretrainedModel {
             tokenizer = try CLIPTokenizer(bpeGzip: path, normalization: textNormalization,
                                           contextLength: text.contextLength)
         case nil:
-            throw ImportFileError(path: directory, reason: "no tokenizer files (vocab.json + merges.txt, or a BPE "
-                                  + ".txt.gz such as open_clip's bpe_simple_vocab_16e6.txt.gz)")
+            throw ImportFileError(path: directory, reason: family == .conch
+                ? "no tokenizer file: copy CONCH's conch_byte_level_bpe_uncased.json (conch/open_clip_custom/tokenizers/) "
+                    + "into the folder"
+                : "no tokenizer files (vocab.json + merges.txt, or a BPE .txt.gz such as open_clip's "
+                    + "bpe_simple_vocab_16e6.txt.gz)")
         }
         guard tokenizer.vocabularySize <= text.vocabularySize else {
             throw ImportFileError(path: directory, reason: "the tokenizer has \(tokenizer.vocabularySize) ids but the "
@@ -417,59 +443,121 @@ struct OpenCLIPConfig {
 
 // MARK: - timm ViT
 
-struct TimmViTConfig {
-    var vision: VisionConfig
-    var preprocessing: ImagePreprocessing
-    var mapping: WeightMapping
+/// What a timm ViT architecture name fixes before `model_args`: the registered defaults of
+/// `vit_{size}_patch{P}[_{resolution}][_reg{R}][_dinov2]` (timm's `vision_transformer.py`).
+struct TimmArchitecture {
+    var width: Int
+    var depth: Int
+    var heads: Int
+    var patch: Int
+    /// The resolution in the name (`…_224`); nil for DINOv2 names.
+    var resolution: Int?
+    var registerTokens = 0
+    var noEmbedClass = false
+    var layerScale: Double?
 
-    /// Defaults of timm's `vit_{size}_patch{P}_{res}` names: (width, depth, heads).
+    /// timm's size names: (width, depth, heads).
     static let sizes: [String: (Int, Int, Int)] = [
         "tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12), "large": (1024, 24, 16),
         "huge": (1280, 32, 16),
     ]
 
-    init(_ config: JSONConfig) throws {
-        let architecture = try config.string("architecture")!
+    /// Parses a name such as `vit_base_patch16_224.augreg_in21k` or `vit_large_patch14_reg4_dinov2`
+    /// (the tag after "." is ignored); nil for anything else.
+    init?(_ architecture: String) {
         let base = architecture.split(separator: ".").first.map(String.init) ?? architecture
         let parts = base.split(separator: "_").map(String.init)
-        guard parts.count == 4, parts[0] == "vit", let size = Self.sizes[parts[1]], parts[2].hasPrefix("patch"),
-              let patch = Int(parts[2].dropFirst(5)), let resolution = Int(parts[3]) else {
+        guard parts.count >= 3, parts[0] == "vit", let size = Self.sizes[parts[1]], parts[2].hasPrefix("patch"),
+              let patch = Int(parts[2].dropFirst(5)) else { return nil }
+        (width, depth, heads, self.patch) = (size.0, size.1, size.2, patch)
+        var dinov2 = false
+        for part in parts.dropFirst(3) {
+            if let r = Int(part), resolution == nil, registerTokens == 0, !dinov2 { resolution = r }
+            else if part.hasPrefix("reg"), let r = Int(part.dropFirst(3)), r > 0, registerTokens == 0 { registerTokens = r }
+            else if part == "dinov2", !dinov2 { dinov2 = true }
+            else { return nil }
+        }
+        if dinov2 {   // vit_*_patch14_dinov2: LayerScale 1e-5; with registers also no_embed_class
+            layerScale = 1e-5
+            noEmbedClass = registerTokens > 0
+        } else if registerTokens > 0 {
+            return nil   // vit_*_reg*_gap_*, …: average pooling without a class token, not supported
+        }
+        if resolution == nil && !dinov2 { return nil }
+    }
+}
+
+struct TimmViTConfig {
+    var vision: VisionConfig
+    var preprocessing: ImagePreprocessing
+    var mapping: WeightMapping
+
+    /// The architecture comes from the name's registered defaults overridden by `model_args`.
+    /// The tower is built for the evaluation crop (`pretrained_cfg.input_size`, else `img_size`);
+    /// when its patch grid differs from the checkpoint's `pos_embed` grid, the position
+    /// embedding is resampled on import exactly as timm's `dynamic_img_size` does at every
+    /// forward (`resample_abs_pos_embed`: bicubic, antialiased).
+    init(_ config: JSONConfig) throws {
+        let architecture = try config.string("architecture")!
+        guard let arch = TimmArchitecture(architecture) else {
             throw config.error("timm architecture '\(architecture)' is not supported: expected "
-                               + "vit_{tiny,small,base,large,huge}_patch{P}_{resolution} (a plain ViT; "
-                               + "register tokens, DINOv2, CLIP and SigLIP variants are not)")
+                               + "vit_{tiny,small,base,large,huge}_patch{P}_{resolution} or "
+                               + "vit_{small,base,large}_patch14[_reg{R}]_dinov2 (CLIP, SigLIP, giant/SwiGLU "
+                               + "and average-pooled register variants are not)")
         }
         let args = try config.object("model_args") ?? JSONConfig(path: config.path, scope: "model_args", object: [:])
         var problems: [String] = []
         if try !args.bool("class_token", default: true) { problems.append("class_token=False") }
-        if try args.bool("no_embed_class", default: false) { problems.append("no_embed_class=True") }
-        if try args.int("reg_tokens", default: 0) != 0 { problems.append("reg_tokens") }
         if try !args.bool("qkv_bias", default: true) { problems.append("qkv_bias=False") }
         if try args.bool("fc_norm", default: false) { problems.append("fc_norm=True") }
+        if try args.bool("qk_norm", default: false) { problems.append("qk_norm=True") }
+        if try args.bool("dynamic_img_pad", default: false) { problems.append("dynamic_img_pad=True") }
+        if try !args.bool("proj_bias", default: true) { problems.append("proj_bias=False") }
+        for key in ["scale_attn_norm", "scale_mlp_norm", "pool_include_prefix"] where try args.bool(key, default: false) {
+            problems.append("\(key)=True")
+        }
+        if args.has("embed_norm_layer") { problems.append("embed_norm_layer") }
         if let act = try args.string("act_layer"), act != "gelu" { problems.append("act_layer='\(act)'") }
+        if let mlp = try args.string("mlp_layer"), mlp != "mlp" && mlp != "Mlp" { problems.append("mlp_layer='\(mlp)'") }
+        if let pe = try args.string("pos_embed"), pe != "learn" { problems.append("pos_embed='\(pe)'") }
         let pool = try args.string("global_pool") ?? config.string("global_pool") ?? "token"
         if pool != "token" { problems.append("global_pool='\(pool)' (only 'token': timm's 'avg' applies fc_norm after pooling)") }
         guard problems.isEmpty else {
             throw config.error("unsupported timm ViT options: " + problems.joined(separator: ", "))
         }
-        let width = try args.int("embed_dim", default: size.0)
-        vision = VisionConfig(
-            imageSize: try args.squareSize("img_size") ?? resolution, patchSize: try args.int("patch_size", default: patch),
-            width: width, depth: try args.int("depth", default: size.1), heads: try args.int("num_heads", default: size.2),
-            mlpHidden: Int(Double(width) * (try args.double("mlp_ratio", default: 4))), activation: .gelu,
-            layerNormEps: 1e-6, layerScaleInit: try args.double("init_values").map(Float.init),
-            preNorm: try args.bool("pre_norm", default: false), pooling: .cls, projectionDim: nil, patchBias: true)
         let p = try config.object("pretrained_cfg") ?? JSONConfig(path: config.path, scope: "pretrained_cfg", object: [:])
+        let input = try p.ints("input_size")
+        // timm's builder fills img_size from pretrained_cfg.input_size (ViTs have a fixed input size).
+        let checkpointSize = try args.squareSize("img_size") ?? input.map { $0[$0.count - 1] } ?? arch.resolution ?? 224
+        let crop = input.map { $0[$0.count - 1] } ?? checkpointSize
+        let width = try args.int("embed_dim", default: arch.width)
+        let patch = try args.int("patch_size", default: arch.patch)
+        guard crop % patch == 0 else {
+            throw p.error("the input size \(crop) is not a multiple of the patch size \(patch) "
+                          + "(dynamic_img_pad is not supported): set 'pretrained_cfg.input_size' to a multiple")
+        }
+        vision = VisionConfig(
+            imageSize: crop, patchSize: patch,
+            width: width, depth: try args.int("depth", default: arch.depth), heads: try args.int("num_heads", default: arch.heads),
+            mlpHidden: Int(Double(width) * (try args.double("mlp_ratio", default: 4))), activation: .gelu,
+            layerNormEps: 1e-6, layerScaleInit: (try args.double("init_values") ?? arch.layerScale).map(Float.init),
+            preNorm: try args.bool("pre_norm", default: false), finalNorm: try args.bool("final_norm", default: true),
+            pooling: .cls, projectionDim: nil, patchBias: true, registerTokens: try args.int("reg_tokens", default: arch.registerTokens),
+            noEmbedClass: try args.bool("no_embed_class", default: arch.noEmbedClass))
         if let mode = try p.string("crop_mode"), mode != "center" {
             throw p.error("'pretrained_cfg.crop_mode' '\(mode)' is not supported (center)")
         }
-        let input = try p.ints("input_size")
-        let crop = input.map { $0[$0.count - 1] } ?? vision.imageSize
         preprocessing = .timm(size: crop, cropPct: try p.double("crop_pct", default: 0.875),
                               filter: try preprocessingFilter(try p.string("interpolation"), p),
                               mean: try p.floats("mean") ?? ImagePreprocessing.imageNetMean,
                               std: try p.floats("std") ?? ImagePreprocessing.imageNetStd)
+        let v = vision
         mapping = WeightMapping(source: { name in
-            name.hasPrefix("vision.") ? .tensor(String(name.dropFirst("vision.".count))) : nil
-        }, ignore: { $0.hasPrefix("head.") })   // the ImageNet classifier: features are pre-logits
+            guard name.hasPrefix("vision.") else { return nil }
+            let rest = String(name.dropFirst("vision.".count))
+            return rest == "pos_embed"
+                ? .resampledGrid(rest, prefixRows: v.positionPrefixRows, mode: .bicubicAntialiased)
+                : .tensor(rest)
+        }, ignore: { $0.hasPrefix("head.") || $0 == "mask_token" })   // ImageNet classifier; DINOv2's training-only mask token
     }
 }

@@ -3,17 +3,19 @@ import Formats
 import Foundation
 import Model
 
-// MARK: - The CLIP BPE tokenizer as a text encoding
+// MARK: - A pretrained folder's tokenizer as a text encoding
 
-/// The CLIP BPE tokenizer of a pretrained text tower's model folder (`model.init_text`), as
-/// the trainer's `TextEncoding`: `[start] + BPE ids + [end]`, truncated to the tower's
-/// context (end kept) and zero-padded — the ids the tower was trained on.
+/// The tokenizer of a pretrained text tower's model folder (`model.init_text`; CLIP BPE, or
+/// CONCH's byte-level BPE), as the trainer's `TextEncoding`: `[start] + BPE ids + [end]`,
+/// truncated to the tower's context (end kept) and zero-padded — the ids the tower was
+/// trained on. (The state's kind stays "clip-bpe" for every folder tokenizer, so checkpoints
+/// written before byte-level tokenizers existed still read.)
 ///
 /// Checkpoints store `stateJSON`: the folder, the family and, for every tokenizer file, its
 /// path, size and CRC-32. The vocabulary itself (≈ 1.3 MB for CLIP) is not copied; rebuilding
 /// reads the files again and stops with a clear error if one is missing or has changed.
 public final class CLIPTextEncoding: TextEncoding {
-    public let tokenizer: CLIPTokenizer
+    public let tokenizer: any PretrainedTokenizer
     public let directory: String
     public let files: [FileFingerprint]
 
@@ -45,11 +47,7 @@ public final class CLIPTextEncoding: TextEncoding {
         let model = try PretrainedModel(directory: directory)
         tokenizer = try model.makeTokenizer()
         self.directory = directory
-        switch model.tokenizerFiles {
-        case .vocabularyAndMerges(let v, let m)?: files = [try FileFingerprint(path: v), try FileFingerprint(path: m)]
-        case .bpeGzip(let g)?: files = [try FileFingerprint(path: g)]
-        case nil: files = []
-        }
+        files = try (model.tokenizerFiles?.paths ?? []).map { try FileFingerprint(path: $0) }
     }
 
     /// Rebuilds the encoding a checkpoint recorded, checking that the tokenizer files are

@@ -103,22 +103,30 @@ extension ParameterStore {
 
 extension VisionTransformer {
     /// Loads this tower's weights (see `ParameterStore.load`). A `pos_embed` trained at a
-    /// different grid is resampled with `interpolatePositionEmbedding`.
+    /// different square grid is resampled with `interpolatePositionEmbedding` (`resampling`,
+    /// by default timm's bicubic with antialiasing); its prefix rows (class and register
+    /// tokens, absent with `noEmbedClass`) are kept.
     @discardableResult
     public func load(from file: SafeTensorsFile, store: ParameterStore, filePrefix: String? = nil,
                      allowMissing: (String) -> Bool = isLoRAParameterName,
-                     ignoreUnexpected: (String) -> Bool = { _ in false }) throws -> WeightLoadingReport {
-        let pos = positionEmbedding, E = config.width, grid = config.gridSize
+                     ignoreUnexpected: (String) -> Bool = { _ in false },
+                     resampling: GridResampling = .bicubicAntialiased) throws -> WeightLoadingReport {
+        let pos = positionEmbedding, E = config.width, grid = config.gridSize, prefixRows = config.positionPrefixRows
         return try store.load(from: file, prefix: prefix, filePrefix: filePrefix,
                               allowMissing: allowMissing, ignoreUnexpected: ignoreUnexpected) { p, shape, values in
-            guard p === pos, values.count % E == 0 else { return nil }
-            let oldPatches = values.count / E - 1
-            let oldGrid = Int(Double(oldPatches).squareRoot().rounded())
-            guard oldGrid * oldGrid == oldPatches, shape.last == E else { return nil }
-            return interpolatePositionEmbedding(values, prefixTokens: 1, oldGrid: (oldGrid, oldGrid),
-                                                newGrid: (grid, grid), width: E)
+            guard p === pos, shape.last == E, values.count % E == 0 else { return nil }
+            guard let oldGrid = squareGrid(rows: values.count / E - prefixRows) else { return nil }
+            return interpolatePositionEmbedding(values, prefixTokens: prefixRows, oldGrid: (oldGrid, oldGrid),
+                                                newGrid: (grid, grid), width: E, mode: resampling)
         }
     }
+}
+
+/// The side of a square grid of `rows` cells, or nil when `rows` is not a positive square.
+func squareGrid(rows: Int) -> Int? {
+    guard rows > 0 else { return nil }
+    let side = Int(Double(rows).squareRoot().rounded())
+    return side * side == rows ? side : nil
 }
 
 extension TextTransformer {

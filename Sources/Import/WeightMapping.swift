@@ -12,11 +12,16 @@ public enum TensorSource: Equatable, Sendable {
     case slice(String, part: Int, parts: Int)
     /// The transpose of a 2-D tensor (open_clip's `proj (width, out)` → Linear `(out, width)`).
     case transposed(String)
+    /// A position embedding `(1, prefixRows + g², E)` whose square patch grid g (read from the
+    /// file) is resampled to the parameter's square grid with `interpolatePositionEmbedding` —
+    /// what timm does for `dynamic_img_size` or when loading a checkpoint at another image size.
+    /// The identity when the grids agree.
+    case resampledGrid(String, prefixRows: Int, mode: GridResampling)
 
     /// The upstream tensors read.
     public var keys: [String] {
         switch self {
-        case .tensor(let k), .slice(let k, _, _), .transposed(let k): return [k]
+        case .tensor(let k), .slice(let k, _, _), .transposed(let k), .resampledGrid(let k, _, _): return [k]
         case .concatenated(let ks): return ks
         }
     }
@@ -70,6 +75,8 @@ public struct ImportReport: Sendable {
     public var keptInitial: [String] = []
     /// File tensors deliberately not used (`logit_scale`, position-id buffers, classifier heads).
     public var ignored: [String] = []
+    /// Position embeddings resampled to the tower's grid ("internal: g×g → n×n grid").
+    public var resampled: [String] = []
 }
 
 /// A family's translation from our parameter names to upstream tensors.
@@ -85,8 +92,8 @@ public struct WeightMapping {
     }
 }
 
-/// Shape of a source once transformed, from the file's header only.
-private func sourceShape(_ source: TensorSource, _ file: SafeTensorsFile) throws -> [Int] {
+/// Shape of a source once transformed for `parameter`, from the file's header only.
+private func sourceShape(_ source: TensorSource, _ file: SafeTensorsFile, for parameter: Parameter) throws -> [Int] {
     switch source {
     case .tensor(let k): return try file.info(k).shape
     case .concatenated(let ks):
@@ -106,7 +113,25 @@ private func sourceShape(_ source: TensorSource, _ file: SafeTensorsFile) throws
     case .transposed(let k):
         let s = try file.info(k).shape
         return s.count == 2 ? [s[1], s[0]] : [-1]
+    case .resampledGrid(let k, let prefixRows, _):
+        guard let (_, width) = try resampledGridSource(k, prefixRows: prefixRows, file),
+              let grid = targetGrid(parameter, prefixRows: prefixRows) else { return try file.info(k).shape }
+        return [1, prefixRows + grid * grid, width]
     }
+}
+
+/// The square patch grid side and the width of a stored position embedding `(…, rows, E)`
+/// with `prefixRows` leading non-grid rows; nil when its rows are not prefix + a square.
+private func resampledGridSource(_ key: String, prefixRows: Int, _ file: SafeTensorsFile) throws -> (Int, Int)? {
+    let s = try file.info(key).shape
+    guard s.count >= 2, s.dropLast(2).allSatisfy({ $0 == 1 }), let side = squareGrid(rows: s[s.count - 2] - prefixRows)
+    else { return nil }
+    return (side, s[s.count - 1])
+}
+
+/// The square grid side of a position-embedding parameter `(1, prefixRows + n², E)`.
+private func targetGrid(_ p: Parameter, prefixRows: Int) -> Int? {
+    p.shape.count >= 2 ? squareGrid(rows: p.shape[p.shape.count - 2] - prefixRows) : nil
 }
 
 private func readSource(_ source: TensorSource, _ file: SafeTensorsFile, into p: Parameter) throws {
@@ -128,6 +153,13 @@ private func readSource(_ source: TensorSource, _ file: SafeTensorsFile, into p:
         let v = try file.floats(k), s = try file.info(k).shape
         let rows = s[0], cols = s[1]        // file (rows, cols) → parameter (cols, rows)
         for r in 0..<rows { for c in 0..<cols { p.value[c * rows + r] = v[r * cols + c] } }
+    case .resampledGrid(let k, let prefixRows, let mode):
+        // Both grids were checked by sourceShape.
+        let (side, width) = try resampledGridSource(k, prefixRows: prefixRows, file)!
+        let grid = targetGrid(p, prefixRows: prefixRows)!
+        let v = interpolatePositionEmbedding(try file.floats(k), prefixTokens: prefixRows, oldGrid: (side, side),
+                                             newGrid: (grid, grid), width: width, mode: mode)
+        p.value.update(from: v, count: p.count)
     }
 }
 
@@ -163,7 +195,7 @@ extension ParameterStore {
                 error.missing.append(contentsOf: absent.map { "\($0) ← \(p.name)" })
                 continue
             }
-            let shape = try sourceShape(source, file)
+            let shape = try sourceShape(source, file, for: p)
             if shape.filter({ $0 != 1 }) == p.shape.filter({ $0 != 1 }) {
                 plan.append((p, source))
             } else {
@@ -181,6 +213,11 @@ extension ParameterStore {
         for (p, source) in plan {
             try readSource(source, file, into: p)
             report.loaded.append(p.name)
+            if case .resampledGrid(let k, let prefixRows, let mode) = source,
+               let (side, _) = try resampledGridSource(k, prefixRows: prefixRows, file),
+               let grid = targetGrid(p, prefixRows: prefixRows), side != grid {
+                report.resampled.append("\(p.name): \(side)×\(side) → \(grid)×\(grid) grid (\(mode.rawValue))")
+            }
         }
         return report
     }

@@ -121,14 +121,19 @@ public final class TokenEmbedding {
     }
 }
 
-/// y[b, t, :] += pos[t, :] for b < batch, t < tokens. Shapes: y (B·T, D), pos (T, D).
+/// y[b, s + t, :] += pos[t, :] for b < batch, t < tokens − s, s = `skipping` (leading tokens
+/// without a position, timm `no_embed_class`). Shapes: y (B·T, D), pos (T − s, D).
 func addPositionEmbedding(_ y: UnsafeMutablePointer<Float>, _ pos: UnsafePointer<Float>,
-                          batch: Int, tokens: Int, width: Int) {
-    for b in 0..<batch { axpy(1, pos, y + b * tokens * width, count: tokens * width) }
+                          batch: Int, tokens: Int, width: Int, skipping: Int = 0) {
+    for b in 0..<batch {
+        axpy(1, pos, y + (b * tokens + skipping) * width, count: (tokens - skipping) * width)
+    }
 }
 
-/// dpos[t, :] += Σ_b dy[b, t, :]. Shapes: dy (B·T, D), dpos (T, D).
+/// dpos[t, :] += Σ_b dy[b, s + t, :], s = `skipping`. Shapes: dy (B·T, D), dpos (T − s, D).
 func positionEmbeddingBackward(_ dy: UnsafePointer<Float>, _ dpos: UnsafeMutablePointer<Float>,
-                               batch: Int, tokens: Int, width: Int) {
-    for b in 0..<batch { axpy(1, dy + b * tokens * width, dpos, count: tokens * width) }
+                               batch: Int, tokens: Int, width: Int, skipping: Int = 0) {
+    for b in 0..<batch {
+        axpy(1, dy + (b * tokens + skipping) * width, dpos, count: (tokens - skipping) * width)
+    }
 }

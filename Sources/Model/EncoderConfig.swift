@@ -7,6 +7,24 @@ public enum VisionPooling: String, NamedChoice {
     /// Mean of the patch tokens after the final norm. Note: timm's `global_pool='avg'`
     /// instead applies `fc_norm` after pooling; this tower applies `norm` to every token.
     case mean
+    /// One learned query attends to every normed token (CoCa / CONCH `attn_pool_contrast`),
+    /// then `attn_pool_norm`; configured by `VisionConfig.attentionalPooling`.
+    case attentional
+}
+
+/// The attentional pooler of `VisionPooling.attentional` (CONCH: width 512, 8 heads, eps 1e-5).
+public struct AttentionalPoolingConfig: Codable, Equatable, Sendable {
+    /// d, the pooler's width (its queries, projections and output).
+    public var width: Int
+    public var heads: Int
+    /// eps of `ln_q`, `ln_k` and the norm after pooling.
+    public var layerNormEps: Float
+
+    public init(width: Int, heads: Int, layerNormEps: Float) {
+        self.width = width
+        self.heads = heads
+        self.layerNormEps = layerNormEps
+    }
 }
 
 /// Architecture of a ViT image tower (timm `VisionTransformer` names).
@@ -33,12 +51,22 @@ public struct VisionConfig: Codable, Equatable, Sendable {
     public var patchBias: Bool
     public var qkvLayout: QKVLayout = .fused
     public var naming: BlockNaming = .timm
+    /// Register tokens (timm `reg_tokens`, DINOv2 "with registers"): `reg_token (1, R, E)`,
+    /// placed after the class token, attended to like any token, never pooled.
+    public var registerTokens: Int = 0
+    /// timm `no_embed_class`: `pos_embed (1, N, E)` is added to the patch tokens only; the
+    /// class and register tokens get none. Otherwise `pos_embed (1, 1 + R + N, E)` covers all.
+    public var noEmbedClass: Bool = false
+    /// The pooler of `pooling == .attentional` (nil otherwise).
+    public var attentionalPooling: AttentionalPoolingConfig? = nil
 
     public init(imageSize: Int, patchSize: Int, channels: Int = 3, width: Int, depth: Int,
                 heads: Int, mlpHidden: Int, activation: Activation, layerNormEps: Float,
                 layerScaleInit: Float?, preNorm: Bool, finalNorm: Bool = true,
                 pooling: VisionPooling, projectionDim: Int?, patchBias: Bool,
-                qkvLayout: QKVLayout = .fused, naming: BlockNaming = .timm) {
+                qkvLayout: QKVLayout = .fused, naming: BlockNaming = .timm,
+                registerTokens: Int = 0, noEmbedClass: Bool = false,
+                attentionalPooling: AttentionalPoolingConfig? = nil) {
         self.imageSize = imageSize
         self.patchSize = patchSize
         self.channels = channels
@@ -56,15 +84,29 @@ public struct VisionConfig: Codable, Equatable, Sendable {
         self.patchBias = patchBias
         self.qkvLayout = qkvLayout
         self.naming = naming
+        self.registerTokens = registerTokens
+        self.noEmbedClass = noEmbedClass
+        self.attentionalPooling = attentionalPooling
+        precondition((pooling == .attentional) == (attentionalPooling != nil),
+                     "VisionConfig: pooling 'attentional' and attentionalPooling go together")
     }
 
     /// Patches per side and in total at `imageSize`.
     public var gridSize: Int { imageSize / patchSize }
     public var patchCount: Int { gridSize * gridSize }
-    /// Tokens per image (class token + patches).
-    public var tokens: Int { 1 + patchCount }
+    /// Tokens before the patches: the class token and the register tokens (timm
+    /// `num_prefix_tokens`).
+    public var prefixTokens: Int { 1 + registerTokens }
+    /// Tokens per image (class token + register tokens + patches).
+    public var tokens: Int { prefixTokens + patchCount }
+    /// Leading rows of `pos_embed` that belong to prefix tokens (0 with `noEmbedClass`).
+    public var positionPrefixRows: Int { noEmbedClass ? 0 : prefixTokens }
+    /// Rows of `pos_embed`: the prefix rows and one per patch.
+    public var positionRows: Int { positionPrefixRows + patchCount }
+    /// Width of the pooled features before the projection (the pooler's width with attentional pooling).
+    public var pooledWidth: Int { attentionalPooling?.width ?? width }
     /// Width of the pooled output.
-    public var outputDim: Int { projectionDim ?? width }
+    public var outputDim: Int { projectionDim ?? pooledWidth }
 
     /// The tiny test tower of docs/model-contract.md (timm `VisionTransformer(img_size=16,
     /// patch_size=8, embed_dim=32, depth=2, num_heads=4, mlp_ratio=2, init_values=0.1)`).
@@ -106,6 +148,40 @@ public struct VisionConfig: Codable, Equatable, Sendable {
     }
 }
 
+extension VisionConfig {
+    /// Decodes a configuration; the keys with defaults (`channels`, `finalNorm`, `qkvLayout`,
+    /// `naming`, `registerTokens`, `noEmbedClass`, `attentionalPooling`) may be absent, so configurations written
+    /// before a key existed (checkpoints, retriever exports) still read.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let pooling = try c.decode(VisionPooling.self, forKey: .pooling)
+        let attentionalPooling = try c.decodeIfPresent(AttentionalPoolingConfig.self, forKey: .attentionalPooling)
+        guard (pooling == .attentional) == (attentionalPooling != nil) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .pooling, in: c, debugDescription: "pooling 'attentional' needs attentional_pooling "
+                    + "(width, heads, layer_norm_eps) and attentional_pooling needs pooling 'attentional'")
+        }
+        self.init(imageSize: try c.decode(Int.self, forKey: .imageSize),
+                  patchSize: try c.decode(Int.self, forKey: .patchSize),
+                  channels: try c.decodeIfPresent(Int.self, forKey: .channels) ?? 3,
+                  width: try c.decode(Int.self, forKey: .width), depth: try c.decode(Int.self, forKey: .depth),
+                  heads: try c.decode(Int.self, forKey: .heads), mlpHidden: try c.decode(Int.self, forKey: .mlpHidden),
+                  activation: try c.decode(Activation.self, forKey: .activation),
+                  layerNormEps: try c.decode(Float.self, forKey: .layerNormEps),
+                  layerScaleInit: try c.decodeIfPresent(Float.self, forKey: .layerScaleInit),
+                  preNorm: try c.decode(Bool.self, forKey: .preNorm),
+                  finalNorm: try c.decodeIfPresent(Bool.self, forKey: .finalNorm) ?? true,
+                  pooling: pooling,
+                  projectionDim: try c.decodeIfPresent(Int.self, forKey: .projectionDim),
+                  patchBias: try c.decode(Bool.self, forKey: .patchBias),
+                  qkvLayout: try c.decodeIfPresent(QKVLayout.self, forKey: .qkvLayout) ?? .fused,
+                  naming: try c.decodeIfPresent(BlockNaming.self, forKey: .naming) ?? .timm,
+                  registerTokens: try c.decodeIfPresent(Int.self, forKey: .registerTokens) ?? 0,
+                  noEmbedClass: try c.decodeIfPresent(Bool.self, forKey: .noEmbedClass) ?? false,
+                  attentionalPooling: attentionalPooling)
+    }
+}
+
 /// Architecture of a CLIP text tower (HF `CLIPTextModelWithProjection` names).
 public struct TextConfig: Codable, Equatable, Sendable {
     public var vocabularySize: Int
@@ -126,11 +202,16 @@ public struct TextConfig: Codable, Equatable, Sendable {
     public var keyPaddingAfterEndOfText: Bool = false
     public var qkvLayout: QKVLayout = .separate
     public var naming: BlockNaming = .hfCLIP
+    /// CoCa / CONCH text: a learned `embeddings.class_embedding (D)` is appended after the
+    /// `contextLength` ids (so `contextLength + 1` positions) and the text is pooled there, not at
+    /// the end-of-text token; its row attends to key 0 and to key j ≥ 1 iff id j−1 is not
+    /// padding (0) — CONCH's shifted class-token mask — on top of the causal mask.
+    public var classEmbedding: Bool = false
 
     public init(vocabularySize: Int, contextLength: Int, width: Int, depth: Int, heads: Int,
                 mlpHidden: Int, activation: Activation, layerNormEps: Float, projectionDim: Int?,
                 endOfTextId: Int32, keyPaddingAfterEndOfText: Bool = false,
-                qkvLayout: QKVLayout = .separate, naming: BlockNaming = .hfCLIP) {
+                qkvLayout: QKVLayout = .separate, naming: BlockNaming = .hfCLIP, classEmbedding: Bool = false) {
         self.vocabularySize = vocabularySize
         self.contextLength = contextLength
         self.width = width
@@ -144,9 +225,12 @@ public struct TextConfig: Codable, Equatable, Sendable {
         self.keyPaddingAfterEndOfText = keyPaddingAfterEndOfText
         self.qkvLayout = qkvLayout
         self.naming = naming
+        self.classEmbedding = classEmbedding
     }
 
     public var outputDim: Int { projectionDim ?? width }
+    /// Positions per sequence: the ids, plus the class embedding's.
+    public var sequenceLength: Int { contextLength + (classEmbedding ? 1 : 0) }
 
     /// The tiny test tower of docs/model-contract.md.
     public static let tiny = TextConfig(
@@ -158,6 +242,26 @@ public struct TextConfig: Codable, Equatable, Sendable {
         vocabularySize: 49408, contextLength: 77, width: 512, depth: 12, heads: 8,
         mlpHidden: 2048, activation: .quickGELU, layerNormEps: 1e-5, projectionDim: 512,
         endOfTextId: 49407)
+}
+
+extension TextConfig {
+    /// Decodes a configuration; keys with defaults (`keyPaddingAfterEndOfText`, `qkvLayout`,
+    /// `naming`, `classEmbedding`) may be absent (configurations written before they existed).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(vocabularySize: try c.decode(Int.self, forKey: .vocabularySize),
+                  contextLength: try c.decode(Int.self, forKey: .contextLength),
+                  width: try c.decode(Int.self, forKey: .width), depth: try c.decode(Int.self, forKey: .depth),
+                  heads: try c.decode(Int.self, forKey: .heads), mlpHidden: try c.decode(Int.self, forKey: .mlpHidden),
+                  activation: try c.decode(Activation.self, forKey: .activation),
+                  layerNormEps: try c.decode(Float.self, forKey: .layerNormEps),
+                  projectionDim: try c.decodeIfPresent(Int.self, forKey: .projectionDim),
+                  endOfTextId: try c.decode(Int32.self, forKey: .endOfTextId),
+                  keyPaddingAfterEndOfText: try c.decodeIfPresent(Bool.self, forKey: .keyPaddingAfterEndOfText) ?? false,
+                  qkvLayout: try c.decodeIfPresent(QKVLayout.self, forKey: .qkvLayout) ?? .separate,
+                  naming: try c.decodeIfPresent(BlockNaming.self, forKey: .naming) ?? .hfCLIP,
+                  classEmbedding: try c.decodeIfPresent(Bool.self, forKey: .classEmbedding) ?? false)
+    }
 }
 
 /// Which layers of a tower get LoRA.

@@ -80,6 +80,20 @@ extension TransformerBlock {
     }
 }
 
+extension AttentionalPooler {
+    /// Projections, plus the two attention products per sample and head forward and four
+    /// backward (dP, dV, dQ, dK), as `MultiHeadAttention`.
+    public func trainingFlops(batch: Int, tokens: Int) -> TrainingFlops {
+        var f = qProj.trainingFlops(rows: queries, inputGradient: true)
+            + kProj.trainingFlops(rows: batch * tokens, inputGradient: true)
+            + vProj.trainingFlops(rows: batch * tokens, inputGradient: true)
+            + outProj.trainingFlops(rows: batch * queries, inputGradient: true)
+        let product = Double(batch) * gemmFlops(m: queries, n: tokens, k: width)   // all heads
+        f += TrainingFlops(forward: 2 * product, backward: 4 * product)
+        return f
+    }
+}
+
 extension VisionTransformer {
     /// Forward, and the backward `backward(dFeatures:dImages:)` runs (`imageGradient`:
     /// whether `dImages` is given).
@@ -87,6 +101,7 @@ extension VisionTransformer {
         let T = config.tokens
         var f = patchEmbedding.proj.trainingFlops(rows: batch * config.patchCount, inputGradient: imageGradient)
         for block in blocks { f += block.trainingFlops(batch: batch, tokens: T) }
+        if let p = attentionalPooler { f += p.trainingFlops(batch: batch, tokens: T) }
         if let head { f += head.trainingFlops(rows: batch, inputGradient: true) }
         return f
     }
@@ -94,9 +109,9 @@ extension VisionTransformer {
 
 extension TextTransformer {
     public func trainingFlops(batch: Int) -> TrainingFlops {
-        let L = config.contextLength
+        let L = config.contextLength, S = config.sequenceLength
         var f = tokenEmbedding.trainingFlops(rows: batch * L)
-        for block in blocks { f += block.trainingFlops(batch: batch, tokens: L) }
+        for block in blocks { f += block.trainingFlops(batch: batch, tokens: S) }
         if let projection { f += projection.trainingFlops(rows: batch, inputGradient: true) }
         return f
     }

@@ -1,3 +1,5 @@
+import Kernels
+
 
 /// A CLIP text tower with HF `CLIPTextModelWithProjection` names (without `text_model.`)
 /// under `prefix` (default `text.`):
@@ -7,14 +9,21 @@
 ///     t   = final_layer_norm(x[b, eot_b])                       (B, D), eot_b = first end-of-text
 ///     out = t text_projectionᵀ                                  (B, Dp)
 ///
+/// With `classEmbedding` (CoCa / CONCH) the sequence is `[token_embedding(ids) ; cls]`,
+/// S = L + 1 positions, pooled at the class row S − 1; keys j ≥ 1 whose id j − 1 is padding
+/// (0) are masked (CONCH's shifted class-token mask): with the padding after the text, key j
+/// is kept iff j ≤ n, n the ids before the first 0 (j = S − 1 itself iff n = L), which leaves
+/// every row up to n — all the class row reads — as CONCH computes it.
 /// The final norm is row-wise, so it is applied to the B pooled rows only.
 public final class TextTransformer {
     public let config: TextConfig
     public let prefix: String
     public let training: TowerTraining
     public let tokenEmbedding: TokenEmbedding
-    /// `embeddings.position_embedding.weight (L, D)`.
+    /// `embeddings.position_embedding.weight (S, D)`, S = `config.sequenceLength`.
     public let positionEmbedding: Parameter
+    /// `embeddings.class_embedding (D)` (`classEmbedding` only; open_clip `cls_emb`).
+    public let classEmbedding: Parameter?
     public let blocks: [TransformerBlock]
     public let finalNorm: LayerNormLayer
     public let projection: Linear?
@@ -30,25 +39,27 @@ public final class TextTransformer {
 
     private let arena: ActivationArena
     private var batch = 0
-    private let embedded: ActivationBuffer    // (B·L, D)
-    private let streams: [ActivationBuffer]   // depth × (B·L, D)
+    private let tokenEmbedded: ActivationBuffer   // (B·L, D)  (class embedding: before the class row)
+    private let embedded: ActivationBuffer    // (B·S, D)
+    private let streams: [ActivationBuffer]   // depth × (B·S, D)
     private let gathered: ActivationBuffer    // (B, D)
     private let normed: ActivationBuffer      // (B, D)
     private let features: ActivationBuffer    // (B, Dp) (with a projection)
     private let dNormed: ActivationBuffer     // (B, D)
     private let dGathered: ActivationBuffer   // (B, D)
-    private let dStreamA: ActivationBuffer    // (B·L, D)
-    private let dStreamB: ActivationBuffer    // (B·L, D)
+    private let dStreamA: ActivationBuffer    // (B·S, D)
+    private let dStreamB: ActivationBuffer    // (B·S, D)
+    private let dTokenEmbedded: ActivationBuffer  // (B·L, D)  (class embedding only)
 
     public init(config: TextConfig, training: TowerTraining, prefix: String = "text.",
                 store: ParameterStore) {
         self.config = config
         self.prefix = prefix
         self.training = training
-        let region = training.baseRegion, D = config.width, L = config.contextLength
+        let region = training.baseRegion, D = config.width, L = config.contextLength, S = config.sequenceLength
         let arena = store.activations
         self.arena = arena
-        let tokenRows = SampleRows(L)   // every token-level layer: L rows per report
+        let tokenRows = SampleRows(S)   // every token-level layer: S rows per report
         let scratch = BlockScratch(prefix + "scratch", width: D, mlpHidden: config.mlpHidden,
                                    rowsPerSample: tokenRows, arena: arena)   // shared by all blocks
         tokenEmbedding = TokenEmbedding(prefix + "embeddings.token_embedding",
@@ -56,8 +67,12 @@ public final class TextTransformer {
                                         region: region, lora: training.tokenEmbeddingLoRA, store: store,
                                         rowsPerSample: tokenRows)
         positionEmbedding = store.declare(prefix + "embeddings.position_embedding.weight",
-                                          shape: [config.contextLength, D], region: region,
+                                          shape: [S, D], region: region,
                                           initializer: .normal(std: 0.01))
+        classEmbedding = config.classEmbedding
+            ? store.declare(prefix + "embeddings.class_embedding", shape: [D], region: region,
+                            initializer: .normal(std: 0.01))
+            : nil
         blocks = (0..<config.depth).map { i in
             TransformerBlock(prefix + "encoder.layers.\(i)", width: D, heads: config.heads,
                              mlpHidden: config.mlpHidden, activation: config.activation,
@@ -75,15 +90,18 @@ public final class TextTransformer {
         func buffer(_ name: String, rowsPerReport: Int, width: Int) -> ActivationBuffer {
             arena.buffer(prefix + name) { $0.samples * rowsPerReport * width }
         }
-        embedded = buffer("embedded", rowsPerReport: L, width: D)
-        streams = (0..<config.depth).map { buffer("encoder.layers.\($0).out", rowsPerReport: L, width: D) }
+        let cls = config.classEmbedding ? 1 : 0
+        tokenEmbedded = buffer("token_embedded", rowsPerReport: L * cls, width: D)
+        dTokenEmbedded = buffer("d_token_embedded", rowsPerReport: L * cls, width: D)
+        embedded = buffer("embedded", rowsPerReport: S, width: D)
+        streams = (0..<config.depth).map { buffer("encoder.layers.\($0).out", rowsPerReport: S, width: D) }
         gathered = buffer("gathered", rowsPerReport: 1, width: D)
         normed = buffer("normed", rowsPerReport: 1, width: D)
         features = buffer("features", rowsPerReport: 1, width: config.projectionDim ?? 0)
         dNormed = buffer("d_normed", rowsPerReport: 1, width: D)
         dGathered = buffer("d_gathered", rowsPerReport: 1, width: D)
-        dStreamA = buffer("d_stream_a", rowsPerReport: L, width: D)
-        dStreamB = buffer("d_stream_b", rowsPerReport: L, width: D)
+        dStreamA = buffer("d_stream_a", rowsPerReport: S, width: D)
+        dStreamB = buffer("d_stream_b", rowsPerReport: S, width: D)
     }
 
     /// Width of the returned features.
@@ -91,9 +109,9 @@ public final class TextTransformer {
 
     /// Analytic forward FLOPs (matrix products only) for `batch` sequences.
     public func forwardFlops(batch: Int) -> Double {
-        let L = config.contextLength
+        let L = config.contextLength, S = config.sequenceLength
         var f = tokenEmbedding.forwardFlops(rows: batch * L)
-        for b in blocks { f += b.forwardFlops(batch: batch, tokens: L) }
+        for b in blocks { f += b.forwardFlops(batch: batch, tokens: S) }
         if let projection { f += projection.forwardFlops(rows: batch) }
         return f
     }
@@ -115,27 +133,46 @@ public final class TextTransformer {
     /// by the encoder and valid until the next forward; `tokens` must stay valid until
     /// `backward`.
     public func forward(tokens: UnsafePointer<Int32>, batch: Int) -> UnsafePointer<Float> {
-        let D = config.width, L = config.contextLength, rows = batch * L
+        let D = config.width, L = config.contextLength, S = config.sequenceLength
         self.batch = batch
         arena.reserve(samples: batch)
         if poolPositions.count != batch { poolPositions = Array(repeating: 0, count: batch) }
-        for b in 0..<batch {
-            var position = L - 1
-            for t in 0..<L where tokens[b * L + t] == config.endOfTextId { position = t; break }
-            poolPositions[b] = position
+        var validLengths: [Int]?
+        if config.classEmbedding {
+            // Pool at the class row; keys 0…n, n = the ids before the first padding id.
+            validLengths = (0..<batch).map { b in
+                var n = 0
+                while n < L, tokens[b * L + n] != 0 { n += 1 }
+                return n + 1
+            }
+            for b in 0..<batch { poolPositions[b] = L }
+        } else {
+            for b in 0..<batch {
+                var position = L - 1
+                for t in 0..<L where tokens[b * L + t] == config.endOfTextId { position = t; break }
+                poolPositions[b] = position
+            }
+            if config.keyPaddingAfterEndOfText { validLengths = poolPositions.map { $0 + 1 } }
         }
-        let validLengths = config.keyPaddingAfterEndOfText ? poolPositions.map { $0 + 1 } : nil
-        for block in blocks { block.attention.setKeyPadding(validLengths: validLengths, tokens: L) }
+        for block in blocks { block.attention.setKeyPadding(validLengths: validLengths, tokens: S) }
 
-        tokenEmbedding.forward(tokens, embedded.data, rows: rows)
-        addPositionEmbedding(embedded.data, positionEmbedding.value, batch: batch, tokens: L, width: D)
+        if let classEmbedding {
+            tokenEmbedding.forward(tokens, tokenEmbedded.data, rows: batch * L)
+            for b in 0..<batch {   // [ids ; cls]  (S, D) per sequence
+                (embedded.data + b * S * D).update(from: tokenEmbedded.data + b * L * D, count: L * D)
+                (embedded.data + (b * S + L) * D).update(from: classEmbedding.value, count: D)
+            }
+        } else {
+            tokenEmbedding.forward(tokens, embedded.data, rows: batch * L)
+        }
+        addPositionEmbedding(embedded.data, positionEmbedding.value, batch: batch, tokens: S, width: D)
         var x = UnsafePointer(embedded.data)
         for (block, out) in zip(blocks, streams) {
-            block.forward(x, out.data, batch: batch, tokens: L)
+            block.forward(x, out.data, batch: batch, tokens: S)
             x = UnsafePointer(out.data)
         }
         for b in 0..<batch {
-            (gathered.data + b * D).update(from: x + (b * L + poolPositions[b]) * D, count: D)
+            (gathered.data + b * D).update(from: x + (b * S + poolPositions[b]) * D, count: D)
         }
         finalNorm.forward(gathered.data, normed.data, rows: batch)
         guard let projection else { return UnsafePointer(normed.data) }
@@ -145,7 +182,7 @@ public final class TextTransformer {
 
     /// Adds parameter gradients given dFeatures (B, outputDim).
     public func backward(dFeatures: UnsafePointer<Float>) {
-        let D = config.width, L = config.contextLength, rows = batch * L
+        let D = config.width, L = config.contextLength, S = config.sequenceLength, rows = batch * S
         if let projection {
             dNormed.data.update(repeating: 0, count: batch * D)
             projection.backward(dFeatures, dx: dNormed.data)
@@ -157,7 +194,7 @@ public final class TextTransformer {
         var dX = dStreamA, dPrevious = dStreamB   // (B·L, D) each
         dX.data.update(repeating: 0, count: rows * D)
         for b in 0..<batch {
-            (dX.data + (b * L + poolPositions[b]) * D).update(from: dGathered.data + b * D, count: D)
+            (dX.data + (b * S + poolPositions[b]) * D).update(from: dGathered.data + b * D, count: D)
         }
         for block in blocks.reversed() {
             dPrevious.data.update(repeating: 0, count: rows * D)
@@ -165,8 +202,14 @@ public final class TextTransformer {
             swap(&dX, &dPrevious)
         }
         if let g = positionEmbedding.gradient {
-            positionEmbeddingBackward(dX.data, g, batch: batch, tokens: L, width: D)
+            positionEmbeddingBackward(dX.data, g, batch: batch, tokens: S, width: D)
         }
-        tokenEmbedding.backward(dX.data)
+        guard let classEmbedding else { tokenEmbedding.backward(dX.data); return }
+        // d cls += Σ_b dX[b, L];  the id rows go back through the token embedding.
+        for b in 0..<batch {
+            if let g = classEmbedding.gradient { axpy(1, dX.data + (b * S + L) * D, g, count: D) }
+            (dTokenEmbedded.data + b * L * D).update(from: dX.data + b * S * D, count: L * D)
+        }
+        tokenEmbedding.backward(dTokenEmbedded.data)
     }
 }

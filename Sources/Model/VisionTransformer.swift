@@ -2,12 +2,16 @@ import Kernels
 
 /// A ViT image tower with timm parameter names under `prefix` (default `vision.`):
 ///
-///     tokens = [cls ; patch_embed(images)] + pos_embed         (B·T, E), T = 1 + N
+///     tokens = [cls ; reg ; patch_embed(images)] + pos_embed   (B·T, E), T = 1 + R + N
 ///     x      = norm_pre(tokens)            (CLIP towers only)
 ///     x      = blocks[depth−1](… blocks[0](x))                 (B·T, E)
 ///     v      = pool(norm(x))               CLS row or mean of the patch rows   (B, E)
+///              or attn_pool_norm(attn_pool(norm(x)))   (attentional, CoCa / CONCH) (B, d)
 ///     out    = v headᵀ                     (optional projection, no bias)      (B, Dp)
 ///
+/// R register tokens (`reg_token`, timm `reg_tokens`) sit between the class token and the
+/// patches; mean pooling skips them like the class token. `pos_embed` covers every token, or
+/// with `noEmbedClass` (timm `no_embed_class`, DINOv2 with registers) the N patches only.
 /// With CLS pooling the final norm (row-wise) is applied to the B pooled rows only,
 /// which gives the same features as normalising every token.
 ///
@@ -20,11 +24,16 @@ public final class VisionTransformer {
     public let patchEmbedding: PatchEmbedding
     /// `cls_token (1, 1, E)`.
     public let classToken: Parameter
-    /// `pos_embed (1, 1 + N, E)`.
+    /// `reg_token (1, R, E)`; nil without register tokens.
+    public let registerTokens: Parameter?
+    /// `pos_embed (1, 1 + R + N, E)`, or `(1, N, E)` with `noEmbedClass`.
     public let positionEmbedding: Parameter
     public let preNorm: LayerNormLayer?
     public let blocks: [TransformerBlock]
     public let norm: LayerNormLayer?
+    /// `attn_pool` and `attn_pool_norm` (attentional pooling only).
+    public let attentionalPooler: AttentionalPooler?
+    public let poolNorm: LayerNormLayer?
     public let head: Linear?
     /// Every Linear of the tower (patch embedding, blocks, head).
     public let linears: [Linear]
@@ -37,15 +46,17 @@ public final class VisionTransformer {
     private let arena: ActivationArena
     private var batch = 0
     private let patchOut: ActivationBuffer     // (B·N, E)
-    private let tokens: ActivationBuffer       // (B·T, E)  cls + patches + pos
+    private let tokens: ActivationBuffer       // (B·T, E)  cls + registers + patches + pos
     private let preNormOut: ActivationBuffer   // (B·T, E)  (with a pre-norm)
     private let streams: [ActivationBuffer]    // depth × (B·T, E), block outputs
     private let gathered: ActivationBuffer     // (B, E)  CLS rows before the final norm
-    private let normedAll: ActivationBuffer    // (B·T, E) final norm of every token (mean pooling)
-    private let pooled: ActivationBuffer       // (B, E)
+    private let normedAll: ActivationBuffer    // (B·T, E) final norm of every token (mean, attentional)
+    private let poolerOut: ActivationBuffer    // (B, d)  attentional pooler output, before its norm
+    private let dPoolerOut: ActivationBuffer   // (B, d)
+    private let pooled: ActivationBuffer       // (B, E) / (B, d)
     private let features: ActivationBuffer     // (B, Dp) (with a head)
     private let dPooled: ActivationBuffer      // (B, E)
-    private let dGathered: ActivationBuffer    // (B, E) / (B·T, E) for mean pooling
+    private let dGathered: ActivationBuffer    // (B, E) / (B·T, E) for mean and attentional pooling
     private let dStreamA: ActivationBuffer     // (B·T, E)
     private let dStreamB: ActivationBuffer     // (B·T, E)
     private let dTokens: ActivationBuffer      // (B·T, E)
@@ -68,7 +79,12 @@ public final class VisionTransformer {
                                         patchesPerImage: N)
         classToken = store.declare(prefix + "cls_token", shape: [1, 1, E], region: region,
                                    initializer: .normal(std: 1e-6))
-        positionEmbedding = store.declare(prefix + "pos_embed", shape: [1, config.tokens, E],
+        // timm initialises both prefix tokens N(0, 1e-6²); they train like the class token.
+        registerTokens = config.registerTokens > 0
+            ? store.declare(prefix + "reg_token", shape: [1, config.registerTokens, E], region: region,
+                            initializer: .normal(std: 1e-6))
+            : nil
+        positionEmbedding = store.declare(prefix + "pos_embed", shape: [1, config.positionRows, E],
                                           region: region, initializer: .normal(std: 0.02))
         preNorm = config.preNorm
             ? LayerNormLayer(prefix + "norm_pre", features: E, eps: config.layerNormEps,
@@ -87,24 +103,37 @@ public final class VisionTransformer {
                              region: region, store: store,
                              rowsPerSample: config.pooling == .cls ? SampleRows(1) : tokenRows)
             : nil
+        attentionalPooler = config.attentionalPooling.map {
+            AttentionalPooler(prefix + "attn_pool", width: $0.width, contextWidth: E, heads: $0.heads,
+                              eps: $0.layerNormEps, region: region, store: store, rowsPerSample: tokenRows)
+        }
+        poolNorm = config.attentionalPooling.map {
+            LayerNormLayer(prefix + "attn_pool_norm", features: $0.width, eps: $0.layerNormEps, region: region,
+                           store: store)
+        }
+        let D = config.pooledWidth
         head = config.projectionDim.map {
-            Linear(prefix + "head", in: E, out: $0, bias: false, region: region,
+            Linear(prefix + "head", in: D, out: $0, bias: false, region: region,
                    lora: training.projectionLoRA, store: store)
         }
-        linears = [patchEmbedding.proj] + blocks.flatMap(\.linears) + (head.map { [$0] } ?? [])
+        let poolerLinears = attentionalPooler.map { [$0.qProj, $0.kProj, $0.vProj, $0.outProj] } ?? []
+        linears = [patchEmbedding.proj] + blocks.flatMap(\.linears) + poolerLinears + (head.map { [$0] } ?? [])
         func buffer(_ name: String, rowsPerImage: Int, width: Int) -> ActivationBuffer {
             arena.buffer(prefix + name) { $0.samples * rowsPerImage * width }
         }
-        let pre = config.preNorm ? 1 : 0, mean = config.pooling == .mean ? 1 : 0
+        let pre = config.preNorm ? 1 : 0, mean = config.pooling == .cls ? 0 : 1   // every token normed
+        let attentional = config.pooling == .attentional ? 1 : 0
         patchOut = buffer("patch_out", rowsPerImage: N, width: E)
         tokens = buffer("tokens", rowsPerImage: T, width: E)
         preNormOut = buffer("pre_norm_out", rowsPerImage: T * pre, width: E)
         streams = (0..<config.depth).map { buffer("blocks.\($0).out", rowsPerImage: T, width: E) }
         gathered = buffer("gathered", rowsPerImage: 1, width: E)
         normedAll = buffer("normed_all", rowsPerImage: T * mean, width: E)
-        pooled = buffer("pooled", rowsPerImage: 1, width: E)
+        poolerOut = buffer("pooler_out", rowsPerImage: attentional, width: D)
+        dPoolerOut = buffer("d_pooler_out", rowsPerImage: attentional, width: D)
+        pooled = buffer("pooled", rowsPerImage: 1, width: D)
         features = buffer("features", rowsPerImage: 1, width: config.projectionDim ?? 0)
-        dPooled = buffer("d_pooled", rowsPerImage: 1, width: E)
+        dPooled = buffer("d_pooled", rowsPerImage: 1, width: D)
         dGathered = buffer("d_gathered", rowsPerImage: mean == 1 ? T : 1, width: E)
         dStreamA = buffer("d_stream_a", rowsPerImage: T, width: E)
         dStreamB = buffer("d_stream_b", rowsPerImage: T, width: E)
@@ -115,11 +144,19 @@ public final class VisionTransformer {
     /// Width of the returned features.
     public var outputDim: Int { config.outputDim }
 
+    /// Every token of the latest forward after the last block and before the final norm,
+    /// `(B·T, E)` in the order class token, register tokens, patches (timm's
+    /// `forward_features` without `norm`). Valid until the next forward.
+    public var tokenFeatures: UnsafePointer<Float> {
+        UnsafePointer((streams.last ?? (preNorm == nil ? tokens : preNormOut)).data)
+    }
+
     /// Analytic forward FLOPs (matrix products only) for `batch` images.
     public func forwardFlops(batch: Int) -> Double {
         let T = config.tokens
         var f = patchEmbedding.forwardFlops(batch: batch, height: config.imageSize, width: config.imageSize)
         for b in blocks { f += b.forwardFlops(batch: batch, tokens: T) }
+        if let attentionalPooler { f += attentionalPooler.forwardFlops(batch: batch, tokens: T) }
         if let head { f += head.forwardFlops(rows: batch) }
         return f
     }
@@ -133,6 +170,7 @@ public final class VisionTransformer {
     /// until the next forward; `images` must stay valid until `backward`.
     public func forward(images: UnsafePointer<Float>, batch: Int) -> UnsafePointer<Float> {
         let E = config.width, N = config.patchCount, T = config.tokens, rows = batch * T
+        let P = config.prefixTokens, R = config.registerTokens
         self.batch = batch
         arena.reserve(samples: batch)
 
@@ -140,9 +178,11 @@ public final class VisionTransformer {
                                width: config.imageSize)
         for b in 0..<batch {
             (tokens.data + b * T * E).update(from: classToken.value, count: E)
-            (tokens.data + (b * T + 1) * E).update(from: patchOut.data + b * N * E, count: N * E)
+            if let registerTokens { (tokens.data + (b * T + 1) * E).update(from: registerTokens.value, count: R * E) }
+            (tokens.data + (b * T + P) * E).update(from: patchOut.data + b * N * E, count: N * E)
         }
-        addPositionEmbedding(tokens.data, positionEmbedding.value, batch: batch, tokens: T, width: E)
+        addPositionEmbedding(tokens.data, positionEmbedding.value, batch: batch, tokens: T, width: E,
+                             skipping: T - config.positionRows)
         var x = UnsafePointer(tokens.data)
         if let preNorm {
             preNorm.forward(x, preNormOut.data, rows: rows)
@@ -169,8 +209,16 @@ public final class VisionTransformer {
             pooled.data.update(repeating: 0, count: batch * E)
             let inverse = 1 / Float(N)
             for b in 0..<batch {
-                for t in 1..<T { axpy(inverse, source + (b * T + t) * E, pooled.data + b * E, count: E) }
+                for t in P..<T { axpy(inverse, source + (b * T + t) * E, pooled.data + b * E, count: E) }
             }
+        case .attentional:
+            var source = x
+            if let norm {
+                norm.forward(x, normedAll.data, rows: rows)
+                source = UnsafePointer(normedAll.data)
+            }
+            attentionalPooler!.forward(source, poolerOut.data, batch: batch, tokens: T)
+            poolNorm!.forward(poolerOut.data, pooled.data, rows: batch)
         }
         guard let head else { return UnsafePointer(pooled.data) }
         head.forward(pooled.data, features.data, rows: batch)
@@ -181,11 +229,12 @@ public final class VisionTransformer {
     /// `dImages` (B, C, H, W) when given.
     public func backward(dFeatures: UnsafePointer<Float>, dImages: UnsafeMutablePointer<Float>?) {
         let E = config.width, N = config.patchCount, T = config.tokens, rows = batch * T
+        let P = config.prefixTokens, R = config.registerTokens, D = config.pooledWidth
         if let head {
-            dPooled.data.update(repeating: 0, count: batch * E)
+            dPooled.data.update(repeating: 0, count: batch * D)
             head.backward(dFeatures, dx: dPooled.data)
         } else {
-            dPooled.data.update(from: dFeatures, count: batch * E)
+            dPooled.data.update(from: dFeatures, count: batch * D)
         }
         var dX = dStreamA, dPrevious = dStreamB   // (B·T, E) each
         dX.data.update(repeating: 0, count: rows * E)
@@ -203,8 +252,15 @@ public final class VisionTransformer {
             dNormed.update(repeating: 0, count: rows * E)
             let inverse = 1 / Float(N)
             for b in 0..<batch {
-                for t in 1..<T { axpy(inverse, dPooled.data + b * E, dNormed + (b * T + t) * E, count: E) }
+                for t in P..<T { axpy(inverse, dPooled.data + b * E, dNormed + (b * T + t) * E, count: E) }
             }
+            if let norm { norm.backward(dGathered.data, dx: dX.data) }
+        case .attentional:
+            dPoolerOut.data.update(repeating: 0, count: batch * D)
+            poolNorm!.backward(dPooled.data, dx: dPoolerOut.data)
+            let dNormed = norm == nil ? dX.data : dGathered.data
+            dNormed.update(repeating: 0, count: rows * E)
+            attentionalPooler!.backward(dPoolerOut.data, dx: dNormed)
             if let norm { norm.backward(dGathered.data, dx: dX.data) }
         }
         for block in blocks.reversed() {
@@ -218,70 +274,19 @@ public final class VisionTransformer {
             preNorm.backward(dX.data, dx: dTokens.data)
             dTok = dTokens.data
         }
+        // Each prefix parameter and pos_embed row gets the sum over the batch of its tokens' rows.
         if let g = positionEmbedding.gradient {
-            positionEmbeddingBackward(dTok, g, batch: batch, tokens: T, width: E)
+            positionEmbeddingBackward(dTok, g, batch: batch, tokens: T, width: E, skipping: T - config.positionRows)
         }
         if let g = classToken.gradient {
             for b in 0..<batch { axpy(1, dTok + b * T * E, g, count: E) }
         }
+        if let g = registerTokens?.gradient {
+            for b in 0..<batch { axpy(1, dTok + (b * T + 1) * E, g, count: R * E) }
+        }
         for b in 0..<batch {
-            (dPatchOut.data + b * N * E).update(from: dTok + (b * T + 1) * E, count: N * E)
+            (dPatchOut.data + b * N * E).update(from: dTok + (b * T + P) * E, count: N * E)
         }
         patchEmbedding.backward(dPatchOut.data, dImages: dImages)
     }
-}
-
-/// Resamples the patch-grid part of a ViT position embedding to a new grid by bilinear
-/// interpolation with PyTorch's `F.interpolate(mode="bilinear", align_corners=False,
-/// antialias=False)` sampling: output pixel i reads the input at
-/// `max(0, (i + ½)·(in/out) − ½)`, blending the two neighbouring rows/columns (the upper
-/// one clamped to the edge). timm resamples bicubically (with antialiasing when
-/// shrinking); bilinear is what we implement, so a resampled checkpoint is close to but
-/// not bit-identical with timm's. The first `prefixTokens` rows (the class token's) are
-/// copied unchanged. At the same grid size the result equals the input exactly.
-///
-/// - Parameters:
-///   - source: `(prefixTokens + oldGrid.h·oldGrid.w, width)`, row-major, grid rows y-major.
-///   - destination: `(prefixTokens + newGrid.h·newGrid.w, width)`.
-public func interpolatePositionEmbedding(_ source: UnsafePointer<Float>,
-                                         into destination: UnsafeMutablePointer<Float>,
-                                         prefixTokens: Int, oldGrid: (height: Int, width: Int),
-                                         newGrid: (height: Int, width: Int), width: Int) {
-    let D = width
-    destination.update(from: source, count: prefixTokens * D)
-    let src = source + prefixTokens * D, dst = destination + prefixTokens * D
-    func taps(_ i: Int, _ inSize: Int, _ outSize: Int) -> (Int, Int, Float) {
-        let scale = Float(inSize) / Float(outSize)
-        let x = max(0, (Float(i) + 0.5) * scale - 0.5)
-        let i0 = min(Int(x), inSize - 1)
-        let i1 = min(i0 + 1, inSize - 1)
-        return (i0, i1, x - Float(i0))
-    }
-    for oy in 0..<newGrid.height {
-        let (y0, y1, wy) = taps(oy, oldGrid.height, newGrid.height)
-        for ox in 0..<newGrid.width {
-            let (x0, x1, wx) = taps(ox, oldGrid.width, newGrid.width)
-            let out = dst + (oy * newGrid.width + ox) * D
-            let p00 = src + (y0 * oldGrid.width + x0) * D, p01 = src + (y0 * oldGrid.width + x1) * D
-            let p10 = src + (y1 * oldGrid.width + x0) * D, p11 = src + (y1 * oldGrid.width + x1) * D
-            let w00 = (1 - wy) * (1 - wx), w01 = (1 - wy) * wx, w10 = wy * (1 - wx), w11 = wy * wx
-            for j in 0..<D { out[j] = w00 * p00[j] + w01 * p01[j] + w10 * p10[j] + w11 * p11[j] }
-        }
-    }
-}
-
-/// Array form of `interpolatePositionEmbedding(_:into:…)`.
-public func interpolatePositionEmbedding(_ source: [Float], prefixTokens: Int,
-                                         oldGrid: (height: Int, width: Int),
-                                         newGrid: (height: Int, width: Int), width: Int) -> [Float] {
-    precondition(source.count == (prefixTokens + oldGrid.height * oldGrid.width) * width,
-                 "interpolatePositionEmbedding: \(source.count) values for a \(oldGrid) grid of width \(width) with \(prefixTokens) prefix tokens")
-    var out = [Float](repeating: 0, count: (prefixTokens + newGrid.height * newGrid.width) * width)
-    source.withUnsafeBufferPointer { s in
-        out.withUnsafeMutableBufferPointer { d in
-            interpolatePositionEmbedding(s.baseAddress!, into: d.baseAddress!, prefixTokens: prefixTokens,
-                                         oldGrid: oldGrid, newGrid: newGrid, width: width)
-        }
-    }
-    return out
 }

@@ -73,14 +73,15 @@ public final class RetrieverExportEncoder: PairingEncoder {
     }
 }
 
-/// A pretrained CLIP-style model folder (transformers `CLIPModel` such as PLIP, or
-/// open_clip such as QuiltNet; `PretrainedModel`): images through the model's own
-/// preprocessing (`ImagePreprocessing`, torchvision-on-PIL exact), reports through its
-/// CLIP BPE tokenizer, both towers' projected embeddings — what `clipit embed` computes.
+/// A pretrained CLIP-style model folder (transformers `CLIPModel` such as PLIP, open_clip
+/// such as QuiltNet, CONCH; `PretrainedModel`): images through the model's own
+/// preprocessing (`ImagePreprocessing`, torchvision-on-PIL exact), reports through its own
+/// tokenizer (CLIP BPE, CONCH's byte-level BPE), both towers' projected embeddings — what
+/// `clipit embed` computes.
 public final class PretrainedFolderEncoder: PairingEncoder {
     public let encoders: PretrainedEncoders
     public let preprocessing: ImagePreprocessing
-    public let tokenizer: CLIPTokenizer
+    public let tokenizer: any PretrainedTokenizer
 
     /// Imports both towers of the folder at `directory`.
     public init(directory: String) throws {

@@ -210,7 +210,8 @@ final class EncoderTests: XCTestCase {
     /// x = arange(6).reshape(1, 1, 2, 3) (values computed with PyTorch).
     func testInterpolationMatchesPyTorchBilinear() {
         let source: [Float] = [-7] + (0..<6).map(Float.init)   // one prefix token, width 1
-        let out = interpolatePositionEmbedding(source, prefixTokens: 1, oldGrid: (2, 3), newGrid: (3, 4), width: 1)
+        let out = interpolatePositionEmbedding(source, prefixTokens: 1, oldGrid: (2, 3), newGrid: (3, 4), width: 1,
+                                               mode: .bilinear)
         let expected: [Float] = [-7, 0.0, 0.625, 1.375, 2.0, 1.5, 2.125, 2.875, 3.5, 3.0, 3.625, 4.375, 5.0]
         XCTAssertEqual(out.count, expected.count)
         for i in expected.indices { XCTAssertEqual(out[i], expected[i], accuracy: 1e-6) }
