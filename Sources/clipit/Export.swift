@@ -2,6 +2,7 @@ import ArgumentParser
 import Formats
 import Foundation
 import Import
+import Model
 import Training
 
 /// `clipit export`: trained LoRA adapters as PEFT adapter folders, heads, and a merged model.
@@ -14,7 +15,11 @@ struct ExportCommand: ParsableCommand {
             key names over timm / Hugging Face module paths) for each tower with LoRA, \
             OUT/heads.safetensors (the CLIP-IT heads, internal names), and with --merged \
             OUT/merged.safetensors (every tower and head tensor, LoRA folded into the base weights, \
-            internal names). --checkpoint is a clipit training checkpoint (the model is rebuilt \
+            internal names). From a clipit checkpoint of an image model with a timm-style vision \
+            tower it also writes OUT/vision/config.json (timm) and OUT/vision/base_model.safetensors \
+            (the base weights the adapter applies to), OUT/clipit_model.json (classes, \
+            preprocessing, heads) and OUT/predict_example.py, which reproduces clipit predict \
+            with timm, PEFT and the heads. --checkpoint is a clipit training checkpoint (the model is rebuilt \
             from its config, LoRA α and dropout come from it) or any safetensors file of internal \
             parameter names (then --lora-alpha is required). See docs/importing.md.
             """)
@@ -44,8 +49,10 @@ struct ExportCommand: ParsableCommand {
         let file = try SafeTensorsFile(path: checkpoint)
         let tensors: [String: NamedTensor]
         var alpha = loraAlpha, dropout = loraDropout
+        var loaded: (model: any TrainableModel, header: Checkpoint.Header)?
         if file.metadata["clipit.format"] != nil {
             let (model, header) = try Checkpoint.loadModel(checkpoint)
+            loaded = (model, header)
             tensors = PEFTExporter.tensors(from: model.store)
             alpha = alpha ?? header.config.model.lora.alpha
             dropout = dropout ?? header.config.model.lora.dropout
@@ -70,5 +77,13 @@ struct ExportCommand: ParsableCommand {
         }
         if let heads = report.headsPath { print("export: \(heads): \(report.headCount) head tensors") }
         if let mergedPath = report.mergedPath { print("export: \(mergedPath): \(report.mergedCount) tensors, LoRA merged") }
+        guard let (model, header) = loaded else { return }
+        do {
+            try ExportDescription.write(model: model, header: header, to: out)
+            print("export: \(out)/vision/config.json and base_model.safetensors (timm), clipit_model.json, "
+                  + "predict_example.py (python predict_example.py IMAGE…)")
+        } catch let error as TrainingError {
+            print("export: no loading example: \(error)")
+        }
     }
 }
