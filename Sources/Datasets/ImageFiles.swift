@@ -37,7 +37,7 @@ public enum ImageFiles {
             for entry in entries {
                 let child = relative.isEmpty ? entry : relative + "/" + entry
                 var childIsDirectory: ObjCBool = false
-                manager.fileExists(atPath: path + "/" + child, isDirectory: &childIsDirectory)
+                _ = manager.fileExists(atPath: path + "/" + child, isDirectory: &childIsDirectory)
                 if childIsDirectory.boolValue {
                     try walk(child)
                 } else if extensions.contains((entry as NSString).pathExtension.lowercased()) {
