@@ -52,7 +52,7 @@ from transformers import PreTrainedTokenizerFast
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_fixtures import perturb_constant_init  # noqa: E402
-from make_import_fixtures import same_file  # noqa: E402
+from make_import_fixtures import write_or_check  # noqa: E402
 
 SEED = 77
 FIXTURES = os.path.join("Tests", "ImportTests", "Fixtures")
@@ -180,20 +180,7 @@ def main():
     parser.add_argument("--check", action="store_true", help="compare with the files instead of writing")
     args = parser.parse_args()
     outputs = build(os.path.abspath(args.conch))
-    stale = []
-    for name, blob in sorted(outputs.items()):
-        path = os.path.join(FIXTURES, name)
-        if args.check:
-            same = os.path.exists(path) and same_file(path, blob)
-            print(f"{path}: {'up to date' if same else 'DIFFERS'}")
-            stale += [] if same else [path]
-        else:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(blob)
-            print(f"wrote {path} ({len(blob)} bytes)")
-    if stale:
-        sys.exit("stale fixtures (library versions differ, or the script changed): " + ", ".join(stale))
+    write_or_check(outputs, FIXTURES, args.check)
 
 
 if __name__ == "__main__":

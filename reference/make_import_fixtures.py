@@ -330,10 +330,16 @@ def main():
     parser.add_argument("--check", action="store_true", help="compare with the files instead of writing")
     args = parser.parse_args()
     outputs = build()
+    write_or_check(outputs, FIXTURES, args.check)
+
+
+def write_or_check(outputs, fixtures, check):
+    """Writes every {relative name: bytes} of `outputs` under `fixtures`, or with `check`
+    compares each with the committed file (`same_file`) and exits non-zero if any differs."""
     stale = []
     for name, blob in sorted(outputs.items()):
-        path = os.path.join(FIXTURES, name)
-        if args.check:
+        path = os.path.join(fixtures, name)
+        if check:
             same = os.path.exists(path) and same_file(path, blob)
             print(f"{path}: {'up to date' if same else 'DIFFERS'}")
             stale += [] if same else [path]

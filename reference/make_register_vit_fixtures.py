@@ -51,7 +51,7 @@ import timm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_fixtures import perturb_constant_init  # noqa: E402
-from make_import_fixtures import IMAGENET_MEAN, IMAGENET_STD, same_file  # noqa: E402
+from make_import_fixtures import IMAGENET_MEAN, IMAGENET_STD, write_or_check  # noqa: E402
 
 SEED = 2024
 FIXTURES = os.path.join("Tests", "ImportTests", "Fixtures")
@@ -134,20 +134,7 @@ def main():
     parser.add_argument("--check", action="store_true", help="compare with the files instead of writing")
     args = parser.parse_args()
     outputs = build()
-    stale = []
-    for name, blob in sorted(outputs.items()):
-        path = os.path.join(FIXTURES, name)
-        if args.check:
-            same = os.path.exists(path) and same_file(path, blob)
-            print(f"{path}: {'up to date' if same else 'DIFFERS'}")
-            stale += [] if same else [path]
-        else:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(blob)
-            print(f"wrote {path} ({len(blob)} bytes)")
-    if stale:
-        sys.exit("stale fixtures (library versions differ, or the script changed): " + ", ".join(stale))
+    write_or_check(outputs, FIXTURES, args.check)
 
 
 if __name__ == "__main__":

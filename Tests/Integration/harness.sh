@@ -43,3 +43,21 @@ make_pairs() {
 manifest_count() {
     grep -o "\"path\": \"$1\"[^}]*\"count\": [0-9]*" "${2:-$work/data/manifest.json}" | grep -o '[0-9]*$'
 }
+
+# `clipit synth --preset tiny` into $work/data (needs $clipit) and pairs files cycling through
+# its reports into $work/pairs; sets `reports`. On failure records the case and ends the
+# script.
+make_tiny_data() {
+    if ! "$clipit" synth --preset tiny --seed 0 --out "$work/data" >"$work/synth.log" 2>&1; then
+        tail -n 20 "$work/synth.log"
+        record synth 1 "clipit synth --preset tiny failed"
+        echo "$passed passed, $failed failed"
+        exit 1
+    fi
+    reports=$(manifest_count reports.jsonl)
+    mkdir -p "$work/pairs"
+    local split
+    for split in train val test; do
+        make_pairs "$split" "$(manifest_count "$split.cds")" "$reports" "$work/pairs/$split.pairs.jsonl"
+    done
+}

@@ -73,15 +73,7 @@ step_losses() {
 }
 
 echo "train_ranks.sh: ranks ${rank_counts[*]}, relative tolerance $rtol, work $work"
-if ! "$clipit" synth --preset tiny --seed 0 --out "$work/data" >"$work/synth.log" 2>&1; then
-    cat "$work/synth.log"
-    record synth 1 "clipit synth --preset tiny failed"
-    echo "$passed passed, $failed failed"
-    exit 1
-fi
-reports=$(manifest_count reports.jsonl)
-mkdir -p "$work/pairs"
-for split in train val test; do make_pairs "$split" "$(manifest_count "$split.cds")" "$reports" "$work/pairs/$split.pairs.jsonl"; done
+make_tiny_data
 
 train_args=(train --config "$root/configs/tiny.yaml" --data "$work/data" --pairs "$work/pairs" --method clipit
             --seed 0 --batch 3 --epochs 3 --quiet --set data.augment=true --set model.lora.dropout=0.1

@@ -310,15 +310,7 @@ fi
 kill_leftovers
 
 # --- data
-if ! "$clipit" synth --preset tiny --seed 0 --out "$work/data" >"$work/synth.log" 2>&1; then
-    show_log "$work/synth.log"
-    record synth 1 "clipit synth --preset tiny failed"
-    echo "$passed passed, $failed failed"
-    exit 1
-fi
-reports=$(manifest_count reports.jsonl)
-mkdir -p "$work/pairs"
-for split in train val test; do make_pairs "$split" "$(manifest_count "$split.cds")" "$reports" "$work/pairs/$split.pairs.jsonl"; done
+make_tiny_data
 
 # --- pretrain: 2 hosts against 2 ranks on one host
 pretrain_args=(pretrain --data "$work/data" --preset tiny --epochs 5 --batch 16 --seed 0)
