@@ -74,3 +74,11 @@ extension AtomicFileWriter {
         try write(data, to: path)
     }
 }
+
+/// Whether a value parsed by `JSONSerialization` is a JSON `true`/`false`. `value is Bool`
+/// cannot tell: Foundation bridges every NSNumber, so a JSON `1` passes it too; booleans are
+/// the numbers of Objective-C type `c`.
+public func isJSONBoolean(_ value: Any) -> Bool {
+    if let number = value as? NSNumber { return String(cString: number.objCType) == "c" }
+    return value is Bool
+}

@@ -43,8 +43,7 @@ struct CONCHConfig {
         if try !v.bool("attentional_pool_contrast", default: false) {
             problems.append("'vision_cfg.attentional_pool_contrast' must be true")
         }
-        // (read as a double: JSONConfig.int takes a JSON 1 for a boolean on Linux Foundation)
-        if try v.double("n_queries_contrast", default: 1) != 1 { problems.append("'vision_cfg.n_queries_contrast' must be 1") }
+        if try v.int("n_queries_contrast", default: 1) != 1 { problems.append("'vision_cfg.n_queries_contrast' must be 1") }
         if embed % Self.poolerHeads != 0 { problems.append("'embed_dim' \(embed) is not a multiple of 8 pooler heads") }
         let size = try v.squareSize("image_size") ?? 224, patch = try v.int("patch_size", default: 16)
         if size % patch != 0 { problems.append("'vision_cfg.image_size' \(size) is not a multiple of the patch size \(patch)") }

@@ -36,7 +36,7 @@ struct JSONConfig {
 
     func int(_ key: String) throws -> Int? {
         guard has(key) else { return nil }
-        guard let n = object[key] as? NSNumber, !(object[key] is Bool),
+        guard let n = object[key] as? NSNumber, !isJSONBoolean(n),
               n.doubleValue == n.doubleValue.rounded() else {
             throw error("\(where_(key)) is not an integer: \(object[key]!)")
         }
@@ -61,8 +61,8 @@ struct JSONConfig {
 
     func bool(_ key: String, default value: Bool) throws -> Bool {
         guard has(key) else { return value }
-        if let b = object[key] as? Bool { return b }
         if let n = object[key] as? NSNumber { return n.intValue != 0 }
+        if let b = object[key] as? Bool { return b }
         throw error("\(where_(key)) is not a boolean: \(object[key]!)")
     }
 

@@ -53,7 +53,14 @@ struct ExportCommand: ParsableCommand {
         if file.metadata["clipit.format"] != nil {
             let (model, header) = try Checkpoint.loadModel(checkpoint)
             loaded = (model, header)
-            tensors = PEFTExporter.tensors(from: model.store)
+            var all = PEFTExporter.tensors(from: model.store)
+            if header.config.model.text.classEmbedding, all.keys.contains(where: { $0.hasPrefix("text.") && isLoRAParameterName($0) }) {
+                // PEFT keys are written over Hugging Face CLIP module paths; CONCH's text tower has others.
+                all = all.filter { !($0.key.hasPrefix("text.") && isLoRAParameterName($0.key)) }
+                print("export: the text tower is CONCH's: no PEFT text adapter (its module paths are not Hugging Face "
+                      + "CLIP's); its LoRA stays in the checkpoint and in --merged")
+            }
+            tensors = all
             alpha = alpha ?? header.config.model.lora.alpha
             dropout = dropout ?? header.config.model.lora.dropout
             print("export: checkpoint \(checkpoint) (method \(header.config.method), step \(header.state.step))")

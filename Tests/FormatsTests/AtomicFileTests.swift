@@ -156,4 +156,10 @@ final class AtomicFileTests: XCTestCase {
         XCTAssertEqual(ProjectJSON.value(object, "macro_auroc") as? Double, 0.75)
         XCTAssertEqual(ProjectJSON.value(object, "balanced_accuracy") as? Double, 0.5)
     }
+
+    func testJSONBooleansAreToldApartFromTheNumbersOneAndZero() throws {
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(
+            with: Data(#"{"one":1,"zero":0,"yes":true,"no":false,"half":0.5}"#.utf8)) as? [String: Any])
+        XCTAssertEqual(["one", "zero", "yes", "no", "half"].map { isJSONBoolean(object[$0]!) }, [false, false, true, true, false])
+    }
 }
