@@ -72,9 +72,14 @@ public final class BatchAssembler {
     public let transformer: ImageTransformer
     public let preprocessing: ImagePreprocessing?
     public let text: PairedText?
+    /// Every report's embedding t `(reports, width)` when the model's text tower is frozen
+    /// (computed once per run, `CLIPITModel.embedReports`): batches then carry each image's
+    /// report row instead of its token ids.
+    public var reportEmbeddings: (table: [Float], width: Int)?
     private var images: Tensor
     private var tokens = IntBuffer()
     private var labels = IntBuffer()
+    private var textRows = Tensor(shape: [0])
 
     public init(dataset: DatasetFile, transform: TransformConfig, text: PairedText?,
                 preprocessing: ImagePreprocessing? = nil) {
@@ -110,6 +115,16 @@ public final class BatchAssembler {
             imagePointer = UnsafePointer(images.data)
         }
         var tokenPointer: UnsafePointer<Int32>?
+        if inputs.contains(.tokens), let text, let (table, width) = reportEmbeddings {
+            if textRows.count < n * width { textRows = Tensor(shape: [n * width]) }
+            table.withUnsafeBufferPointer { rows in
+                for (b, i) in indices.enumerated() {
+                    (textRows.data + b * width).update(from: rows.baseAddress! + text.reportOfImage[i] * width, count: width)
+                }
+            }
+            return ModelBatch(count: n, images: imagePointer, tokens: nil, labels: UnsafePointer(labels.data),
+                              textEmbeddings: UnsafePointer(textRows.data))
+        }
         if inputs.contains(.tokens) {
             guard let text else { preconditionFailure("BatchAssembler: the model reads tokens but no paired text was loaded") }
             let L = text.contextLength

@@ -143,9 +143,10 @@ public final class CLIPITModel: TrainableModel {
     @discardableResult
     public func forwardBackward(images: UnsafePointer<Float>, labels: UnsafePointer<Int32>,
                                 tokens: UnsafePointer<Int32>?, batch: Int, globalBatch: Int? = nil,
-                                dImages: UnsafeMutablePointer<Float>? = nil) -> LossBreakdown {
+                                dImages: UnsafeMutablePointer<Float>? = nil,
+                                textEmbeddings: UnsafePointer<Float>? = nil) -> LossBreakdown {
         let loss = forward(images: images, labels: labels, tokens: tokens, batch: batch,
-                           globalBatch: globalBatch)
+                           globalBatch: globalBatch, textEmbeddings: textEmbeddings)
         backward(batch: batch, dImages: dImages)
         return loss
     }
@@ -158,7 +159,8 @@ public final class CLIPITModel: TrainableModel {
     }
 
     private func forward(images: UnsafePointer<Float>, labels: UnsafePointer<Int32>,
-                         tokens: UnsafePointer<Int32>?, batch: Int, globalBatch: Int?) -> LossBreakdown {
+                         tokens: UnsafePointer<Int32>?, batch: Int, globalBatch: Int?,
+                         textEmbeddings: UnsafePointer<Float>? = nil) -> LossBreakdown {
         let n = globalBatch ?? batch
         precondition(n >= batch && batch > 0, "CLIPITModel: globalBatch \(n) < local batch \(batch)")
         store.activations.reserve(samples: batch)
@@ -169,8 +171,14 @@ public final class CLIPITModel: TrainableModel {
                                       normalizer: n)
         var distill: Float = 0
         if let text {
-            guard let tokens else { preconditionFailure("CLIPITModel: the distillation term needs token ids") }
-            let t = text.forward(tokens: tokens, batch: batch)                 // (B, D)
+            let t: UnsafePointer<Float>
+            if let textEmbeddings {
+                precondition(!textTrains, "CLIPITModel: precomputed text embeddings with a trainable text tower")
+                t = textEmbeddings                                             // (B, D), computed once per run
+            } else {
+                guard let tokens else { preconditionFailure("CLIPITModel: the distillation term needs token ids") }
+                t = text.forward(tokens: tokens, batch: batch)                 // (B, D)
+            }
             lastTextEmbeddings = t
             distill = distillation.forward(predicted: heads.projected.data, target: t, rows: batch,
                                            normalizer: n)
@@ -222,7 +230,30 @@ public final class CLIPITModel: TrainableModel {
 
     public func forwardBackward(_ batch: ModelBatch, globalBatch: Int) -> LossBreakdown {
         forwardBackward(images: batch.images!, labels: batch.labels!, tokens: batch.tokens, batch: batch.count,
-                        globalBatch: globalBatch)
+                        globalBatch: globalBatch, textEmbeddings: batch.textEmbeddings)
+    }
+
+    /// Whether the distillation target t comes from a text tower that does not train (frozen,
+    /// or `textGradient: stopped`): then t depends only on the report, and
+    /// `embedReports` computes it once per run instead of every step.
+    public var textTowerIsFrozen: Bool { text != nil && !textTrains }
+
+    /// t of every report `(reports, D)`: the text tower on `tokens` `(reports, L)`, in
+    /// chunks of at most `chunk` reports (the activations reserved), evaluation mode (the
+    /// same function as the training forward of a tower without LoRA dropout to apply).
+    public func embedReports(tokens: UnsafePointer<Int32>, count: Int, chunk: Int) -> [Float] {
+        guard let text, count > 0 else { return [] }
+        let d = text.outputDim, l = config.text.contextLength
+        var table = [Float](repeating: 0, count: count * d)
+        inEvaluationMode {
+            for start in stride(from: 0, to: count, by: max(chunk, 1)) {
+                let rows = min(chunk, count - start)
+                store.activations.reserve(samples: rows)
+                let t = text.forward(tokens: tokens + start * l, batch: rows)
+                table.withUnsafeMutableBufferPointer { ($0.baseAddress! + start * d).update(from: t, count: rows * d) }
+            }
+        }
+        return table
     }
 
     public func predict(_ batch: ModelBatch) -> UnsafePointer<Float> { predict(images: batch.images!, batch: batch.count) }

@@ -22,13 +22,18 @@ public struct ModelBatch {
     public var tokens: UnsafePointer<Int32>?
     /// Class labels `(B)` in `0..<C`; nil for inference.
     public var labels: UnsafePointer<Int32>?
+    /// The paired reports' embeddings t `(B, D)` from a frozen text tower computed once per
+    /// run (`CLIPITModel.embedReports`); when given, the model reads them instead of
+    /// running its text tower on `tokens`.
+    public var textEmbeddings: UnsafePointer<Float>?
 
     public init(count: Int, images: UnsafePointer<Float>?, tokens: UnsafePointer<Int32>?,
-                labels: UnsafePointer<Int32>?) {
+                labels: UnsafePointer<Int32>?, textEmbeddings: UnsafePointer<Float>? = nil) {
         self.count = count
         self.images = images
         self.tokens = tokens
         self.labels = labels
+        self.textEmbeddings = textEmbeddings
     }
 }
 

@@ -202,6 +202,13 @@ public final class Trainer {
             state = TrainerState()
         }
         try checkIdenticalWeights(built, comm: comm)
+        // A frozen text tower's t depends only on the report: computed once here, not every step.
+        if let clipit = built as? CLIPITModel, clipit.textTowerIsFrozen, let text = trainAssembler.text {
+            let table = text.tokens.withUnsafeBufferPointer {
+                clipit.embedReports(tokens: $0.baseAddress!, count: text.reportCount, chunk: trainRows)
+            }
+            trainAssembler.reportEmbeddings = (table, clipit.config.text.outputDim)
+        }
 
         let isRoot = comm.rank == 0
         if isRoot {
