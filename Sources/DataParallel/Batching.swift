@@ -94,7 +94,8 @@ public final class BatchAssembler {
 
     /// The local batch of dataset items `indices` (global item indices, in order).
     /// `inputs` says which buffers to fill; labels are always filled.
-    public func assemble(_ indices: [Int], inputs: ModelInputs, seed: UInt64, epoch: Int) -> ModelBatch {
+    public func assemble<Indices: RandomAccessCollection<Int>>(_ indices: Indices, inputs: ModelInputs, seed: UInt64,
+                                                                epoch: Int) -> ModelBatch {
         let n = indices.count
         labels.reserve(n)
         for (b, i) in indices.enumerated() { labels.data[b] = Int32(dataset.label(at: i)) }

@@ -164,22 +164,20 @@ public final class ItemProgress {
 
     /// A `(done, total)` callback showing one bar labelled `label`.
     public static func callback(_ label: String, unit: String, enabled: Bool) -> (Int, Int) -> Void {
-        var bar: ItemProgress?
-        return { done, total in
-            if bar == nil { bar = ItemProgress(label, total: total, unit: unit, enabled: enabled) }
-            bar!.update(done: done)
-            if done == total { bar!.finish() }
-        }
+        let phase = phases(label, unit: unit, enabled: enabled)
+        return { phase("", $0, $1) }
     }
 
-    /// A `(what, done, total)` callback showing one bar per phase ("PREFIX: what"), a new
-    /// bar each time `what` changes (e.g. "reports", then "test images").
+    /// A `(what, done, total)` callback showing one bar per phase ("PREFIX: what", or
+    /// "PREFIX" for an empty `what`), a new bar each time `what` changes (e.g. "reports",
+    /// then "test images").
     public static func phases(_ prefix: String, unit: String, enabled: Bool) -> (String, Int, Int) -> Void {
         var current: (what: String, bar: ItemProgress)?
         return { what, done, total in
             if current?.what != what {
                 current?.bar.finish()
-                current = (what, ItemProgress("\(prefix): \(what)", total: total, unit: unit, enabled: enabled))
+                current = (what, ItemProgress(what.isEmpty ? prefix : "\(prefix): \(what)", total: total, unit: unit,
+                                              enabled: enabled))
             }
             current!.bar.update(done: done)
             if done == total { current!.bar.finish() }

@@ -44,13 +44,9 @@ public func evaluate(_ model: any TrainableModel, on assembler: BatchAssembler, 
         let logits = model.predict(batch)
         for (b, index) in local.enumerated() {
             let row = logits + b * c
-            var top = row[0]
-            for k in 1..<c { top = max(top, row[k]) }
-            var total = 0.0
-            for k in 0..<c { total += Foundation.exp(Double(row[k] - top)) }
+            let (top, total) = appendSoftmax(row, count: c, to: &scores)
             let label = dataset.label(at: index)
             lossSum += Foundation.log(total) - Double(row[label] - top)
-            for k in 0..<c { scores.append(Float(Foundation.exp(Double(row[k] - top)) / total)) }
             labels.append(label)
             indices.append(index)
         }
@@ -60,6 +56,19 @@ public func evaluate(_ model: any TrainableModel, on assembler: BatchAssembler, 
     let totalLoss = try comm.allreduce(lossSum, .sum)
     return EvaluationResult(predictions: gathered, report: gathered.report(classNames: classNames ?? dataset.classNames),
                             loss: dataset.count > 0 ? totalLoss / Double(dataset.count) : 0)
+}
+
+/// Appends softmax(`logits`) (`count` values) to `scores`, with the sums in Double, and
+/// returns the largest logit and Σ exp(logit − largest) (so the cross-entropy of class y is
+/// log Σ − (logit_y − largest)).
+@discardableResult
+public func appendSoftmax(_ logits: UnsafePointer<Float>, count: Int, to scores: inout [Float]) -> (top: Float, total: Double) {
+    var top = logits[0]
+    for k in 1..<count { top = max(top, logits[k]) }
+    var total = 0.0
+    for k in 0..<count { total += Foundation.exp(Double(logits[k] - top)) }
+    for k in 0..<count { scores.append(Float(Foundation.exp(Double(logits[k] - top)) / total)) }
+    return (top, total)
 }
 
 /// An evaluation that cannot run (data that does not fit the model); `description` says

@@ -60,6 +60,15 @@ extension AtomicFileWriter {
         try data.withUnsafeBytes { try write($0, to: path) }
     }
 
+    /// Writes a parsed-JSON-style object (`[String: Any]` of strings, numbers, arrays and
+    /// objects) pretty-printed with sorted keys and a final newline, atomically.
+    public static func writeJSONObject(_ object: [String: Any], to path: String) throws {
+        var data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys,
+                                                                                .withoutEscapingSlashes])
+        data.append(0x0A)
+        try write(data, to: path)
+    }
+
     /// Writes `value` as `prettyJSON` to `path` atomically. A value JSON cannot hold (NaN,
     /// infinity) is a `FileIOError` naming the file and the key.
     public static func writeJSON<Value: Encodable>(_ value: Value, to path: String) throws {

@@ -72,11 +72,30 @@ public final class CLIPTextEncoding: TextEncoding {
     public var endOfTextId: Int32 { tokenizer.endOfTextId }
     public func encode(_ text: String) -> [Int32] { tokenizer.tokenize(text) }
 
-    public var stateJSON: String {
-        let state = State(kind: "clip-bpe", directory: directory, contextLength: contextLength, files: files)
+    public var stateJSON: String { Self.json(State(kind: "clip-bpe", directory: directory, contextLength: contextLength,
+                                                   files: files)) }
+
+    private static func json(_ state: State) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try! encoder.encode(state), as: UTF8.self)
+    }
+
+    /// `stateJSON` of a model folder that moved to `folder` (a relocated run folder): its
+    /// directory and the paths of its files under the new place, sizes and CRC-32s kept, so
+    /// rebuilding still checks the files. Any other state (a word tokenizer) is returned as is.
+    public static func relocated(stateJSON: String, to folder: String) -> String {
+        guard var state = try? JSONDecoder().decode(State.self, from: Data(stateJSON.utf8)), state.kind == "clip-bpe"
+        else { return stateJSON }
+        let old = state.directory
+        state.files = state.files.map { file in
+            var moved = file
+            moved.path = folder + "/" + (file.path.hasPrefix(old + "/") ? String(file.path.dropFirst(old.count + 1))
+                                                                          : (file.path as NSString).lastPathComponent)
+            return moved
+        }
+        state.directory = folder
+        return json(state)
     }
 }
 

@@ -130,7 +130,7 @@ public enum Checkpoint {
                                 optimizerStep: Int(meta["clipit.optimizer_step"] ?? "0") ?? 0)
             header.inputProblems = found.problems
             if found.config.model.initText != config.model.initText, let state = header.tokenizerState {
-                header.tokenizerState = relocatedTokenizerState(state, to: found.config.model.initText)
+                header.tokenizerState = CLIPTextEncoding.relocated(stateJSON: state, to: found.config.model.initText)
             }
             return (file, header)
         } catch let error as TrainingError {
@@ -183,26 +183,6 @@ public enum Checkpoint {
         }
         model.isTraining = false
         return (model, header)
-    }
-
-    /// A CLIP tokenizer state (`CLIPTextEncoding`) pointing at the moved text model folder:
-    /// its folder and the paths of its files (matched again by name, size and CRC-32).
-    static func relocatedTokenizerState(_ state: String, to folder: String) -> String {
-        guard var object = (try? JSONSerialization.jsonObject(with: Data(state.utf8))) as? [String: Any],
-              object["kind"] as? String == "clip-bpe", let files = object["files"] as? [[String: Any]] else { return state }
-        let old = object["directory"] as? String ?? ""
-        object["directory"] = folder
-        object["files"] = files.map { file -> [String: Any] in
-            var moved = file
-            if let path = file["path"] as? String {
-                moved["path"] = folder + "/" + (path.hasPrefix(old + "/") ? String(path.dropFirst(old.count + 1))
-                                                                        : (path as NSString).lastPathComponent)
-            }
-            return moved
-        }
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
-        else { return state }
-        return String(decoding: data, as: UTF8.self)
     }
 
     /// FNV-1a over the bits of the frozen buffer.

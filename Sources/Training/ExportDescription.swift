@@ -44,8 +44,8 @@ public enum ExportDescription {
                         count: p.count)
         }
         try weights.write(to: out + "/vision/base_model.safetensors")
-        try writeJSON(timmConfig(vision, preprocessing: try preprocessing(config)), to: out + "/vision/config.json")
-        try writeJSON(["format": "clipit-export", "version": 1, "method": config.method.description,
+        try AtomicFileWriter.writeJSONObject(timmConfig(vision, preprocessing: try preprocessing(config)), to: out + "/vision/config.json")
+        try AtomicFileWriter.writeJSONObject(["format": "clipit-export", "version": 1, "method": config.method.description,
                        "classes": header.classNames, "preprocessing": try preprocessing(config), "heads": heads,
                        "step": header.state.step], to: out + "/clipit_model.json")
         try AtomicFileWriter.write(Array(predictExample.utf8), to: out + "/predict_example.py")
@@ -87,12 +87,6 @@ public enum ExportDescription {
                 "model_args": args,
                 "pretrained_cfg": ["input_size": [3, v.imageSize, v.imageSize], "mean": preprocessing["mean"]!,
                                    "std": preprocessing["std"]!, "interpolation": preprocessing["interpolation"]!]]
-    }
-
-    private static func writeJSON(_ object: [String: Any], to path: String) throws {
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys,
-                                                                              .withoutEscapingSlashes])
-        try AtomicFileWriter.write(data + Data("\n".utf8), to: path)
     }
 
     /// The example written as `predict_example.py`.

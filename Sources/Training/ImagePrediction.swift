@@ -56,7 +56,7 @@ public func predictImages(_ model: any TrainableModel, header: Checkpoint.Header
             model.predict(ModelBatch(count: chunk.count, images: UnsafePointer(images.data), tokens: nil,
                                      labels: l.baseAddress))
         }
-        for b in 0..<chunk.count { probabilities += softmax(logits + b * classes, count: classes) }
+        for b in 0..<chunk.count { appendSoftmax(logits + b * classes, count: classes, to: &probabilities) }
         progress?(chunk.upperBound - mine.lowerBound, mine.count)
     }
     guard let all = try comm.gatherv(probabilities, root: 0)?.values else { return [] }
@@ -64,13 +64,4 @@ public func predictImages(_ model: any TrainableModel, header: Checkpoint.Header
     return files.enumerated().map { i, file in
         ImagePrediction(id: file.id, predictedClass: predicted[i], probabilities: Array(all[i * classes ..< (i + 1) * classes]))
     }
-}
-
-/// Softmax of `count` logits, in Double for the sums (as `evaluate` computes its scores).
-private func softmax(_ logits: UnsafePointer<Float>, count: Int) -> [Float] {
-    var top = logits[0]
-    for k in 1..<count { top = max(top, logits[k]) }
-    var total = 0.0
-    for k in 0..<count { total += Foundation.exp(Double(logits[k] - top)) }
-    return (0..<count).map { Float(Foundation.exp(Double(logits[$0] - top)) / total) }
 }

@@ -325,7 +325,7 @@ public final class Trainer {
         let clock = Stopwatch()
         let n = sampler.globalBatchCount(b), textWidth = model.textEmbeddingWidth
         // This rank's items `items` → the summed losses, text sums added into `textSums`.
-        func forwardBackward(_ items: [Int], _ textSums: UnsafeMutableBufferPointer<Float>) -> LossBreakdown {
+        func forwardBackward(_ items: ArraySlice<Int>, _ textSums: UnsafeMutableBufferPointer<Float>) -> LossBreakdown {
             guard !items.isEmpty else { return LossBreakdown(total: 0, ce: 0, distill: 0) }
             let batch = trainAssembler.assemble(items, inputs: model.trainingInputs, seed: seed, epoch: epoch)
             let losses = model.forwardBackward(batch, globalBatch: n)
@@ -335,9 +335,9 @@ public final class Trainer {
         let firstRow = sampler.localRows(batch: b).lowerBound
         let outcome = config.train.deterministic
             ? try dataParallelStep.run(step: state.step, batch: b, sampler: sampler) { rows, textSums in
-                forwardBackward(Array(local[rows.lowerBound - firstRow ..< rows.upperBound - firstRow]), textSums)
+                forwardBackward(local[rows.lowerBound - firstRow ..< rows.upperBound - firstRow], textSums)
             }
-            : try dataParallelStep.run(step: state.step, firstGlobalRow: firstRow) { forwardBackward(local, $0) }
+            : try dataParallelStep.run(step: state.step, firstGlobalRow: firstRow) { forwardBackward(local[...], $0) }
         var scalars: [String: Double] = [:]
         if textWidth > 0 {
             scalars["text_cos"] = meanPairwiseCosine(sumOfUnitVectors: outcome.diagnostics.baseAddress!, width: textWidth,

@@ -97,8 +97,7 @@ struct Eval: ParsableCommand {
                 object["text_metrics"] = try jsonObject(textResult.report)
                 object["omega"] = omega
             }
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-            try AtomicFileWriter.write(data, to: out)
+            try AtomicFileWriter.writeJSONObject(object, to: out)
             print("eval: wrote \(out)")
         }
         if let html {
