@@ -11,7 +11,8 @@ public struct DatasetError: Error, CustomStringConvertible, Equatable, Sendable 
         case truncated          // shorter than the header or than the sizes it announces
         case badHeader          // fixed header fields or the JSON block are inconsistent
         case sizeMismatch       // offsets, counts and the file size disagree
-        case labelOutOfRange    // a label outside 0..<classCount
+        case labelOutOfRange    // a label outside 0..<classCount (or not -1 in an unlabelled file)
+        case unlabelled         // an unlabelled file given where labels are needed (training, evaluation)
         case checksumMismatch   // the stored CRC32 differs from the computed one
         case badLine            // a report-corpus line is malformed
         case invalidArgument    // a writer was used inconsistently

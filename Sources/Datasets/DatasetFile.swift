@@ -1,4 +1,4 @@
-// The `.cds` (clipit dataset) file: labelled uint8 HWC images, memory-mapped.
+// The `.cds` (clipit dataset) file: uint8 HWC images with their labels, memory-mapped.
 //
 // Layout (all integers little-endian; docs/datasets.md has the full table):
 //   0   8  magic "CLIPITDS"
@@ -10,7 +10,7 @@
 //   64     JSON block, padded with spaces to a multiple of 8
 //   images offset: count × height × width × channels uint8 (image-major, HWC)
 //   zero padding to a multiple of 8
-//   labels offset: count × Int32
+//   labels offset: count × Int32 (all -1 in an unlabelled file: JSON "labelled": false)
 //   last 4 bytes: CRC32 of every byte before them
 import Formats
 import Foundation
@@ -25,13 +25,17 @@ public enum DatasetFormat {
     public static let fixedHeaderSize = 64
     /// Largest JSON block accepted (a guard against reading garbage as a length).
     public static let maxJSONBytes = 1 << 30
+    /// The label stored for every image of an unlabelled file (`"labelled": false`), and
+    /// what `DatasetFile.label(at:)` returns there. A labelled file never holds it.
+    public static let noLabel: Int32 = -1
 
     static func align8(_ n: Int) -> Int { (n + 7) & ~7 }
 }
 
 /// Descriptive fields stored in the JSON block of a `.cds` file.
 public struct DatasetInfo: Equatable, Sendable {
-    /// Class names; labels index into this list.
+    /// Class names; labels index into this list. An unlabelled file keeps the class names of
+    /// the task its images serve (the classifier's classes), though no image has a label.
     public var classNames: [String]
     /// Split name ("train", "val", "test", "paired", …).
     public var split: String
@@ -44,12 +48,17 @@ public struct DatasetInfo: Equatable, Sendable {
     public var attributes: [String: [Int]]
     /// Free-form string metadata.
     public var metadata: [String: String]
+    /// False for a pool of unlabelled images (decision 9 of the method spec): every stored
+    /// label is `DatasetFormat.noLabel` (-1) and the JSON block says `"labelled": false`.
+    /// Such a file can be paired and predicted on, never trained or evaluated on.
+    public var labelled: Bool
 
-    public init(classNames: [String], split: String, source: String, ids: [String]? = nil,
+    public init(classNames: [String], split: String, source: String, labelled: Bool = true, ids: [String]? = nil,
                 attributes: [String: [Int]] = [:], metadata: [String: String] = [:]) {
         self.classNames = classNames
         self.split = split
         self.source = source
+        self.labelled = labelled
         self.ids = ids
         self.attributes = attributes
         self.metadata = metadata
@@ -61,6 +70,8 @@ public struct DatasetInfo: Equatable, Sendable {
         parts.append("\"class_names\":[" + classNames.map(jsonString).joined(separator: ",") + "]")
         parts.append("\"split\":" + jsonString(split))
         parts.append("\"source\":" + jsonString(source))
+        // Written only when false, so labelled files keep the bytes they always had.
+        if !labelled { parts.append("\"labelled\":false") }
         if let ids { parts.append("\"ids\":[" + ids.map(jsonString).joined(separator: ",") + "]") }
         if !attributes.isEmpty {
             let items = attributes.keys.sorted().map { key in
@@ -91,7 +102,8 @@ public final class DatasetFile: @unchecked Sendable {  // immutable after init
     public let channels: Int
     public let count: Int
     public let info: DatasetInfo
-    /// Labels, one per image, each in 0..<classNames.count.
+    /// Labels, one per image, each in 0..<classNames.count; in an unlabelled file every one
+    /// is `DatasetFormat.noLabel` (-1).
     public let labels: [Int32]
     /// The stored CRC32 (verified on open when `verify` was true).
     public let checksum: UInt32
@@ -101,6 +113,8 @@ public final class DatasetFile: @unchecked Sendable {  // immutable after init
     public var classNames: [String] { info.classNames }
     public var split: String { info.split }
     public var ids: [String]? { info.ids }
+    /// False when the file holds unlabelled images (JSON `"labelled": false`, every label -1).
+    public var isLabelled: Bool { info.labelled }
     /// Bytes of one image (height × width × channels).
     public var imageByteCount: Int { height * width * channels }
 
@@ -187,6 +201,13 @@ public final class DatasetFile: @unchecked Sendable {  // immutable after init
         }
         let split = object["split"] as? String ?? ""
         let source = object["source"] as? String ?? ""
+        var labelled = true
+        if let value = object["labelled"] {
+            guard let flag = value as? Bool else {
+                throw fail(.badHeader, "\"labelled\" is not true or false; the file is corrupt")
+            }
+            labelled = flag
+        }
         var ids: [String]? = nil
         if let value = object["ids"] {
             guard let list = value as? [String], list.count == count else {
@@ -214,7 +235,8 @@ public final class DatasetFile: @unchecked Sendable {  // immutable after init
             metadata = dict
         }
 
-        // Labels (always range-checked: 4 bytes per image, cheap).
+        // Labels (always range-checked: 4 bytes per image, cheap). -1 (no label) is valid
+        // only in an unlabelled file, and there it is the only valid value.
         var labels = [Int32](repeating: 0, count: count)
         labels.withUnsafeMutableBytes { destination in
             destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[expectedLabels ..< expectedLabels + 4 * count]))
@@ -222,8 +244,16 @@ public final class DatasetFile: @unchecked Sendable {  // immutable after init
         for i in 0..<count {
             let label = Int32(littleEndian: labels[i])
             labels[i] = label
-            guard label >= 0, Int(label) < classCount else {
-                throw fail(.labelOutOfRange, "label out of range: image \(i) has label \(label), but there are \(classCount) classes; the file is corrupt")
+            if labelled {
+                guard label >= 0, Int(label) < classCount else {
+                    let hint = label == DatasetFormat.noLabel
+                        ? " (-1 marks an image without a label, which only a file whose JSON block says \"labelled\": false may hold)" : ""
+                    throw fail(.labelOutOfRange, "label out of range: image \(i) has label \(label), but there are \(classCount) classes\(hint); the file is corrupt")
+                }
+            } else {
+                guard label == DatasetFormat.noLabel else {
+                    throw fail(.labelOutOfRange, "label out of range: image \(i) has label \(label), but the file holds unlabelled images (\"labelled\": false), whose labels are all -1; the file is corrupt")
+                }
             }
         }
 
@@ -235,14 +265,26 @@ public final class DatasetFile: @unchecked Sendable {  // immutable after init
         self.imagesOffset = expectedImages
         self.labels = labels
         self.checksum = stored
-        self.info = DatasetInfo(classNames: classNames, split: split, source: source, ids: ids,
-                                              attributes: attributes, metadata: metadata)
+        self.info = DatasetInfo(classNames: classNames, split: split, source: source, labelled: labelled, ids: ids,
+                                attributes: attributes, metadata: metadata)
     }
 
-    /// The label of image `index`.
+    /// The label of image `index`: in 0..<classNames.count, or -1 (`DatasetFormat.noLabel`)
+    /// in an unlabelled file.
     public func label(at index: Int) -> Int {
         precondition(index >= 0 && index < count, "DatasetFile.label: index \(index) outside 0..<\(count)")
         return Int(labels[index])
+    }
+
+    /// Throws unless the file holds labels, for the uses that need them (training,
+    /// validation, evaluation); `use` says what the file was given as ("data.train",
+    /// "evaluated"). The error names the file and the uses an unlabelled file has.
+    public func requireLabels(for use: String) throws {
+        guard isLabelled else {
+            throw DatasetError(path: path, kind: .unlabelled,
+                               reason: "holds unlabelled images (\"labelled\": false), so it cannot be \(use): it can only "
+                                   + "be data.unlabeled (paired by clipit pair) or a prediction input (clipit predict --images)")
+        }
     }
 
     /// The uint8 HWC bytes of image `index` (height × width × channels), pointing into the
@@ -260,7 +302,8 @@ public final class DatasetFile: @unchecked Sendable {  // immutable after init
 /// Streams a `.cds` file: the header and JSON block first, then one image at a time, then
 /// labels and the checksum on `finish()`, which makes the file appear atomically (a
 /// temporary in the same directory, fsync, rename). Dropped without `finish()`, nothing
-/// is left behind.
+/// is left behind. A labelled file (`info.labelled`, the default) takes
+/// `append(image:label:)`; an unlabelled one `append(image:)`, and stores -1 as every label.
 public final class DatasetWriter {
     public let path: String
     public let height: Int
@@ -311,8 +354,42 @@ public final class DatasetWriter {
         }
     }
 
-    /// Appends one image (height × width × channels bytes, HWC) with its label.
+    /// Appends one image (height × width × channels bytes, HWC) with its label, to a
+    /// labelled file.
     public func append(image: UnsafeBufferPointer<UInt8>, label: Int) throws {
+        guard info.labelled else {
+            throw DatasetError(path: path, kind: .invalidArgument,
+                               reason: "image \(labels.count) given label \(label), but the file holds unlabelled images "
+                                   + "(DatasetInfo.labelled is false): append it with append(image:)")
+        }
+        guard label >= 0, label < info.classNames.count else {
+            throw DatasetError(path: path, kind: .labelOutOfRange,
+                               reason: "label out of range: image \(labels.count) has label \(label), but there are \(info.classNames.count) classes")
+        }
+        try append(image, storing: Int32(label))
+    }
+
+    /// Appends one image without a label, to an unlabelled file (`info.labelled` false).
+    public func append(image: UnsafeBufferPointer<UInt8>) throws {
+        guard !info.labelled else {
+            throw DatasetError(path: path, kind: .invalidArgument,
+                               reason: "image \(labels.count) has no label, but the file is labelled: append it with "
+                                   + "append(image:label:), or write an unlabelled file (DatasetInfo.labelled false)")
+        }
+        try append(image, storing: DatasetFormat.noLabel)
+    }
+
+    /// Appends one image given as an array, with its label.
+    public func append(image: [UInt8], label: Int) throws {
+        try image.withUnsafeBufferPointer { try append(image: $0, label: label) }
+    }
+
+    /// Appends one image given as an array, without a label.
+    public func append(image: [UInt8]) throws {
+        try image.withUnsafeBufferPointer { try append(image: $0) }
+    }
+
+    private func append(_ image: UnsafeBufferPointer<UInt8>, storing label: Int32) throws {
         guard !finished else {
             throw DatasetError(path: path, kind: .invalidArgument, reason: "append after finish")
         }
@@ -320,20 +397,11 @@ public final class DatasetWriter {
             throw DatasetError(path: path, kind: .invalidArgument,
                                reason: "image \(labels.count) has \(image.count) bytes, expected \(height)×\(width)×\(channels) = \(height * width * channels)")
         }
-        guard label >= 0, label < info.classNames.count else {
-            throw DatasetError(path: path, kind: .labelOutOfRange,
-                               reason: "label out of range: image \(labels.count) has label \(label), but there are \(info.classNames.count) classes")
-        }
         guard labels.count < count else {
             throw DatasetError(path: path, kind: .invalidArgument, reason: "more than the \(count) announced images appended")
         }
         try withDatasetErrors { try output.write(UnsafeRawBufferPointer(image)) }
-        labels.append(Int32(label))
-    }
-
-    /// Appends one image given as an array.
-    public func append(image: [UInt8], label: Int) throws {
-        try image.withUnsafeBufferPointer { try append(image: $0, label: label) }
+        labels.append(label)
     }
 
     /// Writes labels and checksum and moves the file into place.

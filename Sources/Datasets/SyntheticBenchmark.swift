@@ -1,6 +1,7 @@
 // The synthetic CLIP-IT benchmark: a labelled image-only downstream set (train/val/test
-// .cds), an unpaired external report corpus (JSONL), and a separate paired image–report
-// set for training the retriever. Everything is a pure function of (configuration, seed).
+// .cds), an unpaired external report corpus (JSONL), a separate paired image–report set
+// for training the retriever and, optionally, a pool of unlabelled images drawn like the
+// training split. Everything is a pure function of (configuration, seed).
 import Formats
 import Foundation
 import Kernels
@@ -15,6 +16,9 @@ public struct SyntheticBenchmarkConfig: Equatable, Sendable {
     public var reportCount: Int
     /// Image–report pairs for the retriever.
     public var pairedCount: Int
+    /// Unlabelled images (`unlabeled.cds`), drawn like the training split from a stream of
+    /// their own; 0 writes no such file.
+    public var unlabeledCount: Int
     /// Images per simulated slide (one staining style per slide; slides never span splits).
     public var imagesPerSlide: Int
     /// 0…1: wider slide-to-slide stain variation and subtler differences between the
@@ -22,13 +26,14 @@ public struct SyntheticBenchmarkConfig: Equatable, Sendable {
     public var difficulty: Float
 
     public init(imageSize: Int, trainCount: Int, valCount: Int, testCount: Int, reportCount: Int,
-                pairedCount: Int, imagesPerSlide: Int = 40, difficulty: Float = 0) {
+                pairedCount: Int, unlabeledCount: Int = 0, imagesPerSlide: Int = 40, difficulty: Float = 0) {
         self.imageSize = imageSize
         self.trainCount = trainCount
         self.valCount = valCount
         self.testCount = testCount
         self.reportCount = reportCount
         self.pairedCount = pairedCount
+        self.unlabeledCount = unlabeledCount
         self.imagesPerSlide = imagesPerSlide
         self.difficulty = difficulty
     }
@@ -65,7 +70,8 @@ public enum SyntheticBenchmark {
     public static let generatorName = "clipit synthetic histology v1"
 
     /// Stream tags keeping the random streams of splits and corpora apart.
-    static let tags: [String: Int] = ["train": 1, "val": 2, "test": 3, "paired": 4, "reports": 5, "paired-reports": 6]
+    static let tags: [String: Int] = ["train": 1, "val": 2, "test": 3, "paired": 4, "reports": 5, "paired-reports": 6,
+                                      "unlabeled": 7]
 
     /// Balanced labels (counts differ by at most one), shuffled by the split's stream.
     static func balancedLabels(count: Int, seed: UInt64, tag: Int) -> [Int] {
@@ -153,7 +159,10 @@ public enum SyntheticBenchmark {
             public var name: String
             public var kind: String
             public var count: Int
+            /// Images per class; empty for files without classes (manifest) or labels.
             public var classCounts: [Int]
+            /// False for the unlabelled pool, whose manifest entry has no class counts.
+            public var labelled = true
         }
         public var directory: String
         public var files: [FileEntry]
@@ -161,7 +170,9 @@ public enum SyntheticBenchmark {
     }
 
     /// Writes the whole benchmark into `directory` (created if needed): train.cds, val.cds,
-    /// test.cds, reports.jsonl, paired.cds, paired.jsonl, manifest.json.
+    /// test.cds, reports.jsonl, paired.cds, paired.jsonl, unlabeled.cds (only when
+    /// `config.unlabeledCount` > 0), manifest.json. The other files do not depend on
+    /// `unlabeledCount`: they are the same bytes with or without the unlabelled pool.
     /// `progress` is told each part written (a split, a corpus) and the count of parts.
     public static func generate(config: SyntheticBenchmarkConfig, seed: UInt64, preset: String,
                                 directory: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
@@ -177,10 +188,13 @@ public enum SyntheticBenchmark {
             return c
         }
         var imageSetsWritten = 0
-        func writeSplit(_ split: SyntheticSplit, file: String, idPrefix: String) throws {
-            let info = DatasetInfo(classNames: classNames, split: split.name, source: source,
+        let imageSets = config.unlabeledCount > 0 ? 5 : 4   // train, val, test, paired, unlabeled
+        // Writes `split`; `labelled: false` stores no label and no latent subtype (the pool is
+        // unlabelled: what its images show is recorded nowhere).
+        func writeSplit(_ split: SyntheticSplit, file: String, idPrefix: String, labelled: Bool = true) throws {
+            let info = DatasetInfo(classNames: classNames, split: split.name, source: source, labelled: labelled,
                                    ids: (0..<split.count).map { "\(idPrefix)-\(pad($0))" },
-                                   attributes: ["subtype": split.subtypes, "slide": split.slides],
+                                   attributes: labelled ? ["subtype": split.subtypes, "slide": split.slides] : ["slide": split.slides],
                                    metadata: ["seed": String(seed), "preset": preset, "generator": generatorName,
                                               "difficulty": String(config.difficulty)])
             let writer = try DatasetWriter(path: directory + "/" + file, height: split.size, width: split.size,
@@ -188,14 +202,16 @@ public enum SyntheticBenchmark {
             let bytes = split.size * split.size * 3
             try split.images.withUnsafeBufferPointer { all in
                 for i in 0..<split.count {
-                    try writer.append(image: UnsafeBufferPointer(rebasing: all[(i * bytes)..<((i + 1) * bytes)]), label: split.labels[i])
+                    let image = UnsafeBufferPointer(rebasing: all[(i * bytes)..<((i + 1) * bytes)])
+                    if labelled { try writer.append(image: image, label: split.labels[i]) } else { try writer.append(image: image) }
                 }
             }
             try writer.finish()
-            entries.append(.init(name: file, kind: split.name == "paired" ? "paired images" : "images",
-                                 count: split.count, classCounts: counts(split.labels)))
+            let kind = !labelled ? "unlabelled images" : split.name == "paired" ? "paired images" : "images"
+            entries.append(.init(name: file, kind: kind, count: split.count, classCounts: labelled ? counts(split.labels) : [],
+                                 labelled: labelled))
             imageSetsWritten += 1
-            progress?(imageSetsWritten, 4)   // train, val, test, paired
+            progress?(imageSetsWritten, imageSets)
         }
         for (name, count) in [("train", config.trainCount), ("val", config.valCount), ("test", config.testCount)] {
             let split = renderSplit(name, count: count, size: config.imageSize, seed: seed,
@@ -213,6 +229,15 @@ public enum SyntheticBenchmark {
         try pairedCorpus.writeJSONL(to: directory + "/paired.jsonl", classNames: classNames)
         entries.append(.init(name: "paired.jsonl", kind: "paired reports", count: pairedCorpus.count,
                              classCounts: counts(paired.labels)))
+        if config.unlabeledCount > 0 {
+            // Rendered like the training split (balanced classes, the subtype frequencies,
+            // slides of `imagesPerSlide`) from the stream tag "unlabeled", so no image or
+            // slide coincides with one of another split; the class of each image is drawn to
+            // render it and then forgotten.
+            let unlabeled = renderSplit("unlabeled", count: config.unlabeledCount, size: config.imageSize, seed: seed,
+                                        imagesPerSlide: config.imagesPerSlide, difficulty: config.difficulty, threads: threads)
+            try writeSplit(unlabeled, file: "unlabeled.cds", idPrefix: "unlabeled", labelled: false)
+        }
 
         // Manifest (fixed key order: byte-identical for the same inputs).
         var json = "{\n"
@@ -227,7 +252,9 @@ public enum SyntheticBenchmark {
             jsonString($0.0) + ": [" + $0.1.map(jsonString).joined(separator: ", ") + "]"
         }.joined(separator: ", ") + "},\n"
         json += "  \"files\": [\n" + entries.map {
-            "    {\"path\": \(jsonString($0.name)), \"kind\": \(jsonString($0.kind)), \"count\": \($0.count), \"class_counts\": [\($0.classCounts.map(String.init).joined(separator: ", "))]}"
+            "    {\"path\": \(jsonString($0.name)), \"kind\": \(jsonString($0.kind)), \"count\": \($0.count)"
+                + (!$0.labelled ? "}"
+                   : ", \"class_counts\": [\($0.classCounts.map(String.init).joined(separator: ", "))]}")
         }.joined(separator: ",\n") + "\n  ],\n"
         json += "  \"paired\": {\"images\": \"paired.cds\", \"reports\": \"paired.jsonl\", \"aligned_by\": \"index\"}\n"
         json += "}\n"

@@ -1,4 +1,5 @@
 import DataParallel
+import Datasets
 import Distributed
 import Foundation
 import Model
@@ -21,9 +22,39 @@ public struct EvaluationResult {
 /// `gatherPredictions` collects all rows on every rank in index order, so the metrics are
 /// those of the whole split whatever the number of ranks. Every rank must call this.
 /// `progress` is told this rank's images done after each of its batches, and its total.
+/// - Throws: `DatasetError` (kind `.unlabelled`) for a file of unlabelled images, which
+///   has nothing to score against (`predict` serves it).
 public func evaluate(_ model: any TrainableModel, on assembler: BatchAssembler, comm: any Communicator,
                      batchSize: Int, classNames: [String]? = nil,
                      progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> EvaluationResult {
+    let dataset = assembler.dataset
+    try dataset.requireLabels(for: "evaluated")
+    var lossSum = 0.0
+    let gathered = try predictAll(model, on: assembler, comm: comm, batchSize: batchSize, progress: progress) {
+        index, row, top, total in
+        lossSum += Foundation.log(total) - Double(row[dataset.label(at: index)] - top)
+    }
+    let totalLoss = try comm.allreduce(lossSum, .sum)
+    return EvaluationResult(predictions: gathered, report: gathered.report(classNames: classNames ?? dataset.classNames),
+                            loss: dataset.count > 0 ? totalLoss / Double(dataset.count) : 0)
+}
+
+/// The softmax probabilities of `model` for every item of `assembler.dataset`, gathered in
+/// index order on every rank, as `evaluate` computes them but without metrics, so the
+/// dataset may be unlabelled: `labels` are the file's labels, -1 for every image of an
+/// unlabelled file. Every rank must call this.
+public func predict(_ model: any TrainableModel, on assembler: BatchAssembler, comm: any Communicator,
+                    batchSize: Int, progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> GatheredPredictions {
+    try predictAll(model, on: assembler, comm: comm, batchSize: batchSize, progress: progress) { _, _, _, _ in }
+}
+
+/// The loop `evaluate` and `predict` share: this rank's items in batches, a softmax row per
+/// item (`eachRow` is given its index, logits, largest logit and Σ exp), gathered on every
+/// rank in index order.
+private func predictAll(_ model: any TrainableModel, on assembler: BatchAssembler, comm: any Communicator,
+                        batchSize: Int, progress: ((_ done: Int, _ total: Int) -> Void)?,
+                        eachRow: (_ index: Int, _ logits: UnsafePointer<Float>, _ top: Float, _ total: Double) -> Void)
+    throws -> GatheredPredictions {
     let dataset = assembler.dataset
     let c = model.classes
     guard dataset.classNames.count == c else {
@@ -32,7 +63,6 @@ public func evaluate(_ model: any TrainableModel, on assembler: BatchAssembler, 
     let sampler = ShardedSampler.evaluation(itemCount: dataset.count, globalBatchSize: batchSize,
                                             rank: comm.rank, worldSize: comm.size)
     var scores: [Float] = [], labels: [Int] = [], indices: [Int] = []
-    var lossSum = 0.0
     let wasTraining = model.isTraining
     model.isTraining = false
     defer { model.isTraining = wasTraining }
@@ -45,17 +75,13 @@ public func evaluate(_ model: any TrainableModel, on assembler: BatchAssembler, 
         for (b, index) in local.enumerated() {
             let row = logits + b * c
             let (top, total) = appendSoftmax(row, count: c, to: &scores)
-            let label = dataset.label(at: index)
-            lossSum += Foundation.log(total) - Double(row[label] - top)
-            labels.append(label)
+            eachRow(index, row, top, total)
+            labels.append(dataset.label(at: index))
             indices.append(index)
         }
     }
-    let gathered = try gatherPredictions(comm: comm, scores: scores, labels: labels, globalIndices: indices,
-                                         classCount: c, expectedCount: dataset.count)
-    let totalLoss = try comm.allreduce(lossSum, .sum)
-    return EvaluationResult(predictions: gathered, report: gathered.report(classNames: classNames ?? dataset.classNames),
-                            loss: dataset.count > 0 ? totalLoss / Double(dataset.count) : 0)
+    return try gatherPredictions(comm: comm, scores: scores, labels: labels, globalIndices: indices,
+                                 classCount: c, expectedCount: dataset.count)
 }
 
 /// Appends softmax(`logits`) (`count` values) to `scores`, with the sums in Double, and

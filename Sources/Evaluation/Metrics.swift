@@ -361,6 +361,7 @@ public struct MetricsError: Error, CustomStringConvertible, Sendable {
 public struct GatheredPredictions: Equatable, Sendable {
     /// N×C scores, row i belonging to global sample `globalIndices[i]`.
     public var scores: [Float]
+    /// True labels; -1 for the images of an unlabelled file (`predict`), which `report` cannot score.
     public var labels: [Int]
     /// Strictly increasing global sample indices.
     public var globalIndices: [Int]

@@ -66,7 +66,7 @@ public enum RetrievalGallery {
     /// The examples of `pairs` (one split's pairs file) chosen by `choose(count:matches:)`,
     /// with images from `dataset` (the split the pairs were made for) and reports from
     /// `corpus` (the corpus they index). Labels come from the pairs file where it records
-    /// them, else from the dataset and the corpus.
+    /// them, else from the dataset (none for an unlabelled one) and the corpus.
     /// - Throws: `ReportingError` when the pairs do not fit the dataset or the corpus.
     public static func examples(pairs: PairsFile, pairsPath: String, dataset: DatasetFile, corpus: ReportCorpus,
                                 corpusPath: String, count: Int) throws -> [RetrievalExample] {
@@ -84,7 +84,8 @@ public enum RetrievalGallery {
             return names.indices.contains(label) ? names[label] : String(label)
         }
         let labels = pairs.records.map { record -> (image: Int?, report: Int?) in
-            (record.imageLabel ?? dataset.label(at: record.image), record.reportLabel ?? corpus.labels[record.report])
+            (record.imageLabel ?? (dataset.isLabelled ? dataset.label(at: record.image) : nil),
+             record.reportLabel ?? corpus.labels[record.report])
         }
         let matches = labels.map { pair -> Bool? in
             guard let image = pair.image, let report = pair.report else { return nil }

@@ -59,7 +59,7 @@ public final class PairingPipeline {
     }
 
     /// This rank's slice of the L2-normalised image embeddings `(slice, D)` of `dataset`
-    /// (the retriever's evaluation transform) and their labels.
+    /// (the retriever's evaluation transform) and their labels (-1 in an unlabelled file).
     public func embedImages(_ dataset: DatasetFile) -> (embeddings: [Float], labels: [Int]) {
         let mine = evenSlice(count: dataset.count, rank: comm.rank, size: comm.size)
         let embeddings = embedInBatches("\(dataset.split) images", count: mine.count) { range in
@@ -70,10 +70,17 @@ public final class PairingPipeline {
 
     /// Pairs every image of `dataset` with a report. `localReports` is this rank's slice
     /// from `embedReports`, `reportLabels` every report's label (nil: unknown) or nil.
+    /// An unlabelled dataset's records carry no image label (so the label statistics skip
+    /// them), and the oracle strategy, which needs each image's class, refuses it.
     /// Every rank must call it; all return the same pairs.
     public func pair(_ dataset: DatasetFile, split: String, localReports: [Float], reportLabels: [Int?]?,
                      options: PairingOptions) throws -> PairsFile {
-        let (images, imageLabels) = embedImages(dataset)
+        if options.strategy == .oracle && !dataset.isLabelled {
+            throw RetrievalError("'\(dataset.path)' holds unlabelled images: the oracle strategy pairs each image with a "
+                                     + "report of its class, which these images do not have; pair them with another strategy")
+        }
+        let (images, labels) = embedImages(dataset)
+        let imageLabels = dataset.isLabelled ? labels : nil
         let reportSlice = evenSlice(count: reportLabels?.count ?? 0, rank: comm.rank, size: comm.size)
         let localReportLabels = reportLabels.map { labels in reportSlice.map { labels[$0] ?? -1 } }
         return try pairImages(comm: comm, split: split, localImageEmbeddings: images,

@@ -156,6 +156,8 @@ public struct PairedRetrievalData {
     /// Reads `imagesPath` (.cds) and `reportsPath` (corpus aligned with it by index).
     public init(imagesPath: String, reportsPath: String, holdoutFraction: Double, text: TextConfig) throws {
         images = try DatasetFile(path: imagesPath)
+        // The held-out label match (`RetrievalQuality.labelMatchTop1`) reads the labels.
+        try images.requireLabels(for: "the paired set of clipit pretrain")
         corpus = try ReportCorpus(path: reportsPath)
         guard corpus.count == images.count else {
             throw RetrieverError("'\(reportsPath)' has \(corpus.count) reports but '\(imagesPath)' has \(images.count) "

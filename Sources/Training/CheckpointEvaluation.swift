@@ -70,16 +70,38 @@ public func resolvePairsPath(inFolder folder: String, split: String) throws -> S
 }
 
 /// Stage 3 on a checkpoint: loads its model, folds LoRA into the base weights unless
-/// `mergeLoRA` is false, and evaluates it on `dataset` (`evaluationAssembler`, `evaluate`).
+/// `mergeLoRA` is false, and evaluates it on `dataset` (`evaluationAssembler`, `evaluate`),
+/// which must be labelled.
 public func evaluateCheckpoint(_ path: String, on dataset: DatasetFile, pairsPath: String?, reportsPath: String?,
                                mergeLoRA: Bool = true, comm: any Communicator, batchSize: Int,
                                progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws
     -> (result: EvaluationResult, model: any TrainableModel, header: Checkpoint.Header) {
+    try dataset.requireLabels(for: "evaluated")
+    let (model, header, assembler) = try loadForPrediction(path, on: dataset, pairsPath: pairsPath, reportsPath: reportsPath,
+                                                           mergeLoRA: mergeLoRA)
+    return (try evaluate(model, on: assembler, comm: comm, batchSize: batchSize, progress: progress), model, header)
+}
+
+/// A checkpoint's predictions (softmax probabilities, LoRA merged) for every image of
+/// `dataset`, labelled or not, without metrics (`predict`).
+public func predictCheckpoint(_ path: String, on dataset: DatasetFile, pairsPath: String?, reportsPath: String?,
+                              comm: any Communicator, batchSize: Int,
+                              progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws
+    -> (predictions: GatheredPredictions, header: Checkpoint.Header) {
+    let (model, header, assembler) = try loadForPrediction(path, on: dataset, pairsPath: pairsPath, reportsPath: reportsPath,
+                                                           mergeLoRA: true)
+    return (try predict(model, on: assembler, comm: comm, batchSize: batchSize, progress: progress), header)
+}
+
+/// The checkpoint's model (LoRA merged when `mergeLoRA`) and its assembler for `dataset`.
+private func loadForPrediction(_ path: String, on dataset: DatasetFile, pairsPath: String?, reportsPath: String?,
+                               mergeLoRA: Bool) throws
+    -> (model: any TrainableModel, header: Checkpoint.Header, assembler: BatchAssembler) {
     let (model, header) = try Checkpoint.loadModel(path)
     if mergeLoRA { model.mergeLoRA() }
     let assembler = try evaluationAssembler(for: model, header: header, dataset: dataset, pairsPath: pairsPath,
                                             reportsPath: reportsPath)
-    return (try evaluate(model, on: assembler, comm: comm, batchSize: batchSize, progress: progress), model, header)
+    return (model, header, assembler)
 }
 
 extension PairedText {

@@ -14,11 +14,13 @@ struct TrainingData {
 
     var classNames: [String] { train.classNames }
 
-    /// Opens `data.train` and `data.val` and checks that they are splits of one dataset.
+    /// Opens `data.train` and `data.val` and checks that they are labelled splits of one dataset.
     init(config: TrainingConfig) throws {
         self.config = config
         train = try DatasetFile(path: config.data.train)
         validation = config.data.val.isEmpty ? nil : try DatasetFile(path: config.data.val)
+        try train.requireLabels(for: "data.train")
+        try validation?.requireLabels(for: "data.val")
         if let validation, validation.classNames != train.classNames {
             throw TrainingError("'\(validation.path)' has classes \(validation.classNames), '\(train.path)' has "
                                 + "\(train.classNames): train and validate on splits of the same dataset")

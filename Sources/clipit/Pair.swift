@@ -15,10 +15,12 @@ struct Pair: ParsableCommand {
         discussion: """
             Ranks embed disjoint slices of the reports and of each split's images, share the \
             report embeddings and search exactly (blocked top-k of cosine similarities). Rank 0 \
-            writes OUT/<split>.pairs.jsonl for each split found in DIR (train, val, test) and \
-            OUT/pairing-summary.json (score histogram, distinct reports, label-match rate where \
-            the reports carry labels). Test pairs are for analysis only. Runs unchanged on one \
-            rank or under mpirun/srun. A model folder is used as `clipit embed` uses it: its \
+            writes OUT/<split>.pairs.jsonl for each split found in DIR (train, val, test, and \
+            unlabeled: the unlabelled images of `clipit synth --unlabeled`, for data.unlabeled) \
+            and OUT/pairing-summary.json (score histogram, distinct reports, label-match rate \
+            where the images and reports carry labels; unlabelled images have none). The \
+            oracle strategy skips unlabelled splits. Test pairs are for analysis only. Runs \
+            unchanged on one rank or under mpirun/srun. A model folder is used as `clipit embed` uses it: its \
             own image preprocessing and CLIP BPE tokenizer (reports cleaned first). See \
             docs/retriever.md and docs/running-the-paper-setup.md.
             """)
@@ -47,7 +49,7 @@ struct Pair: ParsableCommand {
     var seed: UInt64 = 0
 
     @Option(parsing: .upToNextOption, help: "Splits to pair (those missing from DIR are skipped).")
-    var splits: [String] = ["train", "val", "test"]
+    var splits: [String] = ["train", "val", "test", "unlabeled"]
 
     @Option(help: "Images or reports embedded per forward pass.")
     var batch: Int?
@@ -91,6 +93,14 @@ struct Pair: ParsableCommand {
             var summaries: [PairsSummary] = []
             for split in present {
                 let dataset = try DatasetFile(path: try folder.requiredSplit(split))
+                if options.strategy == .oracle && !dataset.isLabelled {
+                    // Every rank skips it alike: the oracle needs each image's class.
+                    if comm.rank == 0 {
+                        print("pair: \(split): skipped, \(dataset.path) holds unlabelled images and the oracle strategy "
+                              + "needs each image's class")
+                    }
+                    continue
+                }
                 let pairs = try pipeline.pair(dataset, split: split, localReports: localReports,
                                               reportLabels: reportLabels, options: options)
                 let summary = pairs.summary()

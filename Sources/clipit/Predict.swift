@@ -14,7 +14,9 @@ struct Predict: ParsableCommand {
         discussion: """
             --images FILE.cds: one line per image, in file order: {"index":i,"id":"…","prediction":k,\
             "class":"…","probabilities":[…],"label":y} (id when the file has ids; label is the \
-            file's label, and the balanced accuracy against the labels is printed). \
+            file's label, and the balanced accuracy against the labels is printed; a file of \
+            unlabelled images, such as the unlabeled.cds of clipit synth --unlabeled, has no \
+            label key and no accuracy). \
             --images FOLDER or IMAGE: unlabelled images (every image file below the folder, in \
             sorted path order): {"id":"relative/path.png","prediction":k,"class":"…",\
             "probabilities":[…]}, no labels needed; each image goes through the checkpoint's \
@@ -41,25 +43,31 @@ struct Predict: ParsableCommand {
         try communicator.run { comm in
             let dataset = try DatasetFile(path: images)
             let pairsPath = try pairs.map { try resolvePairsPath($0, split: dataset.split) }
-            let (result, _, header) = try evaluateCheckpoint(
+            let (p, header) = try predictCheckpoint(
                 checkpoint, on: dataset, pairsPath: pairsPath, reportsPath: reports, comm: comm, batchSize: batch,
                 progress: ItemProgress.callback("predict: images of rank 0", unit: "img/s", enabled: comm.rank == 0))
             guard comm.rank == 0 else { return }
-            let p = result.predictions, c = p.classCount
+            let c = p.classCount
             let predictions = argmaxPredictions(scores: p.scores, classCount: c)
             var text = ""
             for (row, index) in p.globalIndices.enumerated() {
                 var object: [String: Any] = [
                     "index": index, "prediction": predictions[row], "class": header.classNames[predictions[row]],
-                    "probabilities": p.scores[row * c ..< (row + 1) * c].map { Double($0) }, "label": p.labels[row],
+                    "probabilities": p.scores[row * c ..< (row + 1) * c].map { Double($0) },
                 ]
+                if dataset.isLabelled { object["label"] = p.labels[row] }
                 if let ids = dataset.ids { object["id"] = ids[index] }
                 let line = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
                 text += String(decoding: line, as: UTF8.self) + "\n"
             }
             try AtomicFileWriter.write(Data(text.utf8), to: out)
-            print("predict: \(p.sampleCount) images → \(out) (balanced accuracy against the file's labels "
-                  + String(format: "%.2f%%)", result.report.balancedAccuracy * 100))
+            if dataset.isLabelled {
+                print("predict: \(p.sampleCount) images → \(out) (balanced accuracy against the file's labels "
+                      + String(format: "%.2f%%)", p.report(classNames: dataset.classNames).balancedAccuracy * 100))
+            } else {
+                print("predict: \(p.sampleCount) unlabelled images → \(out); predicted "
+                      + predictedCounts(predictions, classNames: header.classNames))
+            }
         }
     }
 
@@ -82,9 +90,14 @@ struct Predict: ParsableCommand {
                 text += String(decoding: line, as: UTF8.self) + "\n"
             }
             try AtomicFileWriter.write(Data(text.utf8), to: out)
-            let counts = Dictionary(grouping: predictions, by: \.predictedClass).mapValues(\.count)
             print("predict: \(predictions.count) images → \(out); predicted "
-                  + header.classNames.indices.map { "\(header.classNames[$0]) \(counts[$0] ?? 0)" }.joined(separator: ", "))
+                  + predictedCounts(predictions.map(\.predictedClass), classNames: header.classNames))
         }
+    }
+
+    /// "name count, …" of the predicted classes, every class listed.
+    private func predictedCounts(_ predicted: [Int], classNames: [String]) -> String {
+        let counts = Dictionary(grouping: predicted, by: { $0 }).mapValues(\.count)
+        return classNames.indices.map { "\(classNames[$0]) \(counts[$0] ?? 0)" }.joined(separator: ", ")
     }
 }

@@ -8,12 +8,15 @@ import Foundation
 struct Synth: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "synth",
-        abstract: "Generate the synthetic histology benchmark: downstream .cds splits, an unpaired report corpus, and a paired set for the retriever.",
+        abstract: "Generate the synthetic histology benchmark: downstream .cds splits, an unpaired report corpus, a paired set for the retriever and, optionally, unlabelled images.",
         discussion: """
-        Output in DIR: train.cds, val.cds, test.cds (labelled images), reports.jsonl (the
-        external, unpaired report corpus, with a "label" field for the oracle pairing),
-        paired.cds + paired.jsonl (image-report pairs aligned by index, for the retriever),
-        manifest.json. The same preset, sizes and seed always give byte-identical files.
+        Output in DIR: train.cds, val.cds, test.cds (labelled images), reports.jsonl (the \
+        external, unpaired report corpus, with a "label" field for the oracle pairing), \
+        paired.cds + paired.jsonl (image-report pairs aligned by index, for the retriever), \
+        with --unlabeled N also unlabeled.cds (N images drawn like the training split but \
+        stored without labels, for data.unlabeled after clipit pair), and manifest.json. \
+        The same preset, sizes and seed always give byte-identical files, and --unlabeled \
+        changes no file but manifest.json.
         """)
 
     @Option(help: "Size preset: \(SyntheticBenchmarkConfig.presetNames.joined(separator: ", ")).")
@@ -43,6 +46,9 @@ struct Synth: ParsableCommand {
     @Option(help: "Image-report pairs for the retriever (overrides the preset).")
     var paired: Int?
 
+    @Option(help: "Unlabelled images drawn like the training split, written to unlabeled.cds without labels (0: no such file).")
+    var unlabeled: Int = 0
+
     @Option(help: "0…1: wider slide-to-slide stain variation and subtler look-alike subtypes (0: the original benchmark; docs/datasets.md).")
     var difficulty: Float = 0
 
@@ -59,7 +65,9 @@ struct Synth: ParsableCommand {
         if let imageSize, !(16...512).contains(imageSize) {
             throw ValidationError("--image-size must be between 16 and 512, got \(imageSize)")
         }
-        for (name, value) in [("train", train), ("val", val), ("test", test), ("reports", reports), ("paired", paired)] {
+        let counts: [(String, Int?)] = [("train", train), ("val", val), ("test", test), ("reports", reports),
+                                        ("paired", paired), ("unlabeled", unlabeled)]
+        for (name, value) in counts {
             if let value, value < 0 { throw ValidationError("--\(name) must not be negative, got \(value)") }
         }
         guard (0...1).contains(difficulty) else { throw ValidationError("--difficulty must be between 0 and 1, got \(difficulty)") }
@@ -74,6 +82,7 @@ struct Synth: ParsableCommand {
         if let test { config.testCount = test }
         if let reports { config.reportCount = reports }
         if let paired { config.pairedCount = paired }
+        config.unlabeledCount = unlabeled
         config.difficulty = difficulty
         let output = try SyntheticBenchmark.generate(config: config, seed: seed, preset: preset, directory: out, threads: threads,
                                                      progress: ItemProgress.callback("synth: image sets", unit: "sets/s",

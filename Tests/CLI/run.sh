@@ -11,6 +11,10 @@
 #   train-needs-model  train without --config/--preset: non-zero, the presets and configs listed
 #   setting-flags      every setting flag of train sets the key its help names (config.yaml)
 #   batch-alias-*      pretrain, pair, smoke: --batch-size gives what --batch gives
+#   unlabeled-pool     synth --unlabeled: the other splits byte-identical, unlabeled.cds;
+#                      pair writes unlabeled.pairs.jsonl (no image labels, no label match)
+#   unlabeled-refused  train --train and eval --data refuse unlabeled.cds, naming it;
+#                      predict --images takes it (no "label" key)
 #   input-alias-*      import folder --root, import reports --in, import medmnist --npz,
 #                      import pcam --root give byte-identical files to --images, --reports,
 #                      --data, --data
@@ -89,6 +93,41 @@ done
 cmp -s "$work/pair-batch/test.pairs.jsonl" "$work/pair-batch-size/test.pairs.jsonl" \
     && [[ -s "$work/pair-batch/test.pairs.jsonl" ]]
 record batch-alias-pair $? "test.pairs.jsonl byte-identical"
+
+# An unlabelled pool: the same benchmark plus unlabeled.cds, paired with the other splits.
+"$clipit" synth --preset tiny --seed 0 --unlabeled 7 --out "$work/pool" >"$work/pool.log" 2>&1 || tail -n 3 "$work/pool.log"
+"$clipit" pair --retriever "$work/pre-batch/retriever.safetensors" --data "$work/pool" \
+    --reports "$work/pool/reports.jsonl" --out "$work/pair-pool" --batch 5 >"$work/pair-pool.log" 2>&1 \
+    || tail -n 3 "$work/pair-pool.log"
+problems=()
+for f in train.cds val.cds test.cds paired.cds paired.jsonl reports.jsonl; do
+    cmp -s "$work/data/$f" "$work/pool/$f" || problems+=("$f differs")
+done
+for split in train val test; do
+    cmp -s "$work/pair-batch/$split.pairs.jsonl" "$work/pair-pool/$split.pairs.jsonl" || problems+=("$split pairs differ")
+done
+pool_pairs="$work/pair-pool/unlabeled.pairs.jsonl"
+[[ $(wc -l <"$pool_pairs" 2>/dev/null) -eq 8 ]] || problems+=("unlabeled.pairs.jsonl: not a header and 7 records")
+head -n 1 "$pool_pairs" 2>/dev/null | grep -q '"image_count":7,.*"split":"unlabeled"' || problems+=("unlabeled header")
+grep -q '"image_label"' "$pool_pairs" 2>/dev/null && problems+=("image labels in unlabeled.pairs.jsonl")
+grep -q 'pair: unlabeled  7 images' "$work/pair-pool.log" && ! grep 'pair: unlabeled' "$work/pair-pool.log" | grep -q 'label match' \
+    || problems+=("pair's unlabeled line")
+record unlabeled-pool $(( ${#problems[@]} == 0 ? 0 : 1 )) "${problems[*]:-7 unlabelled images paired, other splits and their pairs byte-identical}"
+
+problems=()
+"$clipit" train --preset tiny --data "$work/pool" --train "$work/pool/unlabeled.cds" --method unimodal-lora \
+    --out "$work/pool-run" --quiet --max-steps 1 >"$work/pool-train.log" 2>&1 && problems+=("train accepted it")
+grep -q "$work/pool/unlabeled.cds: holds unlabelled images (\"labelled\": false), so it cannot be data.train" \
+    "$work/pool-train.log" || problems+=("train: $(tail -n 1 "$work/pool-train.log")")
+"$clipit" eval --checkpoint "$work/flags/last.safetensors" --data "$work/pool/unlabeled.cds" >"$work/pool-eval.log" 2>&1 \
+    && problems+=("eval accepted it")
+grep -q "$work/pool/unlabeled.cds: holds unlabelled images.*cannot be evaluated" "$work/pool-eval.log" \
+    || problems+=("eval: $(tail -n 1 "$work/pool-eval.log")")
+"$clipit" predict --checkpoint "$work/flags/last.safetensors" --images "$work/pool/unlabeled.cds" \
+    --out "$work/pool-predictions.jsonl" >"$work/pool-predict.log" 2>&1 || problems+=("predict: $(tail -n 1 "$work/pool-predict.log")")
+[[ $(grep -c '"prediction"' "$work/pool-predictions.jsonl" 2>/dev/null) -eq 7 ]] || problems+=("predict: not 7 lines")
+grep -q '"label"' "$work/pool-predictions.jsonl" 2>/dev/null && problems+=("predict wrote labels")
+record unlabeled-refused $(( ${#problems[@]} == 0 ? 0 : 1 )) "${problems[*]:-train and eval refuse it by name, predict takes it}"
 
 a=$("$clipit" smoke --items 50 --batch 8 2>&1) && b=$("$clipit" smoke --items 50 --batch-size 8 2>&1) \
     && [[ "$a" == "$b" ]] && grep -q "global batch 8" <<<"$a"

@@ -119,6 +119,98 @@ final class DatasetFileTests: XCTestCase {
         assertDatasetError(.io, [dir + "/missing.cds"]) { _ = try DatasetFile(path: dir + "/missing.cds") }
     }
 
+    /// A version-1 file assembled byte by byte as docs/datasets.md lays it out, as files
+    /// were written before unlabelled files existed (no "labelled" key): 2 images of
+    /// 1×2×1, labels `labels`, JSON `json`.
+    func handAssembled(json: String, classCount: UInt32, labels: [Int32]) -> [UInt8] {
+        func u32(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * UInt32($0))) } }
+        func u64(_ v: Int) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+        let text = Array(json.utf8), padded = (text.count + 7) & ~7
+        let imagesOffset = 64 + padded, labelsOffset = (imagesOffset + 4 + 7) & ~7
+        var bytes = Array("CLIPITDS".utf8) + u32(1) + u32(64) + u32(1) + u32(2) + u32(1) + u32(classCount)
+        bytes += u64(2) + u64(text.count) + u64(imagesOffset) + u64(labelsOffset)
+        bytes += text + [UInt8](repeating: 0x20, count: padded - text.count)
+        bytes += [10, 20, 30, 40] + [UInt8](repeating: 0, count: labelsOffset - imagesOffset - 4)
+        for label in labels { bytes += u32(UInt32(bitPattern: label)) }
+        return bytes + u32(crc32Update(0, bytes, count: bytes.count))
+    }
+
+    func testFilesWithoutTheLabelledKeyReadAsLabelledAndAreStillWrittenSo() throws {
+        let dir = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let old = handAssembled(json: #"{"class_names":["a","b"],"split":"test","source":"old"}"#, classCount: 2, labels: [1, 0])
+        writeBytes(dir + "/old.cds", old)
+        let file = try DatasetFile(path: dir + "/old.cds")
+        XCTAssertTrue(file.isLabelled)
+        XCTAssertEqual(file.labels, [1, 0])
+        XCTAssertEqual([file.label(at: 0), file.label(at: 1)], [1, 0])
+        XCTAssertEqual(Array(file.imageBytes(at: 1)), [30, 40])
+        XCTAssertNoThrow(try file.requireLabels(for: "data.train"))
+        // The writer still produces exactly these bytes for a labelled file.
+        let writer = try DatasetWriter(path: dir + "/new.cds", height: 1, width: 2, channels: 1, count: 2,
+                                       info: DatasetInfo(classNames: ["a", "b"], split: "test", source: "old"))
+        try writer.append(image: [10, 20], label: 1)
+        try writer.append(image: [30, 40], label: 0)
+        try writer.finish()
+        XCTAssertEqual(readBytes(dir + "/new.cds"), old)
+    }
+
+    func testUnlabelledRoundTrip() throws {
+        let dir = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/pool.cds"
+        let info = DatasetInfo(classNames: classNames, split: "unlabeled", source: "unit test", labelled: false,
+                               ids: ["u0", "u1", "u2"], attributes: ["slide": [0, 0, 1]])
+        let writer = try DatasetWriter(path: path, height: 4, width: 5, channels: 3, count: 3, info: info)
+        assertDatasetError(.invalidArgument, [path, "append(image:)"]) {
+            try writer.append(image: [UInt8](repeating: 0, count: 60), label: 0)
+        }
+        for i in 0..<3 { try writer.append(image: (0..<60).map { UInt8(truncatingIfNeeded: i * 61 + $0) }) }
+        try writer.finish()
+
+        let file = try DatasetFile(path: path)
+        XCTAssertFalse(file.isLabelled)
+        XCTAssertFalse(file.info.labelled)
+        XCTAssertEqual(file.info, info)
+        XCTAssertEqual(file.count, 3)
+        XCTAssertEqual(file.classNames, classNames)
+        XCTAssertEqual(file.labels, [-1, -1, -1])
+        for i in 0..<3 {
+            XCTAssertEqual(file.label(at: i), -1)
+            XCTAssertEqual(Array(file.imageBytes(at: i)), (0..<60).map { UInt8(truncatingIfNeeded: i * 61 + $0) })
+        }
+        XCTAssertTrue(String(decoding: readBytes(path)[64..<200], as: UTF8.self)
+            .hasPrefix(#"{"class_names":["normal","tumour","stroma"],"split":"unlabeled","source":"unit test","labelled":false,"#))
+        // The uses that need labels refuse it, naming the file and what it can be.
+        assertDatasetError(.unlabelled, [path, "holds unlabelled images", "cannot be data.train", "data.unlabeled",
+                                         "prediction input"]) { try file.requireLabels(for: "data.train") }
+        // A labelled writer takes no unlabelled image.
+        let labelled = try DatasetWriter(path: dir + "/l.cds", height: 1, width: 1, channels: 1, count: 1,
+                                         info: DatasetInfo(classNames: ["a"], split: "x", source: ""))
+        assertDatasetError(.invalidArgument, ["append(image:label:)"]) { try labelled.append(image: [0]) }
+    }
+
+    func testNoLabelIsRefusedInALabelledFileAndOnlyItIsAcceptedInAnUnlabelledOne() throws {
+        let dir = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/a.cds"
+        writeBytes(path, handAssembled(json: #"{"class_names":["a","b"],"split":"x","source":""}"#, classCount: 2, labels: [0, -1]))
+        assertDatasetError(.labelOutOfRange, [path, "image 1 has label -1", "2 classes", #""labelled": false"#]) {
+            _ = try DatasetFile(path: path)
+        }
+        writeBytes(path, handAssembled(json: #"{"class_names":["a","b"],"split":"x","source":"","labelled":true}"#,
+                                       classCount: 2, labels: [-1, 1]))
+        assertDatasetError(.labelOutOfRange, [path, "image 0 has label -1"]) { _ = try DatasetFile(path: path) }
+        let unlabelled = #"{"class_names":["a","b"],"split":"x","source":"","labelled":false}"#
+        writeBytes(path, handAssembled(json: unlabelled, classCount: 2, labels: [-1, 1]))
+        assertDatasetError(.labelOutOfRange, [path, "image 1 has label 1", "unlabelled"]) { _ = try DatasetFile(path: path) }
+        writeBytes(path, handAssembled(json: unlabelled, classCount: 2, labels: [-1, -1]))
+        XCTAssertFalse(try DatasetFile(path: path).isLabelled)
+        writeBytes(path, handAssembled(json: #"{"class_names":["a","b"],"split":"x","source":"","labelled":"no"}"#,
+                                       classCount: 2, labels: [0, 1]))
+        assertDatasetError(.badHeader, [path, #""labelled" is not true or false"#]) { _ = try DatasetFile(path: path) }
+    }
+
     func testWriterRejectsMisuseAndLeavesNothing() throws {
         let dir = makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -79,6 +79,48 @@ final class SyntheticBenchmarkTests: XCTestCase {
         XCTAssertEqual((manifest["files"] as? [Any])?.count, 6)
     }
 
+    /// `unlabeledCount` adds unlabeled.cds and a manifest entry and changes no other byte;
+    /// the pool is unlabelled, rendered like training images but none of theirs.
+    func testUnlabeledPoolLeavesEveryOtherFileUnchanged() throws {
+        let root = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var withPool = tiny
+        withPool.unlabeledCount = 10
+        _ = try SyntheticBenchmark.generate(config: tiny, seed: 2, preset: "tiny", directory: root + "/plain", threads: 2)
+        let output = try SyntheticBenchmark.generate(config: withPool, seed: 2, preset: "tiny", directory: root + "/pool",
+                                                     threads: 2)
+        let (plain, pool) = (files(root + "/plain"), files(root + "/pool"))
+        XCTAssertEqual(pool.keys.sorted(), (plain.keys + ["unlabeled.cds"]).sorted())
+        for name in plain.keys where name != "manifest.json" { XCTAssertEqual(plain[name], pool[name], name) }
+        XCTAssertEqual(output.files.first { $0.name == "unlabeled.cds" }?.labelled, false)
+
+        let file = try DatasetFile(path: root + "/pool/unlabeled.cds")
+        XCTAssertFalse(file.isLabelled)
+        XCTAssertEqual(file.count, 10)
+        XCTAssertEqual(file.split, "unlabeled")
+        XCTAssertEqual([file.height, file.width, file.channels], [32, 32, 3])
+        XCTAssertEqual(file.classNames, SyntheticTaxonomy.classNames)
+        XCTAssertEqual(file.labels, [Int32](repeating: -1, count: 10))
+        XCTAssertEqual(file.info.attributes.keys.sorted(), ["slide"], "no latent subtype: nothing tells the class")
+        XCTAssertEqual(file.ids, (0..<10).map { "unlabeled-" + SyntheticBenchmark.pad($0) })
+        var others = Set<[UInt8]>()
+        for name in ["train", "val", "test", "paired"] {
+            let split = try DatasetFile(path: root + "/pool/\(name).cds")
+            for i in 0..<split.count { others.insert(Array(split.imageBytes(at: i))) }
+        }
+        let images = (0..<file.count).map { Array(file.imageBytes(at: $0)) }
+        XCTAssertEqual(Set(images).count, 10)
+        XCTAssertTrue(Set(images).isDisjoint(with: others), "the pool's images are not those of another split")
+        XCTAssertGreaterThan(Set(images[0]).count, 20, "not blank")
+
+        let manifest = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(pool["manifest.json"]!)) as? [String: Any])
+        let entries = try XCTUnwrap(manifest["files"] as? [[String: Any]])
+        let entry = try XCTUnwrap(entries.first { $0["path"] as? String == "unlabeled.cds" })
+        XCTAssertEqual(entry["count"] as? Int, 10)
+        XCTAssertEqual(entry["kind"] as? String, "unlabelled images")
+        XCTAssertNil(entry["class_counts"])
+    }
+
     /// Difficulty changes the pixels only: labels, subtypes, slides and every report stay.
     func testDifficultyChangesImagesOnly() throws {
         let root = makeTemporaryDirectory()
