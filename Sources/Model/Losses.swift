@@ -33,7 +33,16 @@ public enum CrossEntropyMode: String, NamedChoice, Equatable {
 /// with N = `normalizer`, computed through a max-shifted log-softmax (stable for any
 /// finite logits). In `.referenceDoubleSoftmax` mode the gradient continues through the
 /// inner softmax: ∂/∂z = p ⊙ (g − ⟨g, p⟩), p = softmax(z), g = ∂/∂p.
+///
+/// Unlabelled rows: a row whose label is `CrossEntropyLoss.unlabelled` (−1) is left out of
+/// the sum, ℓ_i = 0 and ∂ℓ_i/∂z_i = 0 (PyTorch's `ignore_index=-1` with `reduction='sum'`),
+/// so a batch can mix labelled images with unlabelled ones that only the distillation terms
+/// see (CLIP-IT.md, decision 9). The sum is still divided by `normalizer`, which is then the
+/// GLOBAL number of labelled rows, so the rank shares still add up to the labelled mean.
 public final class CrossEntropyLoss {
+    /// The label of a row that has none: it contributes nothing to the loss or the gradient.
+    public static let unlabelled: Int32 = -1
+
     public let classes: Int
     public var mode: CrossEntropyMode
 
@@ -60,7 +69,8 @@ public final class CrossEntropyLoss {
     }
 
     /// Σ_i ℓ_i / normalizer over `rows` rows of `logits` (rows, C). `labels` (rows) must
-    /// hold values in 0..<C and stay valid until `backward`.
+    /// hold values in 0..<C or `unlabelled` (−1: the row is skipped) and stay valid until
+    /// `backward`. `normalizer` counts the labelled rows of the global batch.
     public func forward(logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>, rows: Int,
                         normalizer: Int) -> Float {
         precondition(normalizer > 0, "CrossEntropyLoss: normalizer must be positive")
@@ -79,15 +89,16 @@ public final class CrossEntropyLoss {
         }
         var sum = 0.0
         let lp = logProbabilities.data
-        for i in 0..<rows {
+        for i in 0..<rows where labels[i] != Self.unlabelled {
             let y = Int(labels[i])
-            precondition(y >= 0 && y < c, "CrossEntropyLoss: label \(y) of row \(i) is not in 0..<\(c)")
+            precondition(y >= 0 && y < c, "CrossEntropyLoss: label \(y) of row \(i) is neither in 0..<\(c) "
+                         + "nor \(Self.unlabelled) (unlabelled)")
             sum -= Double(lp[i * c + y])
         }
         return Float(sum / Double(normalizer))
     }
 
-    /// dLogits (rows, C) += scale · ∂loss/∂z.
+    /// dLogits (rows, C) += scale · ∂loss/∂z (unlabelled rows are left as they are).
     public func backward(dLogits: UnsafeMutablePointer<Float>, scale: Float = 1) {
         guard let labels else { preconditionFailure("CrossEntropyLoss: backward before forward") }
         let c = classes
@@ -97,7 +108,7 @@ public final class CrossEntropyLoss {
         let mode = forwardMode
         let g = mode == .logits ? dLogits : dProbabilities.data
         if mode == .referenceDoubleSoftmax { g.update(repeating: 0, count: rows * c) }
-        for i in 0..<rows {
+        for i in 0..<rows where labels[i] != Self.unlabelled {
             let row = i * c
             for j in 0..<c { g[row + j] += s * expf(lp[row + j]) }
             g[row + Int(labels[i])] -= s
