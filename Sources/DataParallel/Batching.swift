@@ -71,15 +71,30 @@ public final class BatchAssembler {
     public let dataset: DatasetFile
     public let transformer: ImageTransformer
     public let preprocessing: ImagePreprocessing?
-    public let text: PairedText?
+    /// Each item's paired report (replaced when an unlabelled pool or another target joins).
+    public var text: PairedText?
     /// Every report's embedding t `(reports, width)` when the model's text tower is frozen
     /// (computed once per run, `CLIPITModel.embedReports`): batches then carry each image's
     /// report row instead of its token ids.
     public var reportEmbeddings: (table: [Float], width: Int)?
+    /// Unlabelled images (CLIP-IT.md decision 9): items `dataset.count ..<` `dataset.count +
+    /// unlabeled.count` of a batch, with label −1 (they join the distillation terms only);
+    /// `text.reportOfImage` then covers both datasets, labelled items first.
+    public var unlabeled: DatasetFile?
+    /// The teachers' logits of every item (labelled, then unlabelled) `(items, classes)`,
+    /// for the soft-target term.
+    public var teacherLogits: (table: [Float], classes: Int)?
+    /// Whether batches carry the whole global batch's targets t and report ids (the
+    /// contrastive term; needs `reportEmbeddings`).
+    public var carriesBatchTargets = false
     private var images: Tensor
     private var tokens = IntBuffer()
     private var labels = IntBuffer()
     private var textRows = Tensor(shape: [0])
+    private var teacherRows = Tensor(shape: [0])
+    private var rowIDs = IntBuffer()
+    private var batchTargets = Tensor(shape: [0])
+    private var batchTargetIDs = IntBuffer()
 
     public init(dataset: DatasetFile, transform: TransformConfig, text: PairedText?,
                 preprocessing: ImagePreprocessing? = nil) {
@@ -92,30 +107,44 @@ public final class BatchAssembler {
         images = Tensor(shape: [0])
     }
 
-    /// The local batch of dataset items `indices` (global item indices, in order).
-    /// `inputs` says which buffers to fill; labels are always filled.
+    /// The number of items: the labelled dataset's, then the unlabelled pool's.
+    public var itemCount: Int { dataset.count + (unlabeled?.count ?? 0) }
+
+    /// The dataset and index within it of item `i`.
+    private func source(_ i: Int) -> (DatasetFile, Int) {
+        if i < dataset.count { return (dataset, i) }
+        guard let unlabeled else { preconditionFailure("BatchAssembler: item \(i) of \(dataset.count) without an unlabelled pool") }
+        return (unlabeled, i - dataset.count)
+    }
+
+    /// The local batch of items `indices` (global item indices, in order). `inputs` says
+    /// which buffers to fill; labels are always filled (−1 for unlabelled items).
+    /// `globalBatch`: every item of the global batch this slice belongs to (all ranks), for
+    /// the distillation terms (`ModelBatch.distillation`); nil outside training.
     public func assemble<Indices: RandomAccessCollection<Int>>(_ indices: Indices, inputs: ModelInputs, seed: UInt64,
-                                                                epoch: Int) -> ModelBatch {
+                                                                epoch: Int, globalBatch: ArraySlice<Int>? = nil) -> ModelBatch {
         let n = indices.count
         labels.reserve(n)
-        for (b, i) in indices.enumerated() { labels.data[b] = Int32(dataset.label(at: i)) }
+        for (b, i) in indices.enumerated() { labels.data[b] = i < dataset.count ? Int32(dataset.label(at: i)) : -1 }
         var imagePointer: UnsafePointer<Float>?
         if inputs.contains(.images) {
             let per = transformer.outputCount
             if images.count < n * per { images = Tensor(shape: [n * per]) }
             for (b, i) in indices.enumerated() {
+                let (file, index) = source(i)
                 if let preprocessing {
-                    preprocessing.apply(dataset.imageBytes(at: i), height: dataset.height, width: dataset.width,
-                                        channels: dataset.channels, into: images.data + b * per)
+                    preprocessing.apply(file.imageBytes(at: index), height: file.height, width: file.width,
+                                        channels: file.channels, into: images.data + b * per)
                 } else {
-                    transformer.apply(dataset.imageBytes(at: i), height: dataset.height, width: dataset.width,
-                                      channels: dataset.channels, seed: seed, epoch: epoch, index: i,
+                    // Seeded by the item (unlabelled items after the labelled ones): unique per image.
+                    transformer.apply(file.imageBytes(at: index), height: file.height, width: file.width,
+                                      channels: file.channels, seed: seed, epoch: epoch, index: i,
                                       into: images.data + b * per)
                 }
             }
             imagePointer = UnsafePointer(images.data)
         }
-        var tokenPointer: UnsafePointer<Int32>?
+        let distillation = globalBatch.map { distillationInputs(indices, globalBatch: $0) }
         if inputs.contains(.tokens), let text, let (table, width) = reportEmbeddings {
             if textRows.count < n * width { textRows = Tensor(shape: [n * width]) }
             table.withUnsafeBufferPointer { rows in
@@ -124,8 +153,9 @@ public final class BatchAssembler {
                 }
             }
             return ModelBatch(count: n, images: imagePointer, tokens: nil, labels: UnsafePointer(labels.data),
-                              textEmbeddings: UnsafePointer(textRows.data))
+                              textEmbeddings: UnsafePointer(textRows.data), distillation: distillation)
         }
+        var tokenPointer: UnsafePointer<Int32>?
         if inputs.contains(.tokens) {
             guard let text else { preconditionFailure("BatchAssembler: the model reads tokens but no paired text was loaded") }
             let L = text.contextLength
@@ -136,7 +166,45 @@ public final class BatchAssembler {
             }
             tokenPointer = UnsafePointer(tokens.data)
         }
-        return ModelBatch(count: n, images: imagePointer, tokens: tokenPointer, labels: UnsafePointer(labels.data))
+        return ModelBatch(count: n, images: imagePointer, tokens: tokenPointer, labels: UnsafePointer(labels.data),
+                          distillation: distillation)
+    }
+
+    /// The distillation terms' inputs of local items `indices` of the global batch `global`:
+    /// its labelled count, the teachers' logits of the local rows, each local row's report id
+    /// and, when `carriesBatchTargets`, every global row's target t and report id.
+    private func distillationInputs<Indices: RandomAccessCollection<Int>>(_ indices: Indices,
+                                                                         globalBatch global: ArraySlice<Int>) -> DistillationInputs {
+        let n = indices.count
+        var inputs = DistillationInputs(labelledInGlobalBatch: global.reduce(0) { $0 + ($1 < dataset.count ? 1 : 0) })
+        if let (table, c) = teacherLogits {
+            if teacherRows.count < n * c { teacherRows = Tensor(shape: [n * c]) }
+            table.withUnsafeBufferPointer { rows in
+                for (b, i) in indices.enumerated() { (teacherRows.data + b * c).update(from: rows.baseAddress! + i * c, count: c) }
+            }
+            inputs.teacherLogits = UnsafePointer(teacherRows.data)
+        }
+        if let text {
+            rowIDs.reserve(n)
+            for (b, i) in indices.enumerated() { rowIDs.data[b] = Int32(text.reportOfImage[i]) }
+            inputs.rowIDs = UnsafePointer(rowIDs.data)
+            if carriesBatchTargets, let (table, width) = reportEmbeddings {
+                let count = global.count
+                if batchTargets.count < count * width { batchTargets = Tensor(shape: [count * width]) }
+                batchTargetIDs.reserve(count)
+                table.withUnsafeBufferPointer { rows in
+                    for (g, i) in global.enumerated() {
+                        let report = text.reportOfImage[i]
+                        (batchTargets.data + g * width).update(from: rows.baseAddress! + report * width, count: width)
+                        batchTargetIDs.data[g] = Int32(report)
+                    }
+                }
+                inputs.batchTargets = UnsafePointer(batchTargets.data)
+                inputs.batchTargetIDs = UnsafePointer(batchTargetIDs.data)
+                inputs.batchTargetCount = count
+            }
+        }
+        return inputs
     }
 }
 

@@ -169,19 +169,28 @@ public final class DataParallelStep {
 }
 
 extension LossBreakdown {
-    /// How many floats `write(into:)` packs: total, ce, distill.
-    public static let fieldCount = 3
+    /// How many floats `write(into:)` packs: total, ce, distill, kd, contrastive, ce_real_text.
+    public static let fieldCount = 6
 
     /// Packs the named losses at the start of a reduction buffer.
     func write(into buffer: UnsafeMutableBufferPointer<Float>) {
         buffer[0] = total
         buffer[1] = ce
         buffer[2] = distill
+        buffer[3] = kd
+        buffer[4] = contrastive
+        buffer[5] = ceRealText
     }
 
     /// Reads what `write(into:)` packed.
     init(reading buffer: UnsafeBufferPointer<Float>) {
-        self.init(total: buffer[0], ce: buffer[1], distill: buffer[2])
+        self.init(total: buffer[0], ce: buffer[1], distill: buffer[2], kd: buffer[3], contrastive: buffer[4],
+                  ceRealText: buffer[5])
+    }
+
+    /// The terms beyond the reference's (key, value), those that are not 0.
+    public var extensionTerms: [(key: String, value: Float)] {
+        [("kd", kd), ("contrastive", contrastive), ("ce_real_text", ceRealText)].filter { $0.1 != 0 }
     }
 
     /// The first of the loss and its terms that is NaN or infinite, with its name.
@@ -189,6 +198,9 @@ extension LossBreakdown {
         if !total.isFinite { return ("loss", total) }
         if !ce.isFinite { return ("ce term", ce) }
         if !distill.isFinite { return ("distill term", distill) }
+        if !kd.isFinite { return ("kd term", kd) }
+        if !contrastive.isFinite { return ("contrastive term", contrastive) }
+        if !ceRealText.isFinite { return ("ce_real_text term", ceRealText) }
         return nil
     }
 }

@@ -88,6 +88,7 @@ public final class StepRecordWriter: StepObserver {
         if lossTerms {
             record["ce"] = MetricsLog.number(r.losses.ce)
             record["distill"] = MetricsLog.number(r.losses.distill)
+            for (key, value) in r.losses.extensionTerms { record[key] = MetricsLog.number(value) }
         }
         for (key, value) in r.scalars { record[key] = MetricsLog.number(value) }
         try log.write(record)
@@ -115,7 +116,10 @@ public final class ProgressReporter: StepObserver {
     public func stepEnded(_ r: StepReport) {
         let perStep = throughput.seconds / Double(max(throughput.steps, 1))
         var values: [(name: String, value: Double)] = [("loss", Double(r.losses.total))]
-        if r.losses.ce != r.losses.total { values += [("ce", Double(r.losses.ce)), ("distill", Double(r.losses.distill))] }
+        if r.losses.ce != r.losses.total {
+            values += [("ce", Double(r.losses.ce)), ("distill", Double(r.losses.distill))]
+            values += r.losses.extensionTerms.map { ($0.key, Double($0.value)) }
+        }
         let textCos = r.scalars["text_cos"]
         if let textCos { values.append(("text_cos", textCos)) }
         display.update(ProgressStatus(label: "epoch \(r.epoch + 1)/\(r.epochs)", done: r.step, total: r.totalSteps,

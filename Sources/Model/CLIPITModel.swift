@@ -14,18 +14,55 @@ public enum TextGradient: String, NamedChoice, Equatable {
 /// The losses of one step, each already divided by the global batch size (so the sum of
 /// the values over data-parallel ranks is the global batch mean).
 public struct LossBreakdown: Sendable, Equatable {
-    /// ce + λ·distill.
+    /// (1 − α)·ce + λ·distill + α·kd + w·contrastive + ce_real.
     public var total: Float
-    /// Cross-entropy on the fused logits.
+    /// Cross-entropy on the fused logits (over the labelled rows).
     public var ce: Float
     /// mean(1 − cos(t̂, t)) (before λ); 0 without a distillation term.
     public var distill: Float
+    /// T²·KL(softmax(s/T) ‖ softmax(z/T)) against the teachers' logits (before α); 0 without.
+    public var kd: Float
+    /// InfoNCE of t̂ against the global batch's targets (before its weight); 0 without.
+    public var contrastive: Float
+    /// Cross-entropy of the fusion on the real report embeddings (`clipit-fusion`); 0 without.
+    public var ceRealText: Float
 
-    public init(total: Float, ce: Float, distill: Float) {
+    public init(total: Float, ce: Float, distill: Float, kd: Float = 0, contrastive: Float = 0, ceRealText: Float = 0) {
         self.total = total
         self.ce = ce
         self.distill = distill
+        self.kd = kd
+        self.contrastive = contrastive
+        self.ceRealText = ceRealText
     }
+}
+
+/// The collapse-free distillation terms of CLIP-IT.md decision 8, beside the reference's
+/// cosine term; every weight 0 is the reference method. They read a frozen target t
+/// (stop-gradient) and, for the soft targets, teachers' logits (`DistillationInputs`).
+public struct DistillationTerms: Codable, Equatable, Sendable {
+    /// α: the loss is (1 − α)·CE(z, y) + α·T²·KL(softmax(s/T) ‖ softmax(z/T)) + … .
+    public var softTargetWeight: Float
+    /// T.
+    public var temperature: Float
+    /// Weight of InfoNCE(t̂, sg(t)) over the global batch.
+    public var contrastiveWeight: Float
+    /// τ of InfoNCE.
+    public var contrastiveTemperature: Float
+    /// The fusion also trained on real text: + CE(F([a; g(sg(t))]), y).
+    public var fusionOnRealText: Bool
+
+    public init(softTargetWeight: Float = 0, temperature: Float = 2, contrastiveWeight: Float = 0,
+                contrastiveTemperature: Float = 0.07, fusionOnRealText: Bool = false) {
+        self.softTargetWeight = softTargetWeight
+        self.temperature = temperature
+        self.contrastiveWeight = contrastiveWeight
+        self.contrastiveTemperature = contrastiveTemperature
+        self.fusionOnRealText = fusionOnRealText
+    }
+
+    /// Whether a term needs the target t to be a constant (a frozen text tower).
+    public var needsFrozenTarget: Bool { contrastiveWeight > 0 || fusionOnRealText }
 }
 
 /// Everything that defines a CLIP-IT model (CLIP-IT.md, Stage 2, and its ablations).
@@ -49,11 +86,14 @@ public struct CLIPITConfig: Codable, Equatable, Sendable {
     public var textGradient: TextGradient
     /// Cross-entropy on logits (the method) or the reference's double softmax.
     public var crossEntropy: CrossEntropyMode
+    /// The collapse-free terms beyond the reference (all off by default).
+    public var terms: DistillationTerms
 
     public init(vision: VisionConfig, text: TextConfig, visionTraining: TowerTraining,
                 textTraining: TowerTraining, classes: Int, twoLayerProjection: Bool = false,
                 fusion: FusionMode = .late, distillation: Bool = true, distillationWeight: Float = 1,
-                textGradient: TextGradient = .mutual, crossEntropy: CrossEntropyMode = .logits) {
+                textGradient: TextGradient = .mutual, crossEntropy: CrossEntropyMode = .logits,
+                terms: DistillationTerms = DistillationTerms()) {
         self.vision = vision
         self.text = text
         self.visionTraining = visionTraining
@@ -65,12 +105,13 @@ public struct CLIPITConfig: Codable, Equatable, Sendable {
         self.distillationWeight = distillationWeight
         self.textGradient = textGradient
         self.crossEntropy = crossEntropy
+        self.terms = terms
     }
 
     /// The heads' sizes: E from the vision tower, D from the text tower.
     public var heads: HeadsConfig {
         HeadsConfig(featureWidth: vision.outputDim, textWidth: text.outputDim, classes: classes,
-                    twoLayerProjection: twoLayerProjection, fusion: fusion)
+                    twoLayerProjection: twoLayerProjection, fusion: fusion, realTextBranch: terms.fusionOnRealText)
     }
 }
 
@@ -79,6 +120,13 @@ public struct CLIPITConfig: Codable, Equatable, Sendable {
 ///
 ///     v = g_v(I)            t̂ = h_d(v)            z = fusion([h_v(v) ; g(t̂)])
 ///     t = g_t(T)            L = (1/N) Σ_i [ CE(z_i, y_i) + λ·(1 − cos(t̂_i, t_i)) ]
+///
+/// and, with `config.terms` (decision 8; t then a constant, sg(t)), over N_L labelled and
+/// N global rows:
+///
+///     L = (1 − α)/N_L Σ_labelled CE(z_i, y_i) + α/N Σ_i T²·KL(softmax(s_i/T) ‖ softmax(z_i/T))
+///       + λ/N Σ_i (1 − cos(t̂_i, t_i)) + w/N Σ_i InfoNCE_τ(t̂_i; t_1…t_N)
+///       + 1/N_L Σ_labelled CE(fusion([h_v(v_i) ; g(t_i)]), y_i)        (fusion on real text)
 ///
 /// All parameters live in one `ParameterStore` (vision, text, heads, in that order); the
 /// trainable ones form the flat buffer the optimiser and the gradient allreduce work on.
@@ -97,12 +145,17 @@ public final class CLIPITModel: TrainableModel {
     public let heads: CLIPITHeads
     public let crossEntropy: CrossEntropyLoss
     public let distillation: CosineDistillationLoss
+    public let softTargets: SoftTargetDistillationLoss
+    public let contrastive: ContrastiveTargetLoss
+    /// The cross-entropy of the fusion on real text (`terms.fusionOnRealText`).
+    public let crossEntropyRealText: CrossEntropyLoss
 
     private let visionTrains: Bool
     private let textTrains: Bool
     private let dLogits: ActivationBuffer     // (B, C)
     private let dFeatures: ActivationBuffer   // (B, E)
     private let dText: ActivationBuffer       // (B, D)
+    private let dRealTextLogits: ActivationBuffer   // (B, C) of the fusion on real text
     /// v of the last forward, (B, E); owned by the vision tower.
     public private(set) var visionFeatures: UnsafePointer<Float>?
     /// t of the last training forward, (B, D); owned by the text tower.
@@ -112,6 +165,10 @@ public final class CLIPITModel: TrainableModel {
     /// PyTorch default Linear init for the heads); load pretrained weights afterwards.
     public init(_ config: CLIPITConfig, seed: UInt64) {
         precondition(config.classes > 0, "CLIPITConfig: classes must be positive")
+        precondition(!config.terms.needsFrozenTarget || config.distillation,
+                     "CLIPITConfig: the contrastive and real-text terms need the distillation target t")
+        precondition(!config.terms.fusionOnRealText || config.fusion == .late,
+                     "CLIPITConfig: fusion on real text needs late fusion")
         self.config = config
         let store = ParameterStore()
         self.store = store
@@ -126,10 +183,16 @@ public final class CLIPITModel: TrainableModel {
         let arena = store.activations
         crossEntropy = CrossEntropyLoss(classes: config.classes, mode: config.crossEntropy, arena: arena)
         distillation = CosineDistillationLoss(width: config.text.outputDim, arena: arena)
+        softTargets = SoftTargetDistillationLoss(classes: config.classes, arena: arena)
+        contrastive = ContrastiveTargetLoss(width: config.text.outputDim, arena: arena)
+        crossEntropyRealText = CrossEntropyLoss(classes: config.classes, mode: config.crossEntropy,
+                                                name: "loss.cross_entropy_real_text", arena: arena)
         let c = config.classes, e = config.vision.outputDim, d = config.distillation ? config.text.outputDim : 0
         dLogits = arena.buffer("model.d_logits") { $0.samples * c }
         dFeatures = arena.buffer("model.d_features") { $0.samples * e }
         dText = arena.buffer("model.d_text") { $0.samples * d }
+        let realC = config.terms.fusionOnRealText ? c : 0
+        dRealTextLogits = arena.buffer("model.d_real_text_logits") { $0.samples * realC }
         store.allocate(seed: seed)
         visionTrains = store.hasTrainableParameters(prefix: vision.prefix)
         textTrains = text.map { store.hasTrainableParameters(prefix: $0.prefix) } ?? false
@@ -144,9 +207,10 @@ public final class CLIPITModel: TrainableModel {
     public func forwardBackward(images: UnsafePointer<Float>, labels: UnsafePointer<Int32>,
                                 tokens: UnsafePointer<Int32>?, batch: Int, globalBatch: Int? = nil,
                                 dImages: UnsafeMutablePointer<Float>? = nil,
-                                textEmbeddings: UnsafePointer<Float>? = nil) -> LossBreakdown {
-        let loss = forward(images: images, labels: labels, tokens: tokens, batch: batch,
-                           globalBatch: globalBatch, textEmbeddings: textEmbeddings)
+                                textEmbeddings: UnsafePointer<Float>? = nil,
+                                distillationInputs: DistillationInputs? = nil) -> LossBreakdown {
+        let loss = forward(images: images, labels: labels, tokens: tokens, batch: batch, globalBatch: globalBatch,
+                           textEmbeddings: textEmbeddings, inputs: distillationInputs, training: true, backward: true)
         backward(batch: batch, dImages: dImages)
         return loss
     }
@@ -158,20 +222,33 @@ public final class CLIPITModel: TrainableModel {
         forward(images: images, labels: labels, tokens: tokens, batch: batch, globalBatch: globalBatch)
     }
 
+    /// The training loss of `batch` (every term, `forwardBackward`'s value) without a
+    /// backward pass: for gradient checks.
+    public func trainingLoss(_ batch: ModelBatch, globalBatch: Int) -> LossBreakdown {
+        forward(images: batch.images!, labels: batch.labels!, tokens: batch.tokens, batch: batch.count,
+                globalBatch: globalBatch, textEmbeddings: batch.textEmbeddings, inputs: batch.distillation,
+                training: true)
+    }
+
+    /// The losses of `batch` rows (`training`: with the terms that only training has;
+    /// `backward`: the fusion on real text runs its backward here, before the main path's
+    /// forward reuses its layers).
     private func forward(images: UnsafePointer<Float>, labels: UnsafePointer<Int32>,
                          tokens: UnsafePointer<Int32>?, batch: Int, globalBatch: Int?,
-                         textEmbeddings: UnsafePointer<Float>? = nil) -> LossBreakdown {
+                         textEmbeddings: UnsafePointer<Float>? = nil, inputs: DistillationInputs? = nil,
+                         training: Bool = false, backward: Bool = false) -> LossBreakdown {
         let n = globalBatch ?? batch
+        let labelled = inputs?.labelledInGlobalBatch ?? n
         precondition(n >= batch && batch > 0, "CLIPITModel: globalBatch \(n) < local batch \(batch)")
-        store.activations.reserve(samples: batch)
+        precondition(labelled > 0 && labelled <= n, "CLIPITModel: \(labelled) labelled rows in a global batch of \(n)")
+        let terms = config.terms, alpha = terms.softTargetWeight
+        // The contrastive term's buffers are sized by the global batch: reserved before any
+        // activation is written.
+        store.activations.reserve(samples: batch, globalSamples: max(batch, inputs?.batchTargetCount ?? 0))
         let v = vision.forward(images: images, batch: batch)                   // (B, E)
         visionFeatures = v
-        heads.forward(features: v, batch: batch)                               // z (B, C), t̂ (B, D)
-        let ce = crossEntropy.forward(logits: heads.logits.data, labels: labels, rows: batch,
-                                      normalizer: n)
-        var distill: Float = 0
+        var t: UnsafePointer<Float>?
         if let text {
-            let t: UnsafePointer<Float>
             if let textEmbeddings {
                 precondition(!textTrains, "CLIPITModel: precomputed text embeddings with a trainable text tower")
                 t = textEmbeddings                                             // (B, D), computed once per run
@@ -180,17 +257,59 @@ public final class CLIPITModel: TrainableModel {
                 t = text.forward(tokens: tokens, batch: batch)                 // (B, D)
             }
             lastTextEmbeddings = t
+        }
+        var ceRealText: Float = 0
+        if training && terms.fusionOnRealText, let t {   // before `heads.forward`: the same layers
+            let realLogits = heads.forwardOnRealText(features: v, text: t, batch: batch)
+            ceRealText = crossEntropyRealText.forward(logits: realLogits, labels: labels, rows: batch, normalizer: labelled)
+            if backward {
+                dRealTextLogits.data.update(repeating: 0, count: batch * config.classes)
+                crossEntropyRealText.backward(dLogits: dRealTextLogits.data)
+                heads.backwardOnRealText(dLogits: dRealTextLogits.data)
+            }
+        }
+        heads.forward(features: v, batch: batch)                               // z (B, C), t̂ (B, D)
+        let ce = crossEntropy.forward(logits: heads.logits.data, labels: labels, rows: batch,
+                                      normalizer: labelled)
+        var distill: Float = 0, kd: Float = 0, infoNCE: Float = 0
+        if let t {
             distill = distillation.forward(predicted: heads.projected.data, target: t, rows: batch,
                                            normalizer: n)
         }
-        return LossBreakdown(total: ce + config.distillationWeight * distill, ce: ce, distill: distill)
+        if alpha > 0, training {
+            guard let teacher = inputs?.teacherLogits else {
+                preconditionFailure("CLIPITModel: the soft-target term needs the teachers' logits")
+            }
+            kd = softTargets.forward(logits: heads.logits.data, teacher: teacher, rows: batch,
+                                     temperature: terms.temperature, normalizer: n)
+        }
+        if terms.contrastiveWeight > 0, training {
+            guard let inputs, let targets = inputs.batchTargets, let ids = inputs.batchTargetIDs,
+                  let rowIDs = inputs.rowIDs else {
+                preconditionFailure("CLIPITModel: the contrastive term needs the global batch's targets")
+            }
+            infoNCE = contrastive.forward(predicted: heads.projected.data, rowIDs: rowIDs, rows: batch,
+                                          targets: targets, targetIDs: ids, targetCount: inputs.batchTargetCount,
+                                          temperature: terms.contrastiveTemperature, normalizer: n)
+        }
+        // Outside training (validation) the loss is the reference's: CE + λ·distill.
+        let ceWeight: Float = training ? 1 - alpha : 1
+        let total = ceWeight * ce + config.distillationWeight * distill + alpha * kd
+            + terms.contrastiveWeight * infoNCE + ceRealText
+        return LossBreakdown(total: total, ce: ce, distill: distill, kd: kd, contrastive: infoNCE,
+                             ceRealText: ceRealText)
     }
 
     /// Backward of the last `forward`: losses → heads → towers.
     private func backward(batch: Int, dImages: UnsafeMutablePointer<Float>?) {
         let e = vision.outputDim, c = config.classes
+        let terms = config.terms, alpha = terms.softTargetWeight
         dLogits.data.update(repeating: 0, count: batch * c)
-        crossEntropy.backward(dLogits: dLogits.data)                            // (B, C)
+        crossEntropy.backward(dLogits: dLogits.data, scale: 1 - alpha)          // (B, C)
+        if alpha > 0 { softTargets.backward(dLogits: dLogits.data, scale: alpha) }
+        if terms.contrastiveWeight > 0 {
+            contrastive.backward(dPredicted: heads.projectedGrad.data, scale: terms.contrastiveWeight)
+        }
         if let text {
             let d = text.outputDim
             dText.data.update(repeating: 0, count: batch * d)
@@ -230,7 +349,8 @@ public final class CLIPITModel: TrainableModel {
 
     public func forwardBackward(_ batch: ModelBatch, globalBatch: Int) -> LossBreakdown {
         forwardBackward(images: batch.images!, labels: batch.labels!, tokens: batch.tokens, batch: batch.count,
-                        globalBatch: globalBatch, textEmbeddings: batch.textEmbeddings)
+                        globalBatch: globalBatch, textEmbeddings: batch.textEmbeddings,
+                        distillationInputs: batch.distillation)
     }
 
     /// Whether the distillation target t comes from a text tower that does not train (frozen,

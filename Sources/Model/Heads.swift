@@ -27,9 +27,11 @@ public struct HeadsConfig: Sendable, Equatable, Codable {
     public var fusion: FusionMode
     /// Negative slope of the LeakyReLUs inside h_d and g (0.1 in the reference).
     public var leakySlope: Float
+    /// Buffers for `trainOnRealText` (late fusion only; `clipit-fusion`).
+    public var realTextBranch: Bool
 
     public init(featureWidth: Int, textWidth: Int, classes: Int, twoLayerProjection: Bool = false,
-                fusion: FusionMode = .late, leakySlope: Float = 0.1) {
+                fusion: FusionMode = .late, leakySlope: Float = 0.1, realTextBranch: Bool = false) {
         precondition(featureWidth > 0 && textWidth > 0 && classes > 0,
                      "HeadsConfig: widths and class count must be positive")
         self.featureWidth = featureWidth
@@ -38,6 +40,7 @@ public struct HeadsConfig: Sendable, Equatable, Codable {
         self.twoLayerProjection = twoLayerProjection
         self.fusion = fusion
         self.leakySlope = leakySlope
+        self.realTextBranch = realTextBranch
     }
 }
 
@@ -89,6 +92,17 @@ public final class CLIPITHeads {
     private let dTextHidden: ActivationBuffer           // (B, D)
     private let dTextHiddenAct: ActivationBuffer        // (B, D)
     private let dConcatenated: ActivationBuffer         // like `concatenated`
+    // The real-text path of late fusion (`trainOnRealText`; empty unless `realTextBranch`).
+    private let realTextHidden: ActivationBuffer        // (B, D)
+    private let realTextHiddenAct: ActivationBuffer     // (B, D)
+    private let realConcatenated: ActivationBuffer      // (B, 2C) [a ; g(t)]
+    private let realLogits: ActivationBuffer            // (B, C)
+    private let dRealConcatenated: ActivationBuffer     // (B, 2C); its a-half waits for `backward`
+    private let dRealTextHidden: ActivationBuffer       // (B, D)
+    private let dRealTextHiddenAct: ActivationBuffer    // (B, D)
+    /// Whether `backward` still has to add the real-text path's ∂L/∂a.
+    private var realTextGradientPending = false
+    private var realBatch = 0
 
     /// Declares the heads' parameters in `store` under `prefix` (`heads.` by default).
     public init(_ config: HeadsConfig, prefix: String = "heads.", store: ParameterStore) {
@@ -133,6 +147,14 @@ public final class CLIPITHeads {
         concatenated = buffer("concatenated", width: w)
         dConcatenated = buffer("d_concatenated", width: w)
         logits = buffer("logits", width: c)
+        let real = config.realTextBranch && config.fusion == .late
+        realTextHidden = buffer("real_text_hidden", width: real ? d : 0)
+        realTextHiddenAct = buffer("real_text_hidden_act", width: real ? d : 0)
+        realConcatenated = buffer("real_concatenated", width: real ? 2 * c : 0)
+        realLogits = buffer("real_logits", width: real ? c : 0)
+        dRealConcatenated = buffer("d_real_concatenated", width: real ? 2 * c : 0)
+        dRealTextHidden = buffer("d_real_text_hidden", width: real ? d : 0)
+        dRealTextHiddenAct = buffer("d_real_text_hidden_act", width: real ? d : 0)
     }
 
     /// Every Linear of the heads, in declaration order.
@@ -182,6 +204,40 @@ public final class CLIPITHeads {
         }
     }
 
+    /// The fusion on real text (CLIP-IT.md decision 8, `clipit-fusion`; Hoffman et al.
+    /// 2016): z_r = F([h_v(v) ; g(t)]) (B, C) on the paired reports' embeddings t, a
+    /// constant (sg(t)). Call it (and `backwardOnRealText`) before `forward`: both paths run
+    /// the same layers, and each layer keeps the input of its last forward for its backward.
+    public func forwardOnRealText(features v: UnsafePointer<Float>, text t: UnsafePointer<Float>,
+                                  batch: Int) -> UnsafePointer<Float> {
+        precondition(config.realTextBranch && config.fusion == .late, "CLIPITHeads: no real-text branch configured")
+        arena.reserve(samples: batch)
+        realBatch = batch
+        let d = config.textWidth, c = config.classes, w = 2 * c
+        visionHead!.forward(v, realConcatenated.data, rows: batch, ldy: w)                   // a
+        textHead0!.forward(t, realTextHidden.data, rows: batch)
+        leakyReLUForward(realTextHidden.data, realTextHiddenAct.data, count: batch * d, slope: config.leakySlope)
+        textHead2!.forward(realTextHiddenAct.data, realConcatenated.data + c, rows: batch, ldy: w)   // g(t)
+        fusion!.forward(realConcatenated.data, realLogits.data, rows: batch)                 // z_r
+        return UnsafePointer(realLogits.data)
+    }
+
+    /// Given ∂L/∂z_r (B, C) of the last `forwardOnRealText`, adds the gradients of g and F
+    /// into the store (none into t); ∂L/∂a waits for the next `backward`, which adds it to
+    /// h_v's (h_v saw the same v).
+    public func backwardOnRealText(dLogits: UnsafePointer<Float>) {
+        let batch = realBatch, d = config.textWidth, c = config.classes, w = 2 * c
+        dRealConcatenated.data.update(repeating: 0, count: batch * w)
+        fusion!.backward(dLogits, dx: dRealConcatenated.data)
+        dRealTextHiddenAct.data.update(repeating: 0, count: batch * d)
+        textHead2!.backward(dRealConcatenated.data + c, dx: dRealTextHiddenAct.data, lddy: w)
+        dRealTextHidden.data.update(repeating: 0, count: batch * d)
+        leakyReLUBackward(realTextHidden.data, dRealTextHiddenAct.data, dRealTextHidden.data, count: batch * d,
+                          slope: config.leakySlope)
+        textHead0!.backward(dRealTextHidden.data, dx: nil)                                     // sg(t)
+        realTextGradientPending = true
+    }
+
     /// The two late-fusion inputs of the last forward, a = h_v(v) and b = g(t̂), each
     /// (batch, C) row-major (copies, for analysis and tests; nil unless `.late`).
     public var branchLogits: (vision: [Float], textBranch: [Float])? {
@@ -208,6 +264,11 @@ public final class CLIPITHeads {
             let w = 2 * c
             dConcatenated.data.update(repeating: 0, count: batch * w)
             fusion!.backward(dLogits, dx: dConcatenated.data)                         // (B, 2C)
+            if realTextGradientPending {   // ∂L/∂a of the real-text path: h_v saw the same v
+                precondition(realBatch == batch, "CLIPITHeads: the real-text path ran on another batch")
+                addColumns(dRealConcatenated.data, ld: w, into: dConcatenated.data, ld: w, rows: batch, cols: c)
+                realTextGradientPending = false
+            }
             visionHead!.backward(dConcatenated.data, dx: dFeatures, lddy: w)
             dTextHiddenAct.data.update(repeating: 0, count: batch * d)
             textHead2!.backward(dConcatenated.data + c, dx: dTextHiddenAct.data, lddy: w)

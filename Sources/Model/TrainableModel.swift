@@ -26,14 +26,48 @@ public struct ModelBatch {
     /// run (`CLIPITModel.embedReports`); when given, the model reads them instead of
     /// running its text tower on `tokens`.
     public var textEmbeddings: UnsafePointer<Float>?
+    /// What the distillation terms beyond the reference read (nil for every other model).
+    public var distillation: DistillationInputs?
 
     public init(count: Int, images: UnsafePointer<Float>?, tokens: UnsafePointer<Int32>?,
-                labels: UnsafePointer<Int32>?, textEmbeddings: UnsafePointer<Float>? = nil) {
+                labels: UnsafePointer<Int32>?, textEmbeddings: UnsafePointer<Float>? = nil,
+                distillation: DistillationInputs? = nil) {
         self.count = count
         self.images = images
         self.tokens = tokens
         self.labels = labels
         self.textEmbeddings = textEmbeddings
+        self.distillation = distillation
+    }
+}
+
+/// The inputs of CLIP-IT's collapse-free distillation terms (`DistillationTerms`) for
+/// this rank's rows of a global batch; pointers owned by the caller, valid for the call.
+public struct DistillationInputs {
+    /// The number of labelled rows in the whole global batch: the cross-entropy terms'
+    /// normaliser (rows with label −1 are unlabelled and join the distillation terms only,
+    /// which are divided by the whole global batch).
+    public var labelledInGlobalBatch: Int
+    /// The teachers' logits s `(B, C)` for the soft-target term; nil without one.
+    public var teacherLogits: UnsafePointer<Float>?
+    /// The targets t `(N, D)` of every row of the global batch, and their ids `(N)`
+    /// (rows with equal ids — images paired with the same report — are positives of each
+    /// other in the contrastive term); nil without one.
+    public var batchTargets: UnsafePointer<Float>?
+    public var batchTargetIDs: UnsafePointer<Int32>?
+    public var batchTargetCount: Int
+    /// The id of each of this rank's rows `(B)`.
+    public var rowIDs: UnsafePointer<Int32>?
+
+    public init(labelledInGlobalBatch: Int, teacherLogits: UnsafePointer<Float>? = nil,
+                batchTargets: UnsafePointer<Float>? = nil, batchTargetIDs: UnsafePointer<Int32>? = nil,
+                batchTargetCount: Int = 0, rowIDs: UnsafePointer<Int32>? = nil) {
+        self.labelledInGlobalBatch = labelledInGlobalBatch
+        self.teacherLogits = teacherLogits
+        self.batchTargets = batchTargets
+        self.batchTargetIDs = batchTargetIDs
+        self.batchTargetCount = batchTargetCount
+        self.rowIDs = rowIDs
     }
 }
 

@@ -30,11 +30,24 @@ public enum TrainingMethod: Equatable, Hashable, Sendable, CustomStringConvertib
     case fullFineTune
     /// CLIP-IT with `percent`% of the words of every report removed (deterministic).
     case textDrop(percent: Int)
+    /// Decision 8: generalized distillation from out-of-fold text teachers (soft targets
+    /// + the cosine term; frozen text tower).
+    case clipitKD
+    /// Decision 8: InfoNCE of t̂ against the global batch's report embeddings instead of
+    /// the cosine term (frozen text tower).
+    case clipitContrastive
+    /// Decision 8: the fusion also trained on the real report embeddings (+ the cosine
+    /// term; frozen text tower).
+    case clipitFusion
+    /// Decision 10's oracle: `clipit-kd` with the retriever's own image tower in place of
+    /// the text route (its embedding of the image as t, out-of-fold probes on it as teachers).
+    case retrieverKD
 
     /// Every method, with `text-drop` at 50% as its representative.
     public static let all: [TrainingMethod] = [
         .unimodal, .unimodalLoRA, .clipit, .textOnly, .noDistill, .visionLogitsOnly, .noTextLoRA,
         .noVisionLoRA, .earlyFusion, .fullFineTune, .textDrop(percent: 50),
+        .clipitKD, .clipitContrastive, .clipitFusion, .retrieverKD,
     ]
 
     /// Parses the command-line name: `unimodal`, `unimodal-lora`, `clipit`, `text-only`,
@@ -53,6 +66,8 @@ public enum TrainingMethod: Equatable, Hashable, Sendable, CustomStringConvertib
             "unimodal": .unimodal, "unimodal-lora": .unimodalLoRA, "clipit": .clipit, "text-only": .textOnly,
             "no-distill": .noDistill, "vision-logits-only": .visionLogitsOnly, "no-text-lora": .noTextLoRA,
             "no-vision-lora": .noVisionLoRA, "early-fusion": .earlyFusion, "full-finetune": .fullFineTune,
+            "clipit-kd": .clipitKD, "clipit-contrastive": .clipitContrastive, "clipit-fusion": .clipitFusion,
+            "retriever-kd": .retrieverKD,
         ]
         guard let method = table[name] else {
             let suggestion = nearestName(to: name, among: TrainingMethod.all.map(\.description) + ["text-drop:K"])
@@ -77,6 +92,39 @@ public enum TrainingMethod: Equatable, Hashable, Sendable, CustomStringConvertib
         case .earlyFusion: return "early-fusion"
         case .fullFineTune: return "full-finetune"
         case .textDrop(let k): return "text-drop:\(k)"
+        case .clipitKD: return "clipit-kd"
+        case .clipitContrastive: return "clipit-contrastive"
+        case .clipitFusion: return "clipit-fusion"
+        case .retrieverKD: return "retriever-kd"
+        }
+    }
+
+    /// The configuration keys this method presets (applied over the model preset, under
+    /// the user's keys): the extensions' terms, each with a stop-gradient on t.
+    public func applyDefaults(to config: inout TrainingConfig) {
+        switch self {
+        case .clipitKD, .retrieverKD:
+            config.distill.kdWeight = 0.5
+            config.distill.kdTemperature = 2
+            config.model.distillationWeight = 1
+            if self == .retrieverKD { config.distill.target = .retrieverImage }
+        case .clipitContrastive:
+            config.distill.contrastiveWeight = 1
+            config.model.distillationWeight = 0
+        case .clipitFusion:
+            config.distill.fusionRealText = true
+            config.model.distillationWeight = 1
+        default:
+            return
+        }
+        config.model.textGradient = .stopped
+    }
+
+    /// Whether the method is one of decision 8's extensions (or the oracle).
+    public var isExtension: Bool {
+        switch self {
+        case .clipitKD, .clipitContrastive, .clipitFusion, .retrieverKD: return true
+        default: return false
         }
     }
 
@@ -90,6 +138,14 @@ public enum TrainingMethod: Equatable, Hashable, Sendable, CustomStringConvertib
     public var needsText: Bool {
         switch self {
         case .unimodal, .unimodalLoRA, .noDistill: return false
+        default: return true
+        }
+    }
+
+    /// Whether the method trains a `CLIPITModel` (CLIP-IT, its ablations and extensions).
+    public var buildsCLIPITModel: Bool {
+        switch self {
+        case .unimodal, .unimodalLoRA, .textOnly: return false
         default: return true
         }
     }
@@ -134,6 +190,10 @@ public func makeModel(_ config: TrainingConfig, classes: Int,
         case .fullFineTune: c.visionTraining = .fullFineTune; c.textTraining = .fullFineTune
         default: break
         }
+        let d = config.distill
+        c.terms = DistillationTerms(softTargetWeight: d.kdWeight, temperature: d.kdTemperature,
+                                    contrastiveWeight: d.contrastiveWeight,
+                                    contrastiveTemperature: d.contrastiveTemperature, fusionOnRealText: d.fusionRealText)
         model = CLIPITModel(c, seed: seed)
     }
     if loadingInitialWeights { try loadInitialWeights(model.store, config: m) }

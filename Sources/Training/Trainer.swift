@@ -32,6 +32,9 @@ public struct TrainingSummary: Codable, Equatable, Sendable {
     /// What the run was made of (`RunProvenance`): preset, image size, where each tower's
     /// weights came from, data sizes.
     public var provenance: RunProvenance?
+    /// The out-of-fold teachers the soft-target term read (their validation balanced
+    /// accuracy per fold); nil without one.
+    public var teachers: TeacherSummary?
 }
 
 /// What a training run was built from, printed at its start and saved in `summary.json`:
@@ -112,7 +115,12 @@ public final class Trainer {
     let dataParallelStep: DataParallelStep
     let trainAssembler: BatchAssembler
     let valAssembler: BatchAssembler?
+    /// Slices every global batch into ranks' rows and micro-batches.
     let sampler: ShardedSampler
+    /// Which items fill each global batch (`GlobalBatches`).
+    var batches: GlobalBatches
+    /// The teachers of the soft-target term, when it has one.
+    let teachers: TeacherSummary?
     let log: MetricsLog
     let progress: ProgressDisplay
     let seed: UInt64
@@ -139,9 +147,12 @@ public final class Trainer {
     /// this thread, as with one rank per `clipit` process; bit-identical results).
     /// An output directory that already holds a run is refused unless `resume` continues
     /// it or `overwrite` replaces it. `stopSignals` enables graceful preemption.
+    ///
+    /// `trainingItems`: train on these items of `data.train` only (a fold teacher's
+    /// training folds); nil: all of them.
     public init(config: TrainingConfig, comm: any Communicator, outputDirectory: String, resume: String? = nil,
                 showProgress: Bool = true, parallelHeads: Bool = false, overwrite: Bool = false,
-                stopSignals: StopSignals? = nil) throws {
+                stopSignals: StopSignals? = nil, trainingItems: [Int]? = nil) throws {
         if resume == nil && !overwrite, let existing = existingRunFile(in: outputDirectory) {
             throw TrainingError("'\(outputDirectory)' already holds a run ('\(existing)'): pass --resume auto to "
                                 + "continue it, --overwrite to replace it, or another --out")
@@ -167,20 +178,32 @@ public final class Trainer {
         // Activations for the largest local batch (or micro-batch) of training and of
         // validation, sized once.
         let localBatch = { (global: Int) in (global + comm.size - 1) / comm.size }
-        let trainRows = config.train.deterministic ? config.train.microBatchSize : localBatch(config.train.batchSize)
-        built.reserveActivations(batch: max(trainRows, localBatch(config.train.evalBatchSize)))
+        let unlabeledBatch = config.data.unlabeled.isEmpty ? 0 : config.train.unlabeledBatchSize
+        let globalRows = config.train.batchSize + unlabeledBatch
+        let trainRows = config.train.deterministic ? config.train.microBatchSize : localBatch(globalRows)
+        built.reserveActivations(batch: max(trainRows, localBatch(config.train.evalBatchSize)), globalBatch: globalRows)
         let inputs = try data.assemblers(for: built, resumedTokenizer: checkpoint?.header.tokenizerState)
         (trainAssembler, valAssembler, tokenizer) = (inputs.train, inputs.validation, inputs.tokenizer)
         provenance = RunProvenance(config: config, data: data, reports: trainAssembler.text?.reportCount)
+        try data.attachDistillationInputs(to: trainAssembler, model: built, comm: comm)
+        teachers = trainAssembler.teacherLogits == nil ? nil : try TeacherLogits.summary(path: config.distill.teacher)
 
-        sampler = ShardedSampler.training(itemCount: data.train.count, globalBatchSize: config.train.batchSize,
-                                          rank: comm.rank, worldSize: comm.size, seed: seed,
-                                          microBatchSize: config.train.deterministic ? config.train.microBatchSize : 1)
-        stepsPerEpoch = sampler.batchesPerEpoch
+        let labelledCount = trainingItems?.count ?? data.train.count
+        let micro = config.train.deterministic ? config.train.microBatchSize : 1
+        let labelled = ShardedSampler.training(itemCount: labelledCount, globalBatchSize: config.train.batchSize,
+                                               rank: comm.rank, worldSize: comm.size, seed: seed, microBatchSize: micro)
+        stepsPerEpoch = labelled.batchesPerEpoch
         guard stepsPerEpoch > 0 else {
             throw TrainingError("the global batch (\(config.train.batchSize)) is larger than the training set "
-                                + "(\(data.train.count) images): lower train.batch_size")
+                                + "(\(labelledCount) images): lower train.batch_size")
         }
+        batches = GlobalBatches(labelled: labelled, items: trainingItems, unlabeledCount: trainAssembler.unlabeled?.count ?? 0,
+                                unlabeledBatchSize: unlabeledBatch, labelledItemCount: data.train.count,
+                                stepsPerEpoch: stepsPerEpoch, seed: derivedSeed(seed, 0x0BA7))
+        // The rows of each global batch (labelled, then unlabelled), sliced over ranks.
+        sampler = unlabeledBatch == 0 ? labelled
+            : ShardedSampler.training(itemCount: stepsPerEpoch * globalRows, globalBatchSize: globalRows, rank: comm.rank,
+                                      worldSize: comm.size, seed: seed, microBatchSize: micro)
         let planned = config.train.epochs * stepsPerEpoch
         totalSteps = config.train.maxSteps > 0 ? min(planned, config.train.maxSteps) : planned
         validationPoints = validationBatches(perEpoch: config.train.validationsPerEpoch, stepsPerEpoch: stepsPerEpoch)
@@ -203,7 +226,8 @@ public final class Trainer {
         }
         try checkIdenticalWeights(built, comm: comm)
         // A frozen text tower's t depends only on the report: computed once here, not every step.
-        if let clipit = built as? CLIPITModel, clipit.textTowerIsFrozen, let text = trainAssembler.text {
+        if let clipit = built as? CLIPITModel, clipit.textTowerIsFrozen, config.distill.target == .text,
+           let text = trainAssembler.text {
             let table = text.tokens.withUnsafeBufferPointer {
                 clipit.embedReports(tokens: $0.baseAddress!, count: text.reportCount, chunk: trainRows)
             }
@@ -269,10 +293,9 @@ public final class Trainer {
         model.isTraining = true
         loop: while state.step < totalSteps && state.epoch < config.train.epochs {
             let epoch = state.epoch
-            let batches = sampler.batches(epoch: epoch)
             for b in state.nextBatch..<stepsPerEpoch {
                 if state.step >= totalSteps { break loop }
-                let report = try trainStep(epoch: epoch, batch: b, local: batches[b])
+                let report = try trainStep(epoch: epoch, batch: b, global: batches.items(epoch: epoch, batch: b))
                 for observer in observers { try observer.stepEnded(report) }
                 if report.stopRequested && state.step < totalSteps {
                     (stopped, signalled) = (true, true)
@@ -301,7 +324,7 @@ public final class Trainer {
             bestBalancedAccuracy: state.bestBalancedAccuracy, bestStep: state.bestStep, seconds: clock.lap(),
             imagesPerSecond: throughput.samplesPerSecond,
             trainableParameters: store.trainableCount, totalParameters: store.trainableCount + store.frozenCount,
-            provenance: provenance)
+            provenance: provenance, teachers: teachers)
         if comm.rank == 0 {
             if let matrix = lastConfusionMatrix {
                 try log.write(image: HeatMapImage(counts: matrix).tensorBoardImage, tag: "val/confusion_matrix",
@@ -317,27 +340,32 @@ public final class Trainer {
         return summary
     }
 
-    /// One optimiser step on global batch `batch` of `epoch` (this rank's items `local`):
+    /// One optimiser step on global batch `batch` of `epoch` (items `global`, all ranks'):
     /// the shared data-parallel step, with the text-collapse diagnostic (the mean pairwise
     /// cosine of the batch's paired-report embeddings, from Σ tᵢ/‖tᵢ‖ summed with the
     /// losses); then the state moves to the next batch.
-    private func trainStep(epoch: Int, batch b: Int, local: [Int]) throws -> StepReport {
+    private func trainStep(epoch: Int, batch b: Int, global: ArraySlice<Int>) throws -> StepReport {
         let clock = Stopwatch()
         let n = sampler.globalBatchCount(b), textWidth = model.textEmbeddingWidth
+        precondition(global.count == n, "Trainer: \(global.count) items for a global batch of \(n)")
         // This rank's items `items` → the summed losses, text sums added into `textSums`.
         func forwardBackward(_ items: ArraySlice<Int>, _ textSums: UnsafeMutableBufferPointer<Float>) -> LossBreakdown {
             guard !items.isEmpty else { return LossBreakdown(total: 0, ce: 0, distill: 0) }
-            let batch = trainAssembler.assemble(items, inputs: model.trainingInputs, seed: seed, epoch: epoch)
+            let batch = trainAssembler.assemble(items, inputs: model.trainingInputs, seed: seed, epoch: epoch,
+                                                globalBatch: global)
             let losses = model.forwardBackward(batch, globalBatch: n)
             if let t = model.textEmbeddings { addUnitRows(t, rows: items.count, width: textWidth, into: textSums.baseAddress!) }
             return losses
         }
-        let firstRow = sampler.localRows(batch: b).lowerBound
+        // Rows are positions within the global batch.
+        let start = global.startIndex, local = sampler.localRows(batch: b)
         let outcome = config.train.deterministic
             ? try dataParallelStep.run(step: state.step, batch: b, sampler: sampler) { rows, textSums in
-                forwardBackward(local[rows.lowerBound - firstRow ..< rows.upperBound - firstRow], textSums)
+                forwardBackward(global[start + rows.lowerBound ..< start + rows.upperBound], textSums)
             }
-            : try dataParallelStep.run(step: state.step, firstGlobalRow: firstRow) { forwardBackward(local[...], $0) }
+            : try dataParallelStep.run(step: state.step, firstGlobalRow: local.lowerBound) {
+                forwardBackward(global[start + local.lowerBound ..< start + local.upperBound], $0)
+            }
         var scalars: [String: Double] = [:]
         if textWidth > 0 {
             scalars["text_cos"] = meanPairwiseCosine(sumOfUnitVectors: outcome.diagnostics.baseAddress!, width: textWidth,

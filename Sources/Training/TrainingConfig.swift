@@ -122,10 +122,15 @@ public struct DataSettings: Codable, Equatable, Sendable {
     /// folder. When present it replaces `data.normalization`: evaluation (and training
     /// without augmentation) uses it as is, augmented training uses its mean and std.
     public var preprocessing: ImagePreprocessing?
+    /// A pool of unlabelled images (`.cds`, decision 9) and its pairs file: they join the
+    /// distillation terms only, `train.unlabeled_batch_size` of them in every global batch.
+    public var unlabeled: String
+    public var unlabeledPairs: String
 
     public init(train: String = "", val: String = "", trainPairs: String = "", valPairs: String = "",
                 reports: String = "", normalization: NormalizationName = .imagenet, augment: Bool = true,
-                tokenizer: TokenizerKind = .word, preprocessing: ImagePreprocessing? = nil) {
+                tokenizer: TokenizerKind = .word, preprocessing: ImagePreprocessing? = nil,
+                unlabeled: String = "", unlabeledPairs: String = "") {
         self.train = train
         self.val = val
         self.trainPairs = trainPairs
@@ -135,7 +140,80 @@ public struct DataSettings: Codable, Equatable, Sendable {
         self.augment = augment
         self.tokenizer = tokenizer
         self.preprocessing = preprocessing
+        self.unlabeled = unlabeled
+        self.unlabeledPairs = unlabeledPairs
     }
+
+    /// Decodes every key; `unlabeled` and `unlabeled_pairs` may be absent (configurations
+    /// saved before them).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        train = try c.decode(String.self, forKey: .train)
+        val = try c.decode(String.self, forKey: .val)
+        trainPairs = try c.decode(String.self, forKey: .trainPairs)
+        valPairs = try c.decode(String.self, forKey: .valPairs)
+        reports = try c.decode(String.self, forKey: .reports)
+        normalization = try c.decode(NormalizationName.self, forKey: .normalization)
+        augment = try c.decode(Bool.self, forKey: .augment)
+        tokenizer = try c.decode(TokenizerKind.self, forKey: .tokenizer)
+        preprocessing = try c.decodeIfPresent(ImagePreprocessing.self, forKey: .preprocessing)
+        unlabeled = try c.decodeIfPresent(String.self, forKey: .unlabeled) ?? ""
+        unlabeledPairs = try c.decodeIfPresent(String.self, forKey: .unlabeledPairs) ?? ""
+    }
+}
+
+/// What CLIP-IT's image model learns from the paired text beyond the reference's cosine
+/// term (CLIP-IT.md decision 8): soft labels of out-of-fold teachers, InfoNCE against the
+/// batch's report embeddings, fusion trained on real text. Each term has a weight; 0
+/// turns it off. The methods `clipit-kd`, `clipit-contrastive`, `clipit-fusion` and
+/// `retriever-kd` are presets of these keys (`TrainingMethod.distillDefaults`); the
+/// cosine term's λ is `model.distillation_weight`.
+public struct DistillSettings: Codable, Equatable, Sendable {
+    /// α of (1 − α)·CE + α·T²·KL(softmax(s/T) ‖ softmax(z/T)); 0: no teacher.
+    public var kdWeight: Float
+    /// T, the distillation temperature.
+    public var kdTemperature: Float
+    /// A teacher-logits file (`clipit train --folds K` writes `teacher.safetensors`); ""
+    /// with `kd_weight` > 0: the fold teachers are trained first, in the same job.
+    public var teacher: String
+    /// K, the number of out-of-fold teachers.
+    public var folds: Int
+    /// Weight of InfoNCE between t̂ and the global batch's report embeddings; 0: off.
+    public var contrastiveWeight: Float
+    /// τ of InfoNCE.
+    public var contrastiveTemperature: Float
+    /// The fusion head also trained on the real report embedding: CE(F([a; g(sg(t))]), y).
+    public var fusionRealText: Bool
+    /// Where t comes from: `text` (the frozen text tower on the paired report) or
+    /// `retriever-image` (the retriever's own image tower on the image: the oracle).
+    public var target: DistillTarget
+    /// The retriever export whose image tower gives t when `target` is `retriever-image`.
+    public var retriever: String
+
+    public init(kdWeight: Float = 0, kdTemperature: Float = 2, teacher: String = "", folds: Int = 5,
+                contrastiveWeight: Float = 0, contrastiveTemperature: Float = 0.07, fusionRealText: Bool = false,
+                target: DistillTarget = .text, retriever: String = "") {
+        self.kdWeight = kdWeight
+        self.kdTemperature = kdTemperature
+        self.teacher = teacher
+        self.folds = folds
+        self.contrastiveWeight = contrastiveWeight
+        self.contrastiveTemperature = contrastiveTemperature
+        self.fusionRealText = fusionRealText
+        self.target = target
+        self.retriever = retriever
+    }
+
+    /// Whether any term needs a frozen target t per row beyond the reference's cosine term.
+    public var extendsReference: Bool { kdWeight > 0 || contrastiveWeight > 0 || fusionRealText || target != .text }
+}
+
+/// The source of the distillation target t (`distill.target`).
+public enum DistillTarget: String, NamedChoice {
+    /// The (frozen) text tower's embedding of the image's paired report.
+    case text
+    /// The retriever's image tower's embedding of the image itself (the oracle diagnostic).
+    case retrieverImage = "retriever-image"
 }
 
 /// Optimiser and learning-rate schedule (the reference: Adam, lr 1e-3, weight decay 1e-4,
@@ -207,11 +285,14 @@ public struct RunSettings: Codable, Equatable, Sendable {
     /// Images per micro-batch in deterministic mode; ranks beyond ⌈batch_size / this⌉ hold
     /// no micro-batch.
     public var microBatchSize: Int
+    /// Unlabelled images (`data.unlabeled`) added to every global batch of
+    /// `batch_size` labelled ones; they join the distillation terms only.
+    public var unlabeledBatchSize: Int
 
     public init(epochs: Int = 10, batchSize: Int = 64, evalBatchSize: Int = 128, validationsPerEpoch: Int = 10,
                 maxSteps: Int = 0, stopAfterSteps: Int = 0, logEvery: Int = 10, checkpointEvery: Int = 0,
                 saveFrozen: Bool = false, divergenceFactor: Float = 0, deterministic: Bool = true,
-                microBatchSize: Int = 8) {
+                microBatchSize: Int = 8, unlabeledBatchSize: Int = 0) {
         self.epochs = epochs
         self.batchSize = batchSize
         self.evalBatchSize = evalBatchSize
@@ -224,6 +305,7 @@ public struct RunSettings: Codable, Equatable, Sendable {
         self.divergenceFactor = divergenceFactor
         self.deterministic = deterministic
         self.microBatchSize = microBatchSize
+        self.unlabeledBatchSize = unlabeledBatchSize
     }
 
     /// Decodes every key; `divergence_factor`, `deterministic` and `micro_batch_size` may be
@@ -242,6 +324,7 @@ public struct RunSettings: Codable, Equatable, Sendable {
         divergenceFactor = try c.decodeIfPresent(Float.self, forKey: .divergenceFactor) ?? 0
         deterministic = try c.decodeIfPresent(Bool.self, forKey: .deterministic) ?? false
         microBatchSize = try c.decodeIfPresent(Int.self, forKey: .microBatchSize) ?? 8
+        unlabeledBatchSize = try c.decodeIfPresent(Int.self, forKey: .unlabeledBatchSize) ?? 0
     }
 }
 
@@ -258,15 +341,31 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var data: DataSettings
     public var optim: OptimSettings
     public var train: RunSettings
+    public var distill: DistillSettings
 
     public init(method: TrainingMethod = .clipit, seed: Int = 0, model: ModelSettings, data: DataSettings = DataSettings(),
-                optim: OptimSettings = OptimSettings(), train: RunSettings = RunSettings()) {
+                optim: OptimSettings = OptimSettings(), train: RunSettings = RunSettings(),
+                distill: DistillSettings = DistillSettings()) {
         self.method = method
         self.seed = seed
         self.model = model
         self.data = data
         self.optim = optim
         self.train = train
+        self.distill = distill
+    }
+
+    /// Decodes every section; `distill` may be absent (configurations saved before it ran
+    /// without its terms).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        method = try c.decode(TrainingMethod.self, forKey: .method)
+        seed = try c.decode(Int.self, forKey: .seed)
+        model = try c.decode(ModelSettings.self, forKey: .model)
+        data = try c.decode(DataSettings.self, forKey: .data)
+        optim = try c.decode(OptimSettings.self, forKey: .optim)
+        train = try c.decode(RunSettings.self, forKey: .train)
+        distill = try c.decodeIfPresent(DistillSettings.self, forKey: .distill) ?? DistillSettings()
     }
 
     // MARK: Presets
@@ -338,6 +437,39 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             try require(!data.trainPairs.isEmpty && !data.reports.isEmpty,
                         "method \(method) reads each image's paired report: pass --pairs and --reports (data.train_pairs, data.reports)")
         }
+        let d = distill
+        try require(d.kdWeight >= 0 && d.kdWeight <= 1, "distill.kd_weight (α) must be in [0, 1], got \(d.kdWeight)")
+        try require(d.kdTemperature > 0, "distill.kd_temperature must be positive, got \(d.kdTemperature)")
+        try require(d.contrastiveWeight >= 0, "distill.contrastive_weight must be non-negative")
+        try require(d.contrastiveTemperature > 0, "distill.contrastive_temperature must be positive")
+        try require(d.folds >= 2, "distill.folds must be at least 2, got \(d.folds)")
+        try require(train.unlabeledBatchSize >= 0, "train.unlabeled_batch_size must be non-negative")
+        if d.extendsReference {
+            try require(method.buildsCLIPITModel && method != .noDistill,
+                        "the distill.* terms train CLIP-IT's image model and its distillation target; method \(method) has none")
+        }
+        if d.contrastiveWeight > 0 || d.fusionRealText || d.target != .text {
+            try require(model.textGradient == .stopped || method == .noTextLoRA,
+                        "the contrastive and real-text terms, and a retriever target, read t as a constant: set "
+                        + "model.text_gradient=stopped")
+        }
+        if d.fusionRealText {
+            try require(method != .visionLogitsOnly && method != .earlyFusion, "distill.fusion_real_text needs late fusion")
+        }
+        if d.target == .retrieverImage {
+            try require(!d.retriever.isEmpty, "distill.target retriever-image needs the retriever export: set distill.retriever")
+        }
+        if train.unlabeledBatchSize > 0 {
+            try require(!data.unlabeled.isEmpty, "train.unlabeled_batch_size needs an unlabelled pool: set data.unlabeled")
+        }
+        if !data.unlabeled.isEmpty && train.unlabeledBatchSize > 0 {
+            try require(method.buildsCLIPITModel && method != .noDistill,
+                        "unlabelled images join the distillation terms only: method \(method) has none")
+        }
+        if !data.unlabeled.isEmpty && method.needsText {
+            try require(!data.unlabeledPairs.isEmpty, "the unlabelled images need their pairs file (data.unlabeled_pairs, "
+                        + "or --pairs DIR holding unlabeled.pairs.jsonl)")
+        }
         if method == .textOnly && !data.val.isEmpty {
             try require(!data.valPairs.isEmpty, "the text-only method validates on the validation images' paired reports: pass the validation pairs (data.val_pairs)")
         }
@@ -359,13 +491,21 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// given must exist: a misspelt key is an error, not silently ignored. `preset` (the
     /// command line's `--preset`) chooses the preset over the file's `model.preset`.
     public static func resolve(yaml: String?, overrides: [String] = [], base: TrainingConfig? = nil,
-                               preset presetName: String? = nil) throws -> TrainingConfig {
+                               preset presetName: String? = nil, method methodName: String? = nil) throws -> TrainingConfig {
         do {
-            return try ConfigurationResolver.resolve(yaml: yaml, overrides: overrides, otherSections: ["pretrain"],
-                                                    keysDocument: "docs/training.md") { user in
+            var config = try ConfigurationResolver.resolve(yaml: yaml, overrides: overrides, otherSections: ["pretrain"],
+                                                          keysDocument: "docs/training.md") { user in
                 if let base { return base }
-                return try preset(presetName ?? user.string(at: ["model", "preset"]) ?? "tiny")
+                var config = try preset(presetName ?? user.string(at: ["model", "preset"]) ?? "tiny")
+                // The method's own keys (the extensions' terms) sit under the user's.
+                if let name = methodName ?? user.string(at: ["method"]) {
+                    config.method = try TrainingMethod(parsing: name)
+                    config.method.applyDefaults(to: &config)
+                }
+                return config
             }
+            if let methodName { config.method = try TrainingMethod(parsing: methodName) }
+            return config
         } catch let error as ConfigurationError {
             throw TrainingError(error.description)
         }

@@ -56,8 +56,23 @@ struct Train: ParsableCommand {
     @Option(help: "Report corpus the pairs index into (data.reports).")
     var reports: String?
 
-    @Option(help: "Training method: unimodal, unimodal-lora, clipit, text-only, no-distill, vision-logits-only, no-text-lora, no-vision-lora, early-fusion, full-finetune, text-drop:K.")
+    @Option(help: "Training method: unimodal, unimodal-lora, clipit, text-only, no-distill, vision-logits-only, no-text-lora, no-vision-lora, early-fusion, full-finetune, text-drop:K, clipit-kd, clipit-contrastive, clipit-fusion, retriever-kd.")
     var method: String?
+
+    @Option(help: "With --method text-only: train K out-of-fold teachers into --out and write --out/teacher.safetensors (distill.folds).")
+    var folds: Int?
+
+    @Option(help: "Teachers' logits for the soft-target term of clipit-kd (distill.teacher; default: train them first into --out/teachers).")
+    var teacher: String?
+
+    @Option(help: "Unlabelled images (.cds) that join the distillation terms (data.unlabeled).")
+    var unlabeled: String?
+
+    @Option(help: "Pairs file of the unlabelled images, or the pairs directory (data.unlabeled_pairs; default: from --pairs).")
+    var unlabeledPairs: String?
+
+    @Option(help: "Unlabelled images added to every global batch (train.unlabeled_batch_size).")
+    var unlabeledBatch: Int?
 
     @Option(help: "Seed of the weights, data order, augmentation and dropout.")
     var seed: Int?
@@ -160,6 +175,21 @@ struct Train: ParsableCommand {
     @Option(help: "mutual or stopped: whether the distillation term trains the text tower (model.text_gradient).")
     var textGradient: String?
 
+    @Option(help: "α of the soft-target term (distill.kd_weight).")
+    var kdWeight: Float?
+
+    @Option(help: "T of the soft-target term (distill.kd_temperature).")
+    var kdTemperature: Float?
+
+    @Option(help: "Weight of the contrastive term (distill.contrastive_weight).")
+    var contrastiveWeight: Float?
+
+    @Option(help: "τ of the contrastive term (distill.contrastive_temperature).")
+    var contrastiveTemperature: Float?
+
+    @Option(help: "Retriever export whose image tower gives the targets of retriever-kd (distill.retriever).")
+    var retriever: String?
+
     @Option(help: "Pretrained vision tower: a model folder or tower file (model.init_vision).")
     var initVision: String?
 
@@ -190,6 +220,10 @@ struct Train: ParsableCommand {
             ("model.lora.dropout", loraDropout), ("model.distillation_weight", distillationWeight),
             ("model.text_gradient", textGradient), ("model.init_vision", initVision), ("model.init_text", initText),
             ("data.normalization", normalization), ("data.augment", augment), ("data.tokenizer", tokenizer),
+            ("distill.folds", folds), ("distill.teacher", teacher), ("data.unlabeled", unlabeled),
+            ("train.unlabeled_batch_size", unlabeledBatch), ("distill.kd_weight", kdWeight),
+            ("distill.kd_temperature", kdTemperature), ("distill.contrastive_weight", contrastiveWeight),
+            ("distill.contrastive_temperature", contrastiveTemperature), ("distill.retriever", retriever),
         ]
         return settings.compactMap { setting in setting.value.map { "\(setting.key)=\($0)" } }
     }
@@ -207,7 +241,7 @@ struct Train: ParsableCommand {
         if overwrite && resume != nil { throw ValidationError("--overwrite replaces a run; --resume continues one: pass one") }
         if let method { _ = try TrainingMethod(parsing: method) }
         for value in [epochs, batch, evalBatch, maxSteps, stopAfterSteps, validationsPerEpoch, warmupSteps, loraRank,
-                      microBatch, checkpointEvery, logEvery].compactMap({ $0 }) where value < 0 {
+                      microBatch, checkpointEvery, logEvery, unlabeledBatch].compactMap({ $0 }) where value < 0 {
             throw ValidationError("counts must not be negative, got \(value)")
         }
     }
@@ -217,8 +251,20 @@ struct Train: ParsableCommand {
     func run() throws {
         try communicator.runStoppable { comm, signals in
             let resume = DataParallel.checkpointToResume(resume, runFolder: out ?? ".")
-            let config = try resolveConfig(resume: resume)
+            var config = try resolveConfig(resume: resume)
             let output = out ?? ((resume ?? ".") as NSString).deletingLastPathComponent
+            if folds != nil && config.method == .textOnly {   // the out-of-fold teachers of clipit-kd
+                try FoldTeachers.train(config: config.effective(), comm: comm, outputDirectory: output,
+                                       showProgress: !quiet, parallelHeads: true)
+                return false
+            }
+            if config.distill.kdWeight > 0 && config.distill.teacher.isEmpty {
+                // The student's teachers first, in the same job (reused when a stopped job resumes).
+                let folder = output + "/teachers", file = folder + "/teacher.safetensors"
+                config.distill.teacher = resume != nil && FileManager.default.fileExists(atPath: file) ? file
+                    : try FoldTeachers.train(config: FoldTeachers.teacherConfig(for: config.effective()), comm: comm,
+                                             outputDirectory: folder, showProgress: !quiet, parallelHeads: true)
+            }
             let trainer = try Trainer(config: config, comm: comm, outputDirectory: output.isEmpty ? "." : output,
                                       resume: resume, showProgress: !quiet, parallelHeads: true, overwrite: overwrite,
                                       stopSignals: signals)
@@ -247,8 +293,8 @@ struct Train: ParsableCommand {
         }
         let yaml = try config.map(ConfigurationResolver.readFile)
         let base = try resume.map { try Checkpoint.open($0).header.config }
-        var c = try TrainingConfig.resolve(yaml: yaml, overrides: overrides + settingOverrides, base: base, preset: preset)
-        if let method { c.method = try TrainingMethod(parsing: method) }
+        var c = try TrainingConfig.resolve(yaml: yaml, overrides: overrides + settingOverrides, base: base, preset: preset,
+                                           method: method)
         if let seed { c.seed = seed }
         if let data {
             let folder = try DataFolder(data)
@@ -264,6 +310,15 @@ struct Train: ParsableCommand {
             if valPairs == nil, let found = try resolvePairsPath(inFolder: pairs, split: "val") { c.data.valPairs = found }
         }
         if let valPairs { c.data.valPairs = valPairs }
+        if let unlabeledPairs {
+            c.data.unlabeledPairs = try resolvePairsPath(unlabeledPairs, split: "unlabeled")
+        } else if c.data.unlabeledPairs.isEmpty, !c.data.unlabeled.isEmpty, let pairs,
+                  let found = try resolvePairsPath(inFolder: pairs, split: "unlabeled") {
+            c.data.unlabeledPairs = found
+        }
+        if c.train.unlabeledBatchSize == 0 && !c.data.unlabeled.isEmpty && unlabeledBatch == nil {
+            c.train.unlabeledBatchSize = c.train.batchSize   // one unlabelled image per labelled one, unless set
+        }
         return c
     }
 }
