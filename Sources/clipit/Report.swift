@@ -95,6 +95,9 @@ struct Report: ParsableCommand {
             "std": "sample standard deviation over seeds (n - 1); 0 for one seed",
             "groups": groups.map(\.json),
             "comparison": comparison.json,
+            "paired_differences": Dictionary(uniqueKeysWithValues: pairedTable(groups).map { row in
+                (row.name, row.stats.json.merging(["standard_error": row.stats.standardError, "baseline": baseline]) { a, _ in a })
+            }),
         ]
         if !note.isEmpty { object["notes"] = note }
         if !pairings.isEmpty { object["pairings"] = pairings.map(\.json) }
@@ -235,6 +238,19 @@ struct Report: ParsableCommand {
         }
         out += "\n"
         for line in comparison.lines { out += "- " + line + "\n" }
+        let differences = pairedTable(groups)
+        if !differences.isEmpty {
+            out += "\nPaired differences against \(baseline) (method − baseline on the same seed), in points of "
+                + "balanced accuracy: mean, standard error (std/√n) and their ratio; the random-pairing control of a "
+                + "method is the group named `<method>-random-pairs`.\n\n"
+            out += "| method | seeds | mean difference | s.e. | mean/s.e. | its random-pairs control |\n|---|---|---|---|---|---|\n"
+            for row in differences {
+                let control = row.control.map { String(format: "%+.2f ± %.2f", $0.mean * 100, $0.standardError * 100) } ?? "–"
+                out += String(format: "| %@ | %d | %+.2f | %.2f | %+.2f | %@ |\n", row.name, row.stats.values.count,
+                              row.stats.mean * 100, row.stats.standardError * 100,
+                              row.stats.standardError > 0 ? row.stats.mean / row.stats.standardError : 0, control)
+            }
+        }
         if !pairings.isEmpty {
             out += "\nPairing label match (image label = paired report's label):\n\n"
             for p in pairings {
@@ -243,6 +259,17 @@ struct Report: ParsableCommand {
             }
         }
         return out
+    }
+
+    /// Every group's paired differences against `baseline` (two or more common seeds), with
+    /// its `-random-pairs` control's, in the groups' order.
+    func pairedTable(_ groups: [Group]) -> [(name: String, stats: SeedStatistics, control: SeedStatistics?)] {
+        guard let b = groups.first(where: { $0.name == baseline }) else { return [] }
+        return groups.compactMap { g in
+            guard g.name != baseline, let stats = pairedDifferences(g, b) else { return nil }
+            let control = groups.first { $0.name == g.name + "-random-pairs" }.flatMap { pairedDifferences($0, b) }
+            return (g.name, stats, control)
+        }
     }
 }
 

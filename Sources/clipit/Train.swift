@@ -316,7 +316,8 @@ struct Train: ParsableCommand {
                   let found = try resolvePairsPath(inFolder: pairs, split: "unlabeled") {
             c.data.unlabeledPairs = found
         }
-        if c.train.unlabeledBatchSize == 0 && !c.data.unlabeled.isEmpty && unlabeledBatch == nil {
+        if c.train.unlabeledBatchSize == 0 && !c.data.unlabeled.isEmpty && unlabeledBatch == nil
+            && c.method.buildsCLIPITModel {
             c.train.unlabeledBatchSize = c.train.batchSize   // one unlabelled image per labelled one, unless set
         }
         return c
