@@ -31,6 +31,10 @@
 #                   every rank count after 520 steps
 #   resume-npN-on-np1  (N = 2 and the largest count) a deterministic run stopped on N
 #                   ranks and resumed on 1 ends byte-identical to the uninterrupted 1-rank run
+#   extensions-npA-B-C  the out-of-fold teachers of clipit-kd (3 folds, with an unlabelled
+#                   pool) are the same bytes on every rank count, and clipit-kd and
+#                   clipit-contrastive with 4 unlabelled images per batch end with
+#                   byte-identical checkpoints and step logs on every rank count
 #   out-folder-errors  --out under a file, or on a read-only file system (root): exit
 #                   non-zero with the project's message naming the path
 #   abort           a missing input file on every rank: non-zero exit within
@@ -232,6 +236,41 @@ if [[ -n "$det_reference" ]]; then
         [[ $from -eq $largest ]] && break
     done
 fi
+
+# The extensions of CLIP-IT.md decision 8 (deterministic mode): teachers and students the
+# same bytes on every rank count, with an unlabelled pool in every batch.
+"$clipit" synth --preset tiny --seed 0 --unlabeled 16 --out "$work/pool-data" >"$work/pool-synth.log" 2>&1
+mkdir -p "$work/pool-pairs"
+for split in train val unlabeled; do
+    make_pairs "$split" "$(manifest_count "$split.cds" "$work/pool-data/manifest.json")" "$reports" \
+        "$work/pool-pairs/$split.pairs.jsonl"
+done
+ext_args=(train --config "$root/configs/tiny.yaml" --data "$work/pool-data" --pairs "$work/pool-pairs" --seed 0 --batch 6
+          --epochs 3 --quiet --set data.augment=true --set train.micro_batch_size=2
+          --unlabeled "$work/pool-data/unlabeled.cds" --unlabeled-batch 4)
+ext_fail=""
+for ranks in "${rank_counts[@]}"; do
+    # shellcheck disable=SC2046
+    $mpirun $(mpirun_options "$ranks") "$clipit" "${ext_args[@]}" --method text-only --folds 3 \
+        --unlabeled-batch 0 --out "$work/ext-teachers-np$ranks" >"$work/ext-teachers-np$ranks.log" 2>&1 \
+        || { tail -n 10 "$work/ext-teachers-np$ranks.log"; ext_fail+=" teachers np$ranks exited non-zero;"; continue; }
+    cmp -s "$work/ext-teachers-np${rank_counts[0]}/teacher.safetensors" "$work/ext-teachers-np$ranks/teacher.safetensors" \
+        || ext_fail+=" teachers np$ranks differ;"
+    for method in clipit-kd clipit-contrastive; do
+        out="$work/ext-$method-np$ranks"
+        # shellcheck disable=SC2046
+        $mpirun $(mpirun_options "$ranks") "$clipit" "${ext_args[@]}" --method "$method" \
+            --teacher "$work/ext-teachers-np${rank_counts[0]}/teacher.safetensors" --out "$out" >"$out.log" 2>&1 \
+            || { tail -n 10 "$out.log"; ext_fail+=" $method np$ranks exited non-zero;"; continue; }
+        reference="$work/ext-$method-np${rank_counts[0]}"
+        cmp -s "$reference/last.safetensors" "$out/last.safetensors" || ext_fail+=" $method np$ranks checkpoint differs;"
+        [[ "$(step_records "$reference/metrics.jsonl")" == "$(step_records "$out/metrics.jsonl")" ]] \
+            || ext_fail+=" $method np$ranks step log differs;"
+    done
+done
+ext_steps=$(step_records "$work/ext-clipit-kd-np${rank_counts[0]}/metrics.jsonl" 2>/dev/null | grep -c '"kd"')
+record "extensions-np$joined" $(( ${#ext_fail} == 0 && ext_steps == 12 ? 0 : 1 )) \
+    "${ext_fail:-teachers, clipit-kd and clipit-contrastive byte-identical; $ext_steps steps with the kd term}"
 
 # Output folders that cannot be made: a file in the path, and (as root) a read-only
 # file system. Both ranks exit non-zero; rank 0 names the path and what to do.
