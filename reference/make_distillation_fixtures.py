@@ -20,8 +20,6 @@ library versions reproduces every tensor bit for bit (the versions are in the fi
 --check compares names, dtypes, values and metadata, not bytes (the safetensors package writes
 the metadata object in hash order).
 """
-import argparse
-import json
 import os
 import sys
 
@@ -29,7 +27,8 @@ import numpy as np
 import safetensors
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load, save
+from safetensors_fixtures import fixture_main
+from safetensors.torch import save
 
 SEED = 4321
 FIXTURES = os.path.join("Tests", "ModelTests", "Fixtures")
@@ -153,40 +152,7 @@ def metadata():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=FIXTURES, help="output folder (default: %(default)s)")
-    parser.add_argument("--check", action="store_true", help="compare with the file instead of writing")
-    args = parser.parse_args()
-    outputs = build()
-    stale = []
-    for name, blob in outputs.items():
-        path = os.path.join(args.out, name)
-        if args.check:
-            same = os.path.exists(path) and same_contents(path, blob)
-            print(f"{path}: {'up to date' if same else 'DIFFERS'}")
-            stale += [] if same else [path]
-        else:
-            with open(path, "wb") as f:
-                f.write(blob)
-            print(f"wrote {path} ({len(blob)} bytes)")
-    if stale:
-        sys.exit("stale fixtures (library versions differ, or the script changed): " + ", ".join(stale))
-
-
-def same_contents(path, blob):
-    """Same names, metadata, dtypes, shapes and bits."""
-    with open(path, "rb") as f:
-        stored = f.read()
-    old, new = load(stored), load(blob)
-    if old.keys() != new.keys() or header_metadata(stored) != header_metadata(blob):
-        return False
-    return all(old[k].dtype == new[k].dtype and old[k].shape == new[k].shape
-               and old[k].view(torch.uint8).equal(new[k].view(torch.uint8)) for k in old)
-
-
-def header_metadata(blob):
-    length = int.from_bytes(blob[:8], "little")
-    return json.loads(blob[8:8 + length]).get("__metadata__", {})
+    fixture_main(build, FIXTURES, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

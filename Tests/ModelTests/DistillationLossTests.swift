@@ -28,14 +28,6 @@ final class DistillationLossTests: XCTestCase {
 
     // MARK: - Helpers
 
-    private func random(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
-        var rng = RandomGenerator(seed: seed)
-        var out = [Float](repeating: 0, count: count)
-        out.withUnsafeMutableBufferPointer {
-            rng.fillUniform($0.baseAddress!, count: count, low: -scale, high: scale)
-        }
-        return out
-    }
 
     /// Central differences of the Double `reference` against `analytic` = ∂L/∂x (see the
     /// type's documentation for the step, the tolerance and the floor).
@@ -128,8 +120,8 @@ final class DistillationLossTests: XCTestCase {
     func testSoftTargetValueAndGradient() {
         let rows = 5, c = 4, normalizer = 8
         let temperature: Float = 2, alpha: Float = 0.5
-        let z = Tensor(shape: [rows, c], values: random(rows * c, seed: 1, scale: 4))
-        let s = Tensor(shape: [rows, c], values: random(rows * c, seed: 2, scale: 6))
+        let z = Tensor(shape: [rows, c], values: uniformValues(rows * c, seed: 1, scale: 4))
+        let s = Tensor(shape: [rows, c], values: uniformValues(rows * c, seed: 2, scale: 6))
         let kd = SoftTargetDistillationLoss(classes: c)
         let (value, dz) = runSoftTarget(kd, z.data, s.data, rows: rows, temperature: temperature,
                                         normalizer: normalizer, scale: alpha)
@@ -145,7 +137,7 @@ final class DistillationLossTests: XCTestCase {
 
     func testSoftTargetIsZeroWithItsGradientWhenStudentEqualsTeacher() {
         let rows = 4, c = 6
-        let z = random(rows * c, seed: 3, scale: 5)
+        let z = uniformValues(rows * c, seed: 3, scale: 5)
         let kd = SoftTargetDistillationLoss(classes: c)
         let (value, dz) = z.withUnsafeBufferPointer {
             runSoftTarget(kd, $0.baseAddress!, $0.baseAddress!, rows: rows, temperature: 2,
@@ -154,7 +146,7 @@ final class DistillationLossTests: XCTestCase {
         XCTAssertEqual(value, 0)
         XCTAssertEqual(dz, [Float](repeating: 0, count: rows * c))
         // And positive otherwise (KL ≥ 0, Gibbs).
-        let s = random(rows * c, seed: 4, scale: 5)
+        let s = uniformValues(rows * c, seed: 4, scale: 5)
         let other = z.withUnsafeBufferPointer { zp in s.withUnsafeBufferPointer {
             kd.forward(logits: zp.baseAddress!, teacher: $0.baseAddress!, rows: rows, temperature: 2,
                        normalizer: rows)
@@ -164,7 +156,7 @@ final class DistillationLossTests: XCTestCase {
 
     func testSoftTargetRankSharesAddUp() {
         let rows = 6, c = 5, normalizer = 12
-        let z = random(rows * c, seed: 5, scale: 3), s = random(rows * c, seed: 6, scale: 3)
+        let z = uniformValues(rows * c, seed: 5, scale: 3), s = uniformValues(rows * c, seed: 6, scale: 3)
         func run(_ range: Range<Int>) -> (Float, [Float]) {
             z.withUnsafeBufferPointer { zp in s.withUnsafeBufferPointer { sp in
                 runSoftTarget(SoftTargetDistillationLoss(classes: c), zp.baseAddress! + range.lowerBound * c,
@@ -191,8 +183,8 @@ final class DistillationLossTests: XCTestCase {
         let n = Self.targetIDs.count, d = 6, rows = Self.localRows.count
         let tau: Float = 0.07, scale: Float = 0.8
         let rowIDs = Array(Self.targetIDs[Self.localRows])
-        let targets = Tensor(shape: [n, d], values: random(n * d, seed: 11))
-        let predicted = Tensor(shape: [rows, d], values: random(rows * d, seed: 12))
+        let targets = Tensor(shape: [n, d], values: uniformValues(n * d, seed: 11))
+        let predicted = Tensor(shape: [rows, d], values: uniformValues(rows * d, seed: 12))
         let loss = ContrastiveTargetLoss(width: d)
         let (value, dp) = runContrastive(loss, predicted.data, rowIDs, targets.data, Self.targetIDs,
                                          temperature: tau, normalizer: n, scale: scale)
@@ -218,7 +210,7 @@ final class DistillationLossTests: XCTestCase {
         let targetIDs = (0..<n).map { Int32(10 + $0) }               // all distinct
         let rowIDs: [Int32] = [12, 10, 16, 13]                        // positives at 2, 0, 6, 3
         let labels: [Int32] = rowIDs.map { $0 - 10 }
-        let targets = random(n * d, seed: 21, scale: 2), predicted = random(rows * d, seed: 22)
+        let targets = uniformValues(n * d, seed: 21, scale: 2), predicted = uniformValues(rows * d, seed: 22)
         let (value, dp) = predicted.withUnsafeBufferPointer { p in targets.withUnsafeBufferPointer { t in
             runContrastive(ContrastiveTargetLoss(width: d), p.baseAddress!, rowIDs, t.baseAddress!, targetIDs,
                            temperature: tau, normalizer: rows, scale: 1)
@@ -256,7 +248,7 @@ final class DistillationLossTests: XCTestCase {
 
     func testContrastiveRankSharesAddUp() {
         let n = Self.targetIDs.count, d = 4
-        let targets = random(n * d, seed: 31), predicted = random(n * d, seed: 32, scale: 2)
+        let targets = uniformValues(n * d, seed: 31), predicted = uniformValues(n * d, seed: 32, scale: 2)
         func run(_ range: Range<Int>) -> (Float, [Float]) {
             predicted.withUnsafeBufferPointer { p in targets.withUnsafeBufferPointer { t in
                 runContrastive(ContrastiveTargetLoss(width: d), p.baseAddress! + range.lowerBound * d,
@@ -277,7 +269,7 @@ final class DistillationLossTests: XCTestCase {
 
     func testContrastiveReusesItsBuffersAsTheGlobalBatchChanges() {
         let d = 3
-        let targets = random(9 * d, seed: 41), predicted = random(5 * d, seed: 42)
+        let targets = uniformValues(9 * d, seed: 41), predicted = uniformValues(5 * d, seed: 42)
         let small: (ids: [Int32], rows: [Int32]) = ([0, 1, 2, 1], [1, 2])
         let large: (ids: [Int32], rows: [Int32]) = (Self.targetIDs, Array(Self.targetIDs[Self.localRows]))
         func run(_ loss: ContrastiveTargetLoss, _ batch: (ids: [Int32], rows: [Int32])) -> (Float, [Float]) {
@@ -303,7 +295,7 @@ final class DistillationLossTests: XCTestCase {
         // g_i/ε (PyTorch's F.normalize: the clamped norm is a constant).
         let d = 3, tau: Float = 0.5
         let targetIDs: [Int32] = [5, 6, 5, 7], rowIDs: [Int32] = [5]
-        let targets = random(4 * d, seed: 51)
+        let targets = uniformValues(4 * d, seed: 51)
         let zero = [Float](repeating: 0, count: d)
         let (value, dp) = zero.withUnsafeBufferPointer { p in targets.withUnsafeBufferPointer { t in
             runContrastive(ContrastiveTargetLoss(width: d), p.baseAddress!, rowIDs, t.baseAddress!, targetIDs,
@@ -324,7 +316,7 @@ final class DistillationLossTests: XCTestCase {
     private func checkUnlabelledRows(mode: CrossEntropyMode) {
         let rows = 6, c = 4, normalizer = 7   // 7 labelled rows in the global batch, 4 here
         let labels: [Int32] = [1, CrossEntropyLoss.unlabelled, 0, CrossEntropyLoss.unlabelled, 3, 3]
-        let z = random(rows * c, seed: 61, scale: 3)
+        let z = uniformValues(rows * c, seed: 61, scale: 3)
         let ce = CrossEntropyLoss(classes: c, mode: mode)
         let value = z.withUnsafeBufferPointer { zp in labels.withUnsafeBufferPointer {
             ce.forward(logits: zp.baseAddress!, labels: $0.baseAddress!, rows: rows, normalizer: normalizer)
@@ -359,7 +351,7 @@ final class DistillationLossTests: XCTestCase {
 
     func testAllRowsUnlabelledGiveZero() {
         let labels = [Int32](repeating: CrossEntropyLoss.unlabelled, count: 3)
-        let z = random(3 * 2, seed: 62)
+        let z = uniformValues(3 * 2, seed: 62)
         let ce = CrossEntropyLoss(classes: 2)
         let value = z.withUnsafeBufferPointer { zp in labels.withUnsafeBufferPointer {
             ce.forward(logits: zp.baseAddress!, labels: $0.baseAddress!, rows: 3, normalizer: 5)

@@ -93,3 +93,11 @@ enum GradientCheck {
         return s
     }
 }
+
+/// `count` values drawn uniformly from [−scale, scale) by `RandomGenerator(seed:)`.
+func uniformValues(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
+    var rng = RandomGenerator(seed: seed)
+    var out = [Float](repeating: 0, count: count)
+    out.withUnsafeMutableBufferPointer { rng.fillUniform($0.baseAddress!, count: count, low: -scale, high: scale) }
+    return out
+}

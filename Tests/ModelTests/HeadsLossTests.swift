@@ -19,14 +19,6 @@ final class HeadsLossTests: XCTestCase {
                             file: file, line: line)
     }
 
-    private func random(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
-        var rng = RandomGenerator(seed: seed)
-        var out = [Float](repeating: 0, count: count)
-        out.withUnsafeMutableBufferPointer {
-            rng.fillUniform($0.baseAddress!, count: count, low: -scale, high: scale)
-        }
-        return out
-    }
 
     private func tensor(_ values: [Float], _ shape: [Int]) -> Tensor {
         Tensor(shape: shape, values: values)
@@ -46,8 +38,8 @@ final class HeadsLossTests: XCTestCase {
         let store = ParameterStore()
         let heads = CLIPITHeads(config, store: store)
         store.allocate(seed: 7)
-        let v = tensor(random(b * e, seed: 1), [b, e])
-        let wz = random(b * c, seed: 2), wt = random(b * d, seed: 3)
+        let v = tensor(uniformValues(b * e, seed: 1), [b, e])
+        let wz = uniformValues(b * c, seed: 2), wt = uniformValues(b * d, seed: 3)
         // L = Σ wz ⊙ z + Σ wt ⊙ t̂, so ∂L/∂z = wz and the losses' share of ∂L/∂t̂ = wt.
         func loss() -> Double {
             heads.forward(features: v.data, batch: b)
@@ -88,7 +80,7 @@ final class HeadsLossTests: XCTestCase {
         let heads = CLIPITHeads(HeadsConfig(featureWidth: e, textWidth: d, classes: c,
                                             twoLayerProjection: true), store: store)
         store.allocate(seed: 3)
-        let v = random(b * e, seed: 9)
+        let v = uniformValues(b * e, seed: 9)
         v.withUnsafeBufferPointer { heads.forward(features: $0.baseAddress!, batch: b) }
         func w(_ name: String) -> [Float] {
             let p = store.parameter(named: name)!
@@ -132,7 +124,7 @@ final class HeadsLossTests: XCTestCase {
 
     private func checkCrossEntropy(mode: CrossEntropyMode) {
         let b = 4, c = 5
-        let z = tensor(random(b * c, seed: 11, scale: 3), [b, c])
+        let z = tensor(uniformValues(b * c, seed: 11, scale: 3), [b, c])
         let labels: [Int32] = [0, 4, 2, 2]
         let ce = CrossEntropyLoss(classes: c, mode: mode)
         func loss() -> Double {
@@ -178,7 +170,7 @@ final class HeadsLossTests: XCTestCase {
         // Two "ranks" holding half a batch each, dividing by the global batch, sum to the
         // single-rank loss and gradient.
         let b = 6, c = 3
-        let z = random(b * c, seed: 5, scale: 2)
+        let z = uniformValues(b * c, seed: 5, scale: 2)
         let labels: [Int32] = [0, 1, 2, 2, 1, 0]
         let whole = CrossEntropyLoss(classes: c)
         var dWhole = [Float](repeating: 0, count: b * c)
@@ -205,7 +197,7 @@ final class HeadsLossTests: XCTestCase {
 
     func testCosineDistillationValueAndGradientsToBothSides() {
         let b = 3, d = 5
-        let a = tensor(random(b * d, seed: 21), [b, d]), t = tensor(random(b * d, seed: 22), [b, d])
+        let a = tensor(uniformValues(b * d, seed: 21), [b, d]), t = tensor(uniformValues(b * d, seed: 22), [b, d])
         let cosLoss = CosineDistillationLoss(width: d)
         func loss() -> Double {
             Double(cosLoss.forward(predicted: a.data, target: t.data, rows: b, normalizer: b))
@@ -256,7 +248,7 @@ final class HeadsLossTests: XCTestCase {
 
     func testInfoNCEValueAndGradientsIncludingLogitScale() {
         let n = 5, d = 4
-        let img = tensor(random(n * d, seed: 31), [n, d]), txt = tensor(random(n * d, seed: 32), [n, d])
+        let img = tensor(uniformValues(n * d, seed: 31), [n, d]), txt = tensor(uniformValues(n * d, seed: 32), [n, d])
         let scaleParam = Tensor(shape: [1], values: [1.3])
         let nce = SymmetricInfoNCELoss(width: d)
         func loss() -> Double {
@@ -274,7 +266,7 @@ final class HeadsLossTests: XCTestCase {
 
     func testInfoNCERankSharesSumToTheSingleRankLossAndGradient() {
         let n = 6, d = 3
-        let img = random(n * d, seed: 41), txt = random(n * d, seed: 42)
+        let img = uniformValues(n * d, seed: 41), txt = uniformValues(n * d, seed: 42)
         let s = SymmetricInfoNCELoss.initialLogitScale
         func run(_ local: Range<Int>) -> (Float, [Float], [Float], Float) {
             let nce = SymmetricInfoNCELoss(width: d)
@@ -300,7 +292,7 @@ final class HeadsLossTests: XCTestCase {
 
     func testInfoNCELogitScaleIsCappedAtLn100() {
         let n = 3, d = 2
-        let img = random(n * d, seed: 51), txt = random(n * d, seed: 52)
+        let img = uniformValues(n * d, seed: 51), txt = uniformValues(n * d, seed: 52)
         let nce = SymmetricInfoNCELoss(width: d)
         func value(_ s: Float) -> Float {
             img.withUnsafeBufferPointer { ip in txt.withUnsafeBufferPointer { tp in
