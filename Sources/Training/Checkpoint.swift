@@ -173,7 +173,7 @@ public enum Checkpoint {
         // The model.init_* files are read only when the checkpoint lacks frozen weights.
         let model = try makeModel(header.config, classes: header.classNames.count, loadingInitialWeights: false)
         if file.metadata["clipit.frozen_saved"] != "true" && model.store.frozenCount > 0 {
-            try header.requireInputs()
+            try header.requireInputs(RunInputs.towerKeys)
             try loadInitialWeights(model.store, config: header.config.model)
         }
         try loadWeights(file, into: model)

@@ -33,10 +33,14 @@ public struct InputFingerprint: Codable, Equatable, Sendable {
 /// there must have the recorded fingerprints. Data inputs that are not found keep their
 /// recorded path (commands that read them take other paths on the command line).
 public enum RunInputs {
-    /// The configuration keys of model inputs (fingerprinted, needed to rebuild frozen weights).
-    public static let modelKeys = ["model.init_vision", "model.init_text"]
+    /// The configuration keys of model inputs (fingerprinted, needed to rebuild the frozen
+    /// weights, the teachers' soft targets and the retriever's targets).
+    public static let modelKeys = towerKeys + ["distill.teacher", "distill.retriever"]
+    /// The model inputs a trained model's frozen weights come from (all that evaluation needs).
+    public static let towerKeys = ["model.init_vision", "model.init_text"]
     /// The configuration keys of data inputs.
-    public static let dataKeys = ["data.train", "data.val", "data.reports", "data.train_pairs", "data.val_pairs"]
+    public static let dataKeys = ["data.train", "data.val", "data.reports", "data.train_pairs", "data.val_pairs",
+                                  "data.unlabeled", "data.unlabeled_pairs"]
 
     static func keyPath(_ key: String) -> WritableKeyPath<TrainingConfig, String> {
         switch key {
@@ -47,6 +51,10 @@ public enum RunInputs {
         case "data.reports": return \.data.reports
         case "data.train_pairs": return \.data.trainPairs
         case "data.val_pairs": return \.data.valPairs
+        case "data.unlabeled": return \.data.unlabeled
+        case "data.unlabeled_pairs": return \.data.unlabeledPairs
+        case "distill.teacher": return \.distill.teacher
+        case "distill.retriever": return \.distill.retriever
         default: preconditionFailure("RunInputs: '\(key)' is not an input key")
         }
     }

@@ -105,6 +105,27 @@ final class DistillationTrainingTests: XCTestCase {
         XCTAssertNotEqual(runs[0]["heads.vision_head.weight"], runs[1]["heads.vision_head.weight"])
     }
 
+    /// A clipit-kd run whose teachers live in its folder (as when trained in the same job)
+    /// is moved, resumed from there and ends as the uninterrupted run; the checkpoint finds
+    /// the teacher file in the moved folder.
+    func testAKDRunWithItsTeachersInsideMovesAndResumes() throws {
+        let run = data.directory + "/kd-run", moved = data.directory + "/kd-moved", whole = data.directory + "/kd-whole"
+        let teacher = try teachers(ranks: 1, out: run + "/teachers")
+        var config = try data.config(method: "clipit-kd", overrides: ["distill.teacher=\(teacher)"])
+        _ = try Trainer(config: config, comm: SingleRankCommunicator(), outputDirectory: whole, showProgress: false).run()
+        config.train.stopAfterSteps = 4
+        _ = try Trainer(config: config, comm: SingleRankCommunicator(), outputDirectory: run, showProgress: false).run()
+        try FileManager.default.moveItem(atPath: run, toPath: moved)
+        let header = try Checkpoint.open(moved + "/last.safetensors").header
+        XCTAssertEqual(URL(fileURLWithPath: header.config.distill.teacher).standardized.path,
+                       URL(fileURLWithPath: moved + "/teachers/teacher.safetensors").standardized.path)
+        var resumed = header.config
+        resumed.train.stopAfterSteps = 0
+        _ = try Trainer(config: resumed, comm: SingleRankCommunicator(), outputDirectory: moved,
+                        resume: moved + "/last.safetensors", showProgress: false).run()
+        XCTAssertEqual(try tensorBits(whole + "/last.safetensors"), try tensorBits(moved + "/last.safetensors"))
+    }
+
     /// A teacher file made for another training set is refused, naming both.
     func testTeacherOfAnotherTrainingSetIsRefused() throws {
         let teacher = try teachers(ranks: 1, out: data.directory + "/teachers")
