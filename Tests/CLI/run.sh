@@ -20,6 +20,8 @@
 #                      --data, --data
 #   alias-hidden       the old names are not in --help; the new ones are
 #   alias-conflict     the old and the new name together are refused
+#   report-paired      clipit report: per-seed differences against the baseline with their
+#                      standard error, and the random-pairs control's, computed as by hand
 set -u
 
 bin_dir=${1:?usage: Tests/CLI/run.sh BIN_DIR}
@@ -195,6 +197,30 @@ record alias-hidden $(( ${#problems[@]} == 0 ? 0 : 1 )) "${problems[*]:-old name
 status=$?
 [[ $status -ne 0 ]] && grep -q -- "--batch-size is the old name of --batch: pass only --batch" "$work/conflict.log"
 record alias-conflict $? "exit $status"
+
+# clipit report's paired differences: three seeds of a baseline `a`, a method `b` and its
+# control `b-random-pairs`, test.json copied from one real evaluation with the balanced
+# accuracy set: b − a = +3, +2, +4 points (mean 3.00, s.e. 1/√3 = 0.58, ratio 5.20);
+# control − a = 0, +1, +1 (mean 0.67, s.e. 0.33).
+"$clipit" train --preset tiny --data "$work/data" --method unimodal --max-steps 2 --out "$work/report-run" --quiet \
+    >/dev/null 2>&1 \
+&& "$clipit" eval --checkpoint "$work/report-run/best.safetensors" --data "$work/data/test.cds" \
+    --out "$work/report-template.json" >/dev/null 2>&1
+for spec in a:0:0.80 a:1:0.82 a:2:0.84 b:0:0.83 b:1:0.84 b:2:0.88 \
+            b-random-pairs:0:0.80 b-random-pairs:1:0.83 b-random-pairs:2:0.85; do
+    IFS=: read -r name seed value <<<"$spec"
+    mkdir -p "$work/report-runs/$name-seed$seed"
+    sed -E -e "s/\"balanced_accuracy\" : [0-9.eE+-]+/\"balanced_accuracy\" : $value/" \
+        -e "s/^  \"seed\" : [0-9]+/  \"seed\" : $seed/" "$work/report-template.json" \
+        >"$work/report-runs/$name-seed$seed/test.json"
+done
+"$clipit" report --runs "$work/report-runs" --method b --baseline a --ablation b-random-pairs >"$work/report.log" 2>&1
+status=$?
+grep -qF "| b | 3 | +3.00 | 0.58 | +5.20 | +0.67 ± 0.33 |" "$work/report-runs/results.md" 2>/dev/null \
+    && grep -qF "| b-random-pairs | 3 | +0.67 | 0.33 | +2.00 | – |" "$work/report-runs/results.md"
+ok=$?
+[[ $status -ne 0 ]] && tail -n 5 "$work/report.log"
+record report-paired $(( status == 0 && ok == 0 ? 0 : 1 )) "exit $status; b: +3.00 ± 0.58 (ratio 5.20), control +0.67 ± 0.33"
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
