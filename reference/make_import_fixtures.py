@@ -38,7 +38,7 @@ import tempfile
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import load, save
+from safetensors.torch import save
 
 import open_clip
 import timm
@@ -49,7 +49,8 @@ from torchvision import transforms
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_fixtures import header_metadata, perturb_constant_init  # noqa: E402
+from make_fixtures import perturb_constant_init  # noqa: E402
+from safetensors_fixtures import write_or_check  # noqa: E402
 
 SEED = 4321
 FIXTURES = os.path.join("Tests", "ImportTests", "Fixtures")
@@ -331,39 +332,6 @@ def main():
     args = parser.parse_args()
     outputs = build()
     write_or_check(outputs, FIXTURES, args.check)
-
-
-def write_or_check(outputs, fixtures, check):
-    """Writes every {relative name: bytes} of `outputs` under `fixtures`, or with `check`
-    compares each with the committed file (`same_file`) and exits non-zero if any differs."""
-    stale = []
-    for name, blob in sorted(outputs.items()):
-        path = os.path.join(fixtures, name)
-        if check:
-            same = os.path.exists(path) and same_file(path, blob)
-            print(f"{path}: {'up to date' if same else 'DIFFERS'}")
-            stale += [] if same else [path]
-        else:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(blob)
-            print(f"wrote {path} ({len(blob)} bytes)")
-    if stale:
-        sys.exit("stale fixtures (library versions differ, or the script changed): " + ", ".join(stale))
-
-
-def same_file(path, blob):
-    """safetensors: same names, dtypes, shapes, bits and metadata (the byte order of the
-    metadata object is not reproducible); other files: same bytes."""
-    with open(path, "rb") as f:
-        stored = f.read()
-    if not path.endswith(".safetensors"):
-        return stored == blob
-    old, new = load(stored), load(blob)
-    if old.keys() != new.keys() or header_metadata(stored) != header_metadata(blob):
-        return False
-    return all(old[k].dtype == new[k].dtype and old[k].shape == new[k].shape
-               and old[k].reshape(-1).view(torch.uint8).equal(new[k].reshape(-1).view(torch.uint8)) for k in old)
 
 
 if __name__ == "__main__":
