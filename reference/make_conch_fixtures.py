@@ -52,7 +52,7 @@ from transformers import PreTrainedTokenizerFast
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_fixtures import perturb_constant_init  # noqa: E402
-from make_import_fixtures import write_or_check  # noqa: E402
+from safetensors_fixtures import write_or_check  # noqa: E402
 
 SEED = 77
 FIXTURES = os.path.join("Tests", "ImportTests", "Fixtures")

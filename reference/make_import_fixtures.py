@@ -26,7 +26,6 @@ valid BPE in its own right) so that their token embedding stays small; the token
 uses the full vocabulary. Each expected.safetensors holds the input images (uint8 HWC), the
 reference-preprocessed pixels, the reference token ids and the projected embeddings.
 """
-import argparse
 import gzip
 import io
 import json
@@ -50,7 +49,7 @@ from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_fixtures import perturb_constant_init  # noqa: E402
-from safetensors_fixtures import write_or_check  # noqa: E402
+from safetensors_fixtures import fixture_main  # noqa: E402
 
 SEED = 4321
 FIXTURES = os.path.join("Tests", "ImportTests", "Fixtures")
@@ -327,11 +326,7 @@ def build():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="compare with the files instead of writing")
-    args = parser.parse_args()
-    outputs = build()
-    write_or_check(outputs, FIXTURES, args.check)
+    fixture_main(build, FIXTURES, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ Everything runs in float32 on the CPU with one thread and a fixed seed. Class an
 tokens are drawn N(0, 1) (timm initialises them N(0, 1e-6²), which would hide a misplaced
 token), and every constant-initialised tensor gets noise (make_fixtures.perturb_constant_init).
 """
-import argparse
 import json
 import os
 import sys
@@ -51,7 +50,8 @@ import timm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_fixtures import perturb_constant_init  # noqa: E402
-from make_import_fixtures import IMAGENET_MEAN, IMAGENET_STD, write_or_check  # noqa: E402
+from make_import_fixtures import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from safetensors_fixtures import fixture_main  # noqa: E402
 
 SEED = 2024
 FIXTURES = os.path.join("Tests", "ImportTests", "Fixtures")
@@ -130,11 +130,7 @@ def build():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="compare with the files instead of writing")
-    args = parser.parse_args()
-    outputs = build()
-    write_or_check(outputs, FIXTURES, args.check)
+    fixture_main(build, FIXTURES, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

@@ -120,13 +120,6 @@ public enum TrainingMethod: Equatable, Hashable, Sendable, CustomStringConvertib
         config.model.textGradient = .stopped
     }
 
-    /// Whether the method is one of decision 8's extensions (or the oracle).
-    public var isExtension: Bool {
-        switch self {
-        case .clipitKD, .clipitContrastive, .clipitFusion, .retrieverKD: return true
-        default: return false
-        }
-    }
 
     /// The fraction of words removed from every report before tokenisation.
     public var wordDropFraction: Double {
