@@ -23,6 +23,11 @@ public enum QKVLayout: String, NamedChoice {
 /// i) and optional key padding (per-sequence valid length or a keep mask). A query whose
 /// keys are all masked gets an all-zero probability row, hence a zero context vector and
 /// zero gradients (PyTorch would give NaN).
+///
+/// With `queries` (one token position per sequence), only that row of each sequence is an
+/// output: S_bh is its one row of scores against every key, and y is (B, E). The keys and
+/// values are still projected for every token. A tower's last block uses this for the row
+/// it pools (the class or end-of-text token): the same math as the full layer for that row.
 public final class MultiHeadAttention {
     public let name: String
     public let embedDim: Int
@@ -41,9 +46,11 @@ public final class MultiHeadAttention {
     public let rowsPerSample: SampleRows
     private let arena: ActivationArena
     private var batch = 0, tokens = 0
+    /// The query position of each sequence in the last forward; nil = every token.
+    private var queries: [Int]?
     private let qkv: ActivationBuffer       // (B·T, 3E)
-    private let probs: ActivationBuffer     // (B, H, T, T)
-    private let context: ActivationBuffer   // (B·T, E)
+    private let probs: ActivationBuffer     // (B, H, T, T); with queries (B, H, 1, T)
+    private let context: ActivationBuffer   // (B·T, E); with queries (B, E)
     /// Backward scratch shared with the other blocks of the tower.
     private let scratch: AttentionScratch
     /// Key keep-mask (B, T): 1 = attend, 0 = padded; nil = no key padding.
@@ -102,23 +109,31 @@ public final class MultiHeadAttention {
         keyKeep = keep
     }
 
-    /// Analytic forward FLOPs (projections + the two attention products).
-    public func forwardFlops(batch: Int, tokens: Int) -> Double {
+    /// Analytic forward FLOPs (projections + the two attention products); `oneQuery`: one
+    /// query row per sequence.
+    public func forwardFlops(batch: Int, tokens: Int, oneQuery: Bool = false) -> Double {
         let rows = batch * tokens
-        let proj = linears.reduce(0) { $0 + $1.forwardFlops(rows: rows) }
-        let attn = Double(batch * heads) * 2 * gemmFlops(m: tokens, n: tokens, k: headDim)
+        let proj = inputProjections.reduce(0) { $0 + $1.forwardFlops(rows: rows) }
+            + outputProjection.forwardFlops(rows: oneQuery ? batch : rows)
+        let attn = Double(batch * heads) * 2 * gemmFlops(m: oneQuery ? 1 : tokens, n: tokens, k: headDim)
         return proj + attn
     }
 
-    /// y (B·T, E) ← attention(x (B·T, E)). x must stay valid until `backward`.
+    /// y (B·T, E) ← attention(x (B·T, E)); with `queries` (a token position per sequence),
+    /// y (B, E) holds the output of those rows only. x must stay valid until `backward`.
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                        batch: Int, tokens: Int) {
+                        batch: Int, tokens: Int, queries: [Int]? = nil) {
         let E = embedDim, T = tokens, d = headDim, rows = batch * tokens
         if let keyKeep {
             precondition(keyKeep.count == rows, "Attention \(name): key padding for \(keyKeep.count) tokens, batch has \(rows)")
         }
+        if let queries {
+            precondition(queries.count == batch && queries.allSatisfy { $0 >= 0 && $0 < T },
+                         "Attention \(name): one query position in 0..<\(T) per sequence expected")
+        }
         self.batch = batch
         self.tokens = tokens
+        self.queries = queries
         arena.reserve(samples: batch, rows: rowsPerSample, perSample: tokens)   // on its own: the call's count
         // Projections into the (B·T, 3E) qkv buffer.
         switch layout {
@@ -131,6 +146,21 @@ public final class MultiHeadAttention {
         }
         let scale = 1 / Float(d).squareRoot()
         let qkv = qkv.data, probs = probs.data, context = context.data, keyKeep = keyKeep?.data
+        if let queries {
+            forEachHead { b, h, _ in
+                let qkvB = qkv + b * T * 3 * E, i = queries[b]
+                let q = qkvB + i * 3 * E + h * d, k = qkvB + E + h * d, v = qkvB + 2 * E + h * d
+                let p = probs + (b * heads + h) * T              // (1, T)
+                gemm(.none, .transposed, m: 1, n: T, k: d, alpha: scale, a: q, lda: 3 * E,
+                     b: k, ldb: 3 * E, beta: 0, c: p, ldc: T)
+                maskedSoftmaxRow(p, tokens: T, visible: causal ? i + 1 : T,
+                                 keep: keyKeep.map { UnsafePointer($0 + b * T) })
+                gemm(.none, .none, m: 1, n: d, k: T, a: p, lda: T, b: v, ldb: 3 * E,
+                     beta: 0, c: context + b * E + h * d, ldc: E)
+            }
+            outputProjection.forward(context, y, rows: batch)
+            return
+        }
         forEachHead { b, h, _ in
             let qkvB = qkv + b * T * 3 * E                  // (T, 3E)
             let q = qkvB + h * d, k = qkvB + E + h * d, v = qkvB + 2 * E + h * d
@@ -155,6 +185,10 @@ public final class MultiHeadAttention {
         let dProbsAll = scratch.dProbs.data         // (T, T) per worker
         let dScoresAll = scratch.dScores.data       // (T, T) per worker
         precondition(scratch.dProbs.count >= workers * T * T, "Attention \(name): head scratch for fewer workers")
+        if let queries {
+            backward(dy, dx: dx, queries: queries)
+            return
+        }
         dContext.update(repeating: 0, count: rows * E)
         outputProjection.backward(dy, dx: dContext)
         // dqkv needs no zeroing: each (sequence, head) block of dQ, dK, dV is written once
@@ -182,12 +216,54 @@ public final class MultiHeadAttention {
             gemm(.transposed, .none, m: T, n: d, k: T, alpha: scale, a: dScores, lda: T,
                  b: q, ldb: 3 * E, beta: 0, c: dk, ldc: 3 * E)
         }
+        inputProjectionsBackward(dqkv, dx: dx)
+    }
+
+    /// The backward of a forward with one query row per sequence: dy is (B, E). dK and dV
+    /// get every key row (outer products of that row's dS and dO with q); dQ only the
+    /// query rows, the rest of dQ is zero.
+    private func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, queries: [Int]) {
+        let E = embedDim, T = tokens, d = headDim, rows = batch * tokens
+        let dContext = scratch.dContext.data        // (B, E)
+        let dqkv = scratch.dqkv.data                // (B·T, 3E)
+        let dProbsAll = scratch.dProbs.data         // (1, T) per worker
+        let dScoresAll = scratch.dScores.data       // (1, T) per worker
+        dContext.update(repeating: 0, count: batch * E)
+        outputProjection.backward(dy, dx: dContext)
+        dqkv.update(repeating: 0, count: rows * 3 * E)
+        let scale = 1 / Float(d).squareRoot()
+        let qkv = qkv.data, probs = probs.data
+        forEachHead { b, h, worker in
+            let qkvB = qkv + b * T * 3 * E, dqkvB = dqkv + b * T * 3 * E, i = queries[b]
+            let q = qkvB + i * 3 * E + h * d, k = qkvB + E + h * d, v = qkvB + 2 * E + h * d
+            let dq = dqkvB + i * 3 * E + h * d, dk = dqkvB + E + h * d, dv = dqkvB + 2 * E + h * d
+            let p = probs + (b * heads + h) * T              // (1, T)
+            let dO = dContext + b * E + h * d                // (1, d)
+            let dProbs = dProbsAll + worker * T, dScores = dScoresAll + worker * T
+            // dp = dO Vᵀ (1, T);  dV = pᵀ dO (T, d)
+            gemm(.none, .transposed, m: 1, n: T, k: d, a: dO, lda: E, b: v, ldb: 3 * E,
+                 beta: 0, c: dProbs, ldc: T)
+            gemm(.transposed, .none, m: T, n: d, k: 1, a: p, lda: T, b: dO, ldb: E,
+                 beta: 0, c: dv, ldc: 3 * E)
+            dScores.update(repeating: 0, count: T)
+            softmaxBackward(p, dProbs, dScores, rows: 1, cols: T)
+            // dq = scale · ds K (1, d);  dK = scale · dsᵀ q (T, d)
+            gemm(.none, .none, m: 1, n: d, k: T, alpha: scale, a: dScores, lda: T,
+                 b: k, ldb: 3 * E, beta: 0, c: dq, ldc: 3 * E)
+            gemm(.transposed, .none, m: T, n: d, k: 1, alpha: scale, a: dScores, lda: T,
+                 b: q, ldb: 3 * E, beta: 0, c: dk, ldc: 3 * E)
+        }
+        inputProjectionsBackward(dqkv, dx: dx)
+    }
+
+    /// dx += the input projections' backward of dqkv (B·T, 3E).
+    private func inputProjectionsBackward(_ dqkv: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         switch layout {
         case .fused:
             inputProjections[0].backward(dqkv, dx: dx)
         case .separate:
             for (i, p) in inputProjections.enumerated() {
-                p.backward(dqkv + i * E, dx: dx, lddy: 3 * E)
+                p.backward(dqkv + i * embedDim, dx: dx, lddy: 3 * embedDim)
             }
         }
     }
@@ -228,22 +304,28 @@ public final class MultiHeadAttention {
     private func maskedSoftmaxRows(_ s: UnsafeMutablePointer<Float>, tokens T: Int,
                                    keep: UnsafePointer<Float>?) {
         for i in 0..<T {
-            let row = s + i * T
-            let visible = causal ? i + 1 : T   // keys 0..<visible pass the causal mask
-            if visible < T { (row + visible).update(repeating: 0, count: T - visible) }
-            guard let keep else {
-                softmaxForward(row, row, rows: 1, cols: visible)
-                continue
-            }
-            var any = false
-            for j in 0..<visible {
-                if keep[j] == 0 { row[j] = -.infinity } else { any = true }
-            }
-            if any {
-                softmaxForward(row, row, rows: 1, cols: visible)
-            } else {
-                row.update(repeating: 0, count: visible)
-            }
+            // keys 0..<visible pass the causal mask
+            maskedSoftmaxRow(s + i * T, tokens: T, visible: causal ? i + 1 : T, keep: keep)
+        }
+    }
+
+    /// Softmax of one row of T scores in place over keys 0..<visible that `keep` keeps;
+    /// the other entries become exactly 0 (all of them when no key is kept).
+    private func maskedSoftmaxRow(_ row: UnsafeMutablePointer<Float>, tokens T: Int, visible: Int,
+                                  keep: UnsafePointer<Float>?) {
+        if visible < T { (row + visible).update(repeating: 0, count: T - visible) }
+        guard let keep else {
+            softmaxForward(row, row, rows: 1, cols: visible)
+            return
+        }
+        var any = false
+        for j in 0..<visible {
+            if keep[j] == 0 { row[j] = -.infinity } else { any = true }
+        }
+        if any {
+            softmaxForward(row, row, rows: 1, cols: visible)
+        } else {
+            row.update(repeating: 0, count: visible)
         }
     }
 }

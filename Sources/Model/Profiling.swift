@@ -58,11 +58,14 @@ extension TokenEmbedding {
 
 extension MultiHeadAttention {
     /// Projections (each with dX) and, per sequence and head, S = QKᵀ and O = PV forward,
-    /// dP = dO Vᵀ, dV = Pᵀ dO, dQ = dS K and dK = dSᵀ Q backward.
-    public func trainingFlops(batch: Int, tokens: Int) -> TrainingFlops {
+    /// dP = dO Vᵀ, dV = Pᵀ dO, dQ = dS K and dK = dSᵀ Q backward. `oneQuery`: one query
+    /// row per sequence (a pooled last block): the output projection sees B rows and each
+    /// product has one query row.
+    public func trainingFlops(batch: Int, tokens: Int, oneQuery: Bool = false) -> TrainingFlops {
         let rows = batch * tokens
-        var f = linears.reduce(TrainingFlops()) { $0 + $1.trainingFlops(rows: rows, inputGradient: true) }
-        let product = Double(batch * heads) * gemmFlops(m: tokens, n: tokens, k: headDim)
+        var f = inputProjections.reduce(TrainingFlops()) { $0 + $1.trainingFlops(rows: rows, inputGradient: true) }
+        f += outputProjection.trainingFlops(rows: oneQuery ? batch : rows, inputGradient: true)
+        let product = Double(batch * heads) * gemmFlops(m: oneQuery ? 1 : tokens, n: tokens, k: headDim)
         f += TrainingFlops(forward: 2 * product, backward: 4 * product)
         return f
     }
@@ -75,8 +78,18 @@ extension MLP {
 }
 
 extension TransformerBlock {
-    public func trainingFlops(batch: Int, tokens: Int) -> TrainingFlops {
-        attention.trainingFlops(batch: batch, tokens: tokens) + mlp.trainingFlops(rows: batch * tokens)
+    /// `oneOutput`: the block computes one output row per sequence (`forward(…outputs:)`).
+    public func trainingFlops(batch: Int, tokens: Int, oneOutput: Bool = false) -> TrainingFlops {
+        attention.trainingFlops(batch: batch, tokens: tokens, oneQuery: oneOutput)
+            + mlp.trainingFlops(rows: oneOutput ? batch : batch * tokens)
+    }
+}
+
+/// Each block's `trainingFlops`, the last with one output row per sequence when `pooledLast`.
+private func blocksFlops(_ blocks: [TransformerBlock], batch: Int, tokens: Int, pooledLast: Bool) -> TrainingFlops {
+    blocks.enumerated().reduce(TrainingFlops()) { sum, item in
+        sum + item.element.trainingFlops(batch: batch, tokens: tokens,
+                                         oneOutput: pooledLast && item.offset == blocks.count - 1)
     }
 }
 
@@ -100,7 +113,7 @@ extension VisionTransformer {
     public func trainingFlops(batch: Int, imageGradient: Bool = false) -> TrainingFlops {
         let T = config.tokens
         var f = patchEmbedding.proj.trainingFlops(rows: batch * config.patchCount, inputGradient: imageGradient)
-        for block in blocks { f += block.trainingFlops(batch: batch, tokens: T) }
+        f += blocksFlops(blocks, batch: batch, tokens: T, pooledLast: lastBlockPoolsOnly)
         if let p = attentionalPooler { f += p.trainingFlops(batch: batch, tokens: T) }
         if let head { f += head.trainingFlops(rows: batch, inputGradient: true) }
         return f
@@ -111,7 +124,7 @@ extension TextTransformer {
     public func trainingFlops(batch: Int) -> TrainingFlops {
         let L = config.contextLength, S = config.sequenceLength
         var f = tokenEmbedding.trainingFlops(rows: batch * L)
-        for block in blocks { f += block.trainingFlops(batch: batch, tokens: S) }
+        f += blocksFlops(blocks, batch: batch, tokens: S, pooledLast: lastBlockPoolsOnly)
         if let projection { f += projection.trainingFlops(rows: batch, inputGradient: true) }
         return f
     }

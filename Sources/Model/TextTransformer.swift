@@ -37,8 +37,22 @@ public final class TextTransformer {
         didSet { for l in linears { l.isTraining = isTraining } }
     }
 
+    /// Whether the last block computes every token's output (off: the pooled rows only;
+    /// the result is the same, `keepsAllTokens` exists to check that).
+    public var keepsAllTokens = false
+
+    /// Whether the next forward's last block computes only the pooled row of each sequence
+    /// (the other rows feed nothing): unless `keepsAllTokens` is set or LoRA dropout is
+    /// active in that block (its masks are drawn per token row).
+    public var lastBlockPoolsOnly: Bool {
+        guard !keepsAllTokens, let last = blocks.last else { return false }
+        return !(isTraining && last.linears.contains { ($0.lora?.dropout ?? 0) > 0 })
+    }
+
     private let arena: ActivationArena
     private var batch = 0
+    /// Whether the last forward's last block computed the pooled rows only.
+    private var pooledOnly = false
     private let tokenEmbedded: ActivationBuffer   // (B·L, D)  (class embedding: before the class row)
     private let embedded: ActivationBuffer    // (B·S, D)
     private let streams: [ActivationBuffer]   // depth × (B·S, D)
@@ -111,7 +125,10 @@ public final class TextTransformer {
     public func forwardFlops(batch: Int) -> Double {
         let L = config.contextLength, S = config.sequenceLength
         var f = tokenEmbedding.forwardFlops(rows: batch * L)
-        for b in blocks { f += b.forwardFlops(batch: batch, tokens: S) }
+        let pooledLast = lastBlockPoolsOnly
+        for (i, b) in blocks.enumerated() {
+            f += b.forwardFlops(batch: batch, tokens: S, oneOutput: pooledLast && i == blocks.count - 1)
+        }
         if let projection { f += projection.forwardFlops(rows: batch) }
         return f
     }
@@ -167,12 +184,15 @@ public final class TextTransformer {
         }
         addPositionEmbedding(embedded.data, positionEmbedding.value, batch: batch, tokens: S, width: D)
         var x = UnsafePointer(embedded.data)
-        for (block, out) in zip(blocks, streams) {
-            block.forward(x, out.data, batch: batch, tokens: S)
+        pooledOnly = lastBlockPoolsOnly
+        for (i, (block, out)) in zip(blocks, streams).enumerated() {
+            let outputs = pooledOnly && i == blocks.count - 1 ? poolPositions : nil
+            block.forward(x, out.data, batch: batch, tokens: S, outputs: outputs)
             x = UnsafePointer(out.data)
         }
-        for b in 0..<batch {
-            (gathered.data + b * D).update(from: x + (b * S + poolPositions[b]) * D, count: D)
+        for b in 0..<batch {   // the last block's output: the pooled rows only, or every token
+            let row = pooledOnly ? b : b * S + poolPositions[b]
+            (gathered.data + b * D).update(from: x + row * D, count: D)
         }
         finalNorm.forward(gathered.data, normed.data, rows: batch)
         guard let projection else { return UnsafePointer(normed.data) }
@@ -194,7 +214,8 @@ public final class TextTransformer {
         var dX = dStreamA, dPrevious = dStreamB   // (B·L, D) each
         dX.data.update(repeating: 0, count: rows * D)
         for b in 0..<batch {
-            (dX.data + (b * S + poolPositions[b]) * D).update(from: dGathered.data + b * D, count: D)
+            let row = pooledOnly ? b : b * S + poolPositions[b]
+            (dX.data + row * D).update(from: dGathered.data + b * D, count: D)
         }
         for block in blocks.reversed() {
             dPrevious.data.update(repeating: 0, count: rows * D)

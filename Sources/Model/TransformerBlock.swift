@@ -24,6 +24,11 @@ public struct BlockLoRA {
 ///     y  = x₁ + ls2 ⊙ mlp(norm2(x₁))
 ///
 /// LayerScale (`ls1.gamma`, `ls2.gamma`, CaiT / UNI) is optional; without it ls = 1.
+///
+/// Given `outputs` (one token position per sequence), the block computes y for those rows
+/// only, (B, E): norm1 and the key/value projections still see every token, the attention
+/// (one query row), the residuals and the MLP only the B rows. A tower's last block does
+/// this for the row it pools: the same math, a fraction of the work.
 public final class TransformerBlock {
     public let name: String
     public let width: Int
@@ -40,7 +45,8 @@ public final class TransformerBlock {
     public let rowsPerSample: SampleRows
     private let arena: ActivationArena
     private var batch = 0, tokens = 0
-    private var input: UnsafePointer<Float>?
+    /// The output positions of the last forward; nil = every token.
+    private var outputs: [Int]?
     private let norm1Out: ActivationBuffer    // (rows, E)
     private let attnOut: ActivationBuffer     // (rows, E)  before LayerScale
     private let residual1: ActivationBuffer   // (rows, E)  x₁
@@ -88,41 +94,61 @@ public final class TransformerBlock {
         mlpOut = arena.buffer(name + ".mlp_out", size: rowFloats)
     }
 
-    public func forwardFlops(batch: Int, tokens: Int) -> Double {
-        attention.forwardFlops(batch: batch, tokens: tokens) + mlp.forwardFlops(rows: batch * tokens)
+    /// Analytic forward FLOPs; `oneOutput`: one output row per sequence.
+    public func forwardFlops(batch: Int, tokens: Int, oneOutput: Bool = false) -> Double {
+        attention.forwardFlops(batch: batch, tokens: tokens, oneQuery: oneOutput)
+            + mlp.forwardFlops(rows: oneOutput ? batch : batch * tokens)
     }
 
-    /// y (B·T, E) ← block(x (B·T, E)); y must not alias x. x must stay valid until `backward`.
+    /// y (B·T, E) ← block(x (B·T, E)); with `outputs` (a token position per sequence), y
+    /// (B, E) holds those rows only. y must not alias x. x must stay valid until `backward`.
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                        batch: Int, tokens: Int) {
-        let rows = batch * tokens
+                        batch: Int, tokens: Int, outputs: [Int]? = nil) {
+        let rows = batch * tokens, E = width
         self.batch = batch
         self.tokens = tokens
-        input = x
+        self.outputs = outputs
         arena.reserve(samples: batch, rows: rowsPerSample, perSample: tokens)   // on its own: the call's count
         norm1.forward(x, norm1Out.data, rows: rows)
-        attention.forward(norm1Out.data, attnOut.data, batch: batch, tokens: tokens)
-        addScaledResidual(x, attnOut.data, layerScale1, residual1.data, rows: rows)
-        norm2.forward(residual1.data, norm2Out.data, rows: rows)
-        mlp.forward(norm2Out.data, mlpOut.data, rows: rows)
-        addScaledResidual(residual1.data, mlpOut.data, layerScale2, y, rows: rows)
+        attention.forward(norm1Out.data, attnOut.data, batch: batch, tokens: tokens, queries: outputs)
+        let outRows: Int
+        if let outputs {
+            outRows = batch
+            for (b, t) in outputs.enumerated() {
+                addScaledResidual(x + (b * tokens + t) * E, attnOut.data + b * E, layerScale1,
+                                  residual1.data + b * E, rows: 1)
+            }
+        } else {
+            outRows = rows
+            addScaledResidual(x, attnOut.data, layerScale1, residual1.data, rows: rows)
+        }
+        norm2.forward(residual1.data, norm2Out.data, rows: outRows)
+        mlp.forward(norm2Out.data, mlpOut.data, rows: outRows)
+        addScaledResidual(residual1.data, mlpOut.data, layerScale2, y, rows: outRows)
     }
 
-    /// dx (B·T, E) += ∂L/∂x given dy (B·T, E).
+    /// dx (B·T, E) += ∂L/∂x given dy (B·T, E), or (B, E) after a forward with `outputs`.
     public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let rows = batch * tokens, n = rows * width
+        let outRows = outputs == nil ? rows : batch, outN = outRows * width
         let dResidual1 = scratch.dResidual1.data   // (rows, E)
         let dBranch = scratch.dBranch.data         // (rows, E)
         let dNorm = scratch.dNorm.data             // (rows, E)
         // y = x₁ + ls2 ⊙ m:  dx₁ = dy (+ norm2 path below), dm = ls2 ⊙ dy, dls2 += Σ dy ⊙ m.
-        dResidual1.update(from: dy, count: n)
-        let dMLP = branchGradient(dy, mlpOut.data, layerScale2, scratch: dBranch, rows: rows)
-        dNorm.update(repeating: 0, count: n)
+        dResidual1.update(from: dy, count: outN)
+        let dMLP = branchGradient(dy, mlpOut.data, layerScale2, scratch: dBranch, rows: outRows)
+        dNorm.update(repeating: 0, count: outN)
         mlp.backward(dMLP, dx: dNorm)
         norm2.backward(dNorm, dx: dResidual1)
         // x₁ = x + ls1 ⊙ a:  dx += dx₁ (+ norm1 path), da = ls1 ⊙ dx₁, dls1 += Σ dx₁ ⊙ a.
-        axpy(1, dResidual1, dx, count: n)
-        let dAttention = branchGradient(dResidual1, attnOut.data, layerScale1, scratch: dBranch, rows: rows)
+        if let outputs {
+            for (b, t) in outputs.enumerated() {
+                axpy(1, dResidual1 + b * width, dx + (b * tokens + t) * width, count: width)
+            }
+        } else {
+            axpy(1, dResidual1, dx, count: n)
+        }
+        let dAttention = branchGradient(dResidual1, attnOut.data, layerScale1, scratch: dBranch, rows: outRows)
         dNorm.update(repeating: 0, count: n)
         attention.backward(dAttention, dx: dNorm)
         norm1.backward(dNorm, dx: dx)

@@ -13,7 +13,9 @@ import Kernels
 /// patches; mean pooling skips them like the class token. `pos_embed` covers every token, or
 /// with `noEmbedClass` (timm `no_embed_class`, DINOv2 with registers) the N patches only.
 /// With CLS pooling the final norm (row-wise) is applied to the B pooled rows only,
-/// which gives the same features as normalising every token.
+/// which gives the same features as normalising every token, and the last block computes
+/// its output for the class rows only (`lastBlockPoolsOnly`; `TransformerBlock`): the other
+/// rows of its output feed nothing.
 ///
 /// Buffers are allocated on the first forward of a batch size and reused. The encoder
 /// owns its output; `forward` returns a pointer valid until the next forward.
@@ -43,8 +45,24 @@ public final class VisionTransformer {
         didSet { for l in linears { l.isTraining = isTraining } }
     }
 
+    /// Whether the last block computes every token's output, so that `tokenFeatures` is
+    /// available after a forward with CLS pooling (off: the class rows only).
+    public var keepsAllTokens = false
+
+    /// Whether the next forward's last block computes only the class rows: CLS pooling, no
+    /// caller asking for every token, and no active LoRA dropout in that block (its masks
+    /// are drawn per token row, so fewer rows would draw other masks).
+    public var lastBlockPoolsOnly: Bool {
+        guard config.pooling == .cls, !keepsAllTokens, let last = blocks.last else { return false }
+        return !(isTraining && last.linears.contains { ($0.lora?.dropout ?? 0) > 0 })
+    }
+
     private let arena: ActivationArena
     private var batch = 0
+    /// Whether the last forward's last block computed the class rows only.
+    private var pooledOnly = false
+    /// The class row of each image (0), the last block's output positions.
+    private var classRows: [Int] = []
     private let patchOut: ActivationBuffer     // (B·N, E)
     private let tokens: ActivationBuffer       // (B·T, E)  cls + registers + patches + pos
     private let preNormOut: ActivationBuffer   // (B·T, E)  (with a pre-norm)
@@ -146,16 +164,21 @@ public final class VisionTransformer {
 
     /// Every token of the latest forward after the last block and before the final norm,
     /// `(B·T, E)` in the order class token, register tokens, patches (timm's
-    /// `forward_features` without `norm`). Valid until the next forward.
+    /// `forward_features` without `norm`). Valid until the next forward; with CLS pooling
+    /// only when `keepsAllTokens` is set.
     public var tokenFeatures: UnsafePointer<Float> {
-        UnsafePointer((streams.last ?? (preNorm == nil ? tokens : preNormOut)).data)
+        precondition(!pooledOnly, "VisionTransformer: tokenFeatures needs keepsAllTokens (the last block computed the class rows only)")
+        return UnsafePointer((streams.last ?? (preNorm == nil ? tokens : preNormOut)).data)
     }
 
     /// Analytic forward FLOPs (matrix products only) for `batch` images.
     public func forwardFlops(batch: Int) -> Double {
         let T = config.tokens
         var f = patchEmbedding.forwardFlops(batch: batch, height: config.imageSize, width: config.imageSize)
-        for b in blocks { f += b.forwardFlops(batch: batch, tokens: T) }
+        let pooledLast = lastBlockPoolsOnly
+        for (i, b) in blocks.enumerated() {
+            f += b.forwardFlops(batch: batch, tokens: T, oneOutput: pooledLast && i == blocks.count - 1)
+        }
         if let attentionalPooler { f += attentionalPooler.forwardFlops(batch: batch, tokens: T) }
         if let head { f += head.forwardFlops(rows: batch) }
         return f
@@ -188,13 +211,17 @@ public final class VisionTransformer {
             preNorm.forward(x, preNormOut.data, rows: rows)
             x = UnsafePointer(preNormOut.data)
         }
-        for (block, out) in zip(blocks, streams) {
-            block.forward(x, out.data, batch: batch, tokens: T)
+        pooledOnly = lastBlockPoolsOnly
+        if pooledOnly && classRows.count != batch { classRows = Array(repeating: 0, count: batch) }
+        for (i, (block, out)) in zip(blocks, streams).enumerated() {
+            let outputs = pooledOnly && i == blocks.count - 1 ? classRows : nil
+            block.forward(x, out.data, batch: batch, tokens: T, outputs: outputs)
             x = UnsafePointer(out.data)
         }
         switch config.pooling {
         case .cls:
-            for b in 0..<batch { (gathered.data + b * E).update(from: x + b * T * E, count: E) }
+            let stride = pooledOnly ? E : T * E   // the last block's output: class rows only, or every token
+            for b in 0..<batch { (gathered.data + b * E).update(from: x + b * stride, count: E) }
             if let norm {
                 norm.forward(gathered.data, pooled.data, rows: batch)
             } else {
@@ -246,7 +273,8 @@ public final class VisionTransformer {
                 norm.backward(dPooled.data, dx: dGathered.data)
                 dCLS = UnsafePointer(dGathered.data)
             }
-            for b in 0..<batch { (dX.data + b * T * E).update(from: dCLS + b * E, count: E) }
+            let stride = pooledOnly ? E : T * E
+            for b in 0..<batch { (dX.data + b * stride).update(from: dCLS + b * E, count: E) }
         case .mean:
             let dNormed = norm == nil ? dX.data : dGathered.data
             dNormed.update(repeating: 0, count: rows * E)

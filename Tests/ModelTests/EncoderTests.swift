@@ -302,11 +302,20 @@ final class EncoderTests: XCTestCase {
         // Per image: patch GEMM 196·768·768 + 12 × (4·197·768² + 2·197·768·3072 + 2·197²·768), ×2.
         let T = 197.0, E = 768.0
         let perImage = 2 * (196 * E * E + 12 * (4 * T * E * E + 2 * T * E * 3072 + 2 * T * T * E))
+        vit.keepsAllTokens = true   // the published count: every token through every block
         XCTAssertEqual(vit.forwardFlops(batch: 2), 2 * perImage, accuracy: 1)
         XCTAssertEqual(vit.forwardFlops(batch: 1) / 1e9, 35.1, accuracy: 0.1)   // 17.6 GMACs
+        // The last block for the class row only: q·Kᵀ and p·V of one row, the projection
+        // and the MLP of one row; K and V still for every token.
+        vit.keepsAllTokens = false
+        let lastBlockSaving = 2 * ((T - 1) * E * E + 2 * (T - 1) * E * 3072 + 2 * (T - 1) * T * E)
+        XCTAssertEqual(vit.forwardFlops(batch: 2), 2 * (perImage - lastBlockSaving), accuracy: 1)
         let text = TextTransformer(config: .clip, training: .frozen, store: store)
         let L = 77.0, D = 512.0
         let perText = 2 * (12 * (4 * L * D * D + 2 * L * D * 2048 + 2 * L * L * D) + D * 512)
+        let textSaving = 2 * ((L - 1) * D * D + 2 * (L - 1) * D * 2048 + 2 * (L - 1) * L * D)
+        XCTAssertEqual(text.forwardFlops(batch: 1), perText - textSaving, accuracy: 1)
+        text.keepsAllTokens = true
         XCTAssertEqual(text.forwardFlops(batch: 1), perText, accuracy: 1)
     }
 

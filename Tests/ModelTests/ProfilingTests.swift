@@ -107,13 +107,17 @@ final class ProfilingTests: XCTestCase {
     /// image; LoRA (r = 16 on every block Linear and the patch embedding) adds 2·rows·r·(in
     /// + out) per Linear; with a frozen base the backward is about one forward (data
     /// gradients only, none for the patch embedding) plus the attention products once more
-    /// and twice the LoRA products (the patch embedding computes no data gradient).
+    /// and twice the LoRA products (the patch embedding computes no data gradient). Every
+    /// token goes through every block here (`keepsAllTokens`); the class-row-only last block
+    /// is counted by EncoderTests and checked against execution by the tests above.
     func testViTB16LoRAStepFlops() {
         let lora = LoRAConfig(rank: 16, alpha: 8)
-        let frozen = VisionTransformer(config: .vitB16, training: .frozen, store: ParameterStore())
-            .trainingFlops(batch: 32)
+        let frozenTower = VisionTransformer(config: .vitB16, training: .frozen, store: ParameterStore())
+        frozenTower.keepsAllTokens = true
+        let frozen = frozenTower.trainingFlops(batch: 32)
         let tower = VisionTransformer(config: .vitB16, training: TowerTraining(lora: lora, targets: .all),
                                       store: ParameterStore())
+        tower.keepsAllTokens = true
         let f = tower.trainingFlops(batch: 32)
         XCTAssertEqual(frozen.forward / 32 / 1e9, 35.1, accuracy: 0.05)
         XCTAssertEqual(f.forward, tower.forwardFlops(batch: 32))

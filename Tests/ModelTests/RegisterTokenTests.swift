@@ -95,6 +95,7 @@ final class RegisterTokenTests: XCTestCase {
         let (embed, store2) = tower(Self.config(noEmbedClass: false))
         XCTAssertEqual(features(embed), zip(values(embed.classToken), values(embed.positionEmbedding)).map { $0 + $1 })
         // Register token j is token 1 + j, with position row 1 + j when the class has positions.
+        embed.keepsAllTokens = true
         _ = features(embed)
         let tokens = Array(UnsafeBufferPointer(start: embed.tokenFeatures, count: 8 * 32))
         let register2 = zip(values(embed.registerTokens!, from: 2 * 32), values(embed.positionEmbedding, from: 3 * 32))
