@@ -44,6 +44,54 @@ public func geluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Flo
     }
 }
 
+/// GELU of a biased input, y[r, j] = GELU(x[r, j] + bias[j]) over (rows, cols), in one
+/// pass: the bias of the Linear before the activation is added here instead of in its own
+/// pass over the (rows, cols) matrix, and x keeps the unbiased values (the backward adds
+/// the bias again).
+public func geluForward(_ x: UnsafePointer<Float>, bias: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                        rows: Int, cols: Int, approximation: GELUApproximation) {
+    for r in 0..<rows {
+        let xr = x + r * cols, yr = y + r * cols
+        switch approximation {
+        case .erf:
+            for j in 0..<cols {
+                let v = xr[j] + bias[j]
+                yr[j] = v * normalCDFAndGaussian(v).cdf
+            }
+        case .tanh:
+            for j in 0..<cols {
+                let v = xr[j] + bias[j]
+                yr[j] = 0.5 * v * (1 + tanhf(geluSqrt2OverPi * (v + geluCubic * v * v * v)))
+            }
+        }
+    }
+}
+
+/// The backward of `geluForward(_:bias:…)`: dx[r, j] += GELU′(x[r, j] + bias[j])·dy[r, j].
+public func geluBackward(_ x: UnsafePointer<Float>, bias: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                         _ dx: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
+                         approximation: GELUApproximation) {
+    for r in 0..<rows {
+        let xr = x + r * cols, dyr = dy + r * cols, dxr = dx + r * cols
+        switch approximation {
+        case .erf:
+            for j in 0..<cols {
+                let v = xr[j] + bias[j]
+                let (cdf, gaussian) = normalCDFAndGaussian(v)
+                dxr[j] += (cdf + v * geluInverseSqrt2Pi * gaussian) * dyr[j]
+            }
+        case .tanh:
+            for j in 0..<cols {
+                let v = xr[j] + bias[j]
+                let v2 = v * v
+                let t = tanhf(geluSqrt2OverPi * (v + geluCubic * v2 * v))
+                let du = geluSqrt2OverPi * (1 + 3 * geluCubic * v2)
+                dxr[j] += (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * du) * dyr[j]
+            }
+        }
+    }
+}
+
 /// GELU backward, dx[i] += GELU′(x[i])·dy[i], where
 ///
 ///     erf:  GELU′(x) = Φ(x) + x·φ(x),  Φ(x) = ½(1 + erf(x/√2)),  φ(x) = e^(−x²/2)/√(2π)
@@ -98,6 +146,32 @@ public func quickGELUBackward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Flo
         let v = x[i]
         let s = sigmoid(quickGELUSlope * v)
         dx[i] += (s + quickGELUSlope * v * s * (1 - s)) * dy[i]
+    }
+}
+
+/// QuickGELU of a biased input, y[r, j] = QuickGELU(x[r, j] + bias[j]) over (rows, cols);
+/// x keeps the unbiased values (see `geluForward(_:bias:…)`).
+public func quickGELUForward(_ x: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+                             _ y: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+    for r in 0..<rows {
+        let xr = x + r * cols, yr = y + r * cols
+        for j in 0..<cols {
+            let v = xr[j] + bias[j]
+            yr[j] = v * sigmoid(quickGELUSlope * v)
+        }
+    }
+}
+
+/// The backward of `quickGELUForward(_:bias:…)`: dx[r, j] += QuickGELU′(x[r, j] + bias[j])·dy[r, j].
+public func quickGELUBackward(_ x: UnsafePointer<Float>, bias: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                              _ dx: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+    for r in 0..<rows {
+        let xr = x + r * cols, dyr = dy + r * cols, dxr = dx + r * cols
+        for j in 0..<cols {
+            let v = xr[j] + bias[j]
+            let s = sigmoid(quickGELUSlope * v)
+            dxr[j] += (s + quickGELUSlope * v * s * (1 - s)) * dyr[j]
+        }
     }
 }
 

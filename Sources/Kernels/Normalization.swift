@@ -24,19 +24,32 @@ public func layerNormForward(_ x: UnsafePointer<Float>, gamma: UnsafePointer<Flo
     let inverseCols = 1 / Float(cols)
     for r in 0..<rows {
         let xr = x + r * cols, yr = y + r * cols
-        var sum: Float = 0
-        for j in 0..<cols { sum += xr[j] }
-        let mu = sum * inverseCols
-        var squares: Float = 0
-        for j in 0..<cols {
+        // Both sums over eight lanes (`rowSum`): a fixed order, vectorised.
+        let mu = rowSum(xr, count: cols) * inverseCols
+        var squareLanes = SIMD8<Float>(repeating: 0)
+        var j = 0
+        while j + 8 <= cols {
+            let d = load8(xr + j) - mu
+            squareLanes += d * d
+            j += 8
+        }
+        var squares = squareLanes.sum()
+        while j < cols {
             let d = xr[j] - mu
             squares += d * d
+            j += 1
         }
         let s = 1 / sqrtf(squares * inverseCols + eps)
-        if let beta {
-            for j in 0..<cols { yr[j] = (xr[j] - mu) * s * gamma[j] + beta[j] }
-        } else {
-            for j in 0..<cols { yr[j] = (xr[j] - mu) * s * gamma[j] }
+        j = 0
+        while j + 8 <= cols {
+            var v = (load8(xr + j) - mu) * s * load8(gamma + j)
+            if let beta { v += load8(beta + j) }
+            UnsafeMutableRawPointer(yr + j).storeBytes(of: v, as: SIMD8<Float>.self)
+            j += 8
+        }
+        while j < cols {
+            yr[j] = (xr[j] - mu) * s * gamma[j] + (beta?[j] ?? 0)
+            j += 1
         }
         mean[r] = mu
         rstd[r] = s

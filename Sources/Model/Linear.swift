@@ -100,15 +100,16 @@ public final class Linear {
 
     /// y (rows, out) ← x (rows, in) Wᵀ + b [+ LoRA]. `ldx`/`ldy` are row strides
     /// (defaults: packed), so a layer can read or write a column slice of a wider buffer.
+    /// `addingBias: false` leaves b out, for a caller that adds it in its next pass over y.
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int,
-                        ldx: Int? = nil, ldy: Int? = nil) {
+                        ldx: Int? = nil, ldy: Int? = nil, addingBias: Bool = true) {
         let ldx = ldx ?? inFeatures, ldy = ldy ?? outFeatures
         input = x
         inputStride = ldx
         self.rows = rows
         gemm(.none, .transposed, m: rows, n: outFeatures, k: inFeatures,
              a: x, lda: ldx, b: weight.value, ldb: inFeatures, beta: 0, c: y, ldc: ldy)
-        if let bias { addBias(y, bias.value, rows: rows, n: outFeatures, ld: ldy) }
+        if let bias, addingBias { addBias(y, bias.value, rows: rows, n: outFeatures, ld: ldy) }
         guard let lora, let loraA, let loraB, !isMerged else { return }
         let r = lora.rank
         arena.reserve(samples: samples(rows: rows, per: rowsPerSample))

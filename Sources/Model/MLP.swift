@@ -12,7 +12,7 @@ public final class MLP {
     public let rowsPerSample: SampleRows
     private let arena: ActivationArena
     private var rows = 0
-    private let preActivation: ActivationBuffer   // (rows, H)  fc1 output
+    private let preActivation: ActivationBuffer   // (rows, H)  fc1 output, before its bias
     private let hidden: ActivationBuffer          // (rows, H)  act(fc1 output)
     /// Backward scratch shared with the other blocks of the tower.
     private let scratch: MLPScratch
@@ -41,8 +41,13 @@ public final class MLP {
         let H = fc1.outFeatures
         self.rows = rows
         arena.reserve(samples: samples(rows: rows, per: rowsPerSample))
-        fc1.forward(x, preActivation.data, rows: rows)
-        activation.forward(preActivation.data, hidden.data, count: rows * H)
+        // fc1's bias joins the activation's pass over the (rows, H) matrix.
+        fc1.forward(x, preActivation.data, rows: rows, addingBias: false)
+        if let bias = fc1.bias {
+            activation.forward(preActivation.data, bias: bias.value, hidden.data, rows: rows, cols: H)
+        } else {
+            activation.forward(preActivation.data, hidden.data, count: rows * H)
+        }
         fc2.forward(hidden.data, y, rows: rows)
     }
 
@@ -54,7 +59,11 @@ public final class MLP {
         dHidden.update(repeating: 0, count: rows * H)
         fc2.backward(dy, dx: dHidden)
         dPreActivation.update(repeating: 0, count: rows * H)
-        activation.backward(preActivation.data, dHidden, dPreActivation, count: rows * H)
+        if let bias = fc1.bias {
+            activation.backward(preActivation.data, bias: bias.value, dHidden, dPreActivation, rows: rows, cols: H)
+        } else {
+            activation.backward(preActivation.data, dHidden, dPreActivation, count: rows * H)
+        }
         fc1.backward(dPreActivation, dx: dx)
     }
 }

@@ -18,6 +18,26 @@ public enum Activation: String, NamedChoice {
         }
     }
 
+    /// y[r, j] = f(x[r, j] + bias[j]) over (rows, cols); x is left unbiased.
+    func forward(_ x: UnsafePointer<Float>, bias: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                 rows: Int, cols: Int) {
+        switch self {
+        case .gelu: geluForward(x, bias: bias, y, rows: rows, cols: cols, approximation: .erf)
+        case .geluTanh: geluForward(x, bias: bias, y, rows: rows, cols: cols, approximation: .tanh)
+        case .quickGELU: quickGELUForward(x, bias: bias, y, rows: rows, cols: cols)
+        }
+    }
+
+    /// dx[r, j] += f′(x[r, j] + bias[j])·dy[r, j] over (rows, cols).
+    func backward(_ x: UnsafePointer<Float>, bias: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                  _ dx: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+        switch self {
+        case .gelu: geluBackward(x, bias: bias, dy, dx, rows: rows, cols: cols, approximation: .erf)
+        case .geluTanh: geluBackward(x, bias: bias, dy, dx, rows: rows, cols: cols, approximation: .tanh)
+        case .quickGELU: quickGELUBackward(x, bias: bias, dy, dx, rows: rows, cols: cols)
+        }
+    }
+
     /// dx += f′(x) ⊙ dy over `count` elements.
     func backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
                   _ dx: UnsafeMutablePointer<Float>, count: Int) {

@@ -106,4 +106,42 @@ final class ActivationTests: XCTestCase {
             XCTAssertEqual(dx, [0.5, 1, 0], "\(approximation)")
         }
     }
+
+    /// The biased forms (the Linear's bias added in the activation's pass) equal the plain
+    /// kernels on the Float sum x + b, bit for bit, and leave x unbiased.
+    func testBiasedFormsEqualThePlainKernelsOnTheSum() {
+        let rows = 5, cols = 37   // 37: a row length that leaves a remainder after the vector loop
+        let x = randomArray(rows * cols, seed: 11, low: -5, high: 5)
+        let bias = randomArray(cols, seed: 12, low: -1, high: 1)
+        let sum = (0..<(rows * cols)).map { x[$0] + bias[$0 % cols] }
+        let dy = randomArray(rows * cols, seed: 13)
+        let initial = randomArray(rows * cols, seed: 14)
+        typealias Biased = (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+        typealias BiasedBackward = (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>,
+                                    UnsafeMutablePointer<Float>) -> Void
+        let cases: [(String, Forward, Backward, Biased, BiasedBackward)] = [
+            ("gelu", { geluForward($0, $1, count: $2, approximation: .erf) },
+             { geluBackward($0, $1, $2, count: $3, approximation: .erf) },
+             { geluForward($0, bias: $1, $2, rows: rows, cols: cols, approximation: .erf) },
+             { geluBackward($0, bias: $1, $2, $3, rows: rows, cols: cols, approximation: .erf) }),
+            ("gelu-tanh", { geluForward($0, $1, count: $2, approximation: .tanh) },
+             { geluBackward($0, $1, $2, count: $3, approximation: .tanh) },
+             { geluForward($0, bias: $1, $2, rows: rows, cols: cols, approximation: .tanh) },
+             { geluBackward($0, bias: $1, $2, $3, rows: rows, cols: cols, approximation: .tanh) }),
+            ("quick-gelu", { quickGELUForward($0, $1, count: $2) }, { quickGELUBackward($0, $1, $2, count: $3) },
+             { quickGELUForward($0, bias: $1, $2, rows: rows, cols: cols) },
+             { quickGELUBackward($0, bias: $1, $2, $3, rows: rows, cols: cols) }),
+        ]
+        for (name, plain, plainBackward, biased, biasedBackward) in cases {
+            let expected = forward(sum) { plain($0, $1, rows * cols) }
+            var y = [Float](repeating: 0, count: rows * cols)
+            y.withUnsafeMutableBufferPointer { biased(x, bias, $0.baseAddress!) }
+            XCTAssertEqual(y, expected, "\(name) forward")
+            var expectedDx = initial, dx = initial
+            expectedDx.withUnsafeMutableBufferPointer { plainBackward(sum, dy, $0.baseAddress!, rows * cols) }
+            dx.withUnsafeMutableBufferPointer { biasedBackward(x, bias, dy, $0.baseAddress!) }
+            XCTAssertEqual(dx, expectedDx, "\(name) backward")
+            XCTAssertNotEqual(dx, initial, "\(name) backward adds")
+        }
+    }
 }
