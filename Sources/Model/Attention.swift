@@ -189,7 +189,7 @@ public final class MultiHeadAttention {
             backward(dy, dx: dx, queries: queries)
             return
         }
-        dContext.update(repeating: 0, count: rows * E)
+        zeroFill(dContext, count: rows * E, workers: execution.rowWorkers)
         outputProjection.backward(dy, dx: dContext)
         // dqkv needs no zeroing: each (sequence, head) block of dQ, dK, dV is written once
         // below, by a GEMM with β = 0.
@@ -230,7 +230,7 @@ public final class MultiHeadAttention {
         let dScoresAll = scratch.dScores.data       // (1, T) per worker
         dContext.update(repeating: 0, count: batch * E)
         outputProjection.backward(dy, dx: dContext)
-        dqkv.update(repeating: 0, count: rows * 3 * E)
+        zeroFill(dqkv, count: rows * 3 * E, workers: execution.rowWorkers)
         let scale = 1 / Float(d).squareRoot()
         let qkv = qkv.data, probs = probs.data
         forEachHead { b, h, worker in
@@ -269,9 +269,9 @@ public final class MultiHeadAttention {
     }
 
     /// Number of workers `forEachHead` uses: the BLAS thread count when the model's
-    /// `execution.parallelHeads` is on, at most one per (sequence, head) pair; otherwise 1.
+    /// `execution.parallelWorkers` is on, at most one per (sequence, head) pair; otherwise 1.
     private var headWorkers: Int {
-        execution.parallelHeads ? max(1, min(BLASRuntime.threads, batch * heads)) : 1
+        execution.parallelWorkers ? max(1, min(BLASRuntime.threads, batch * heads)) : 1
     }
 
     /// Runs `body(b, h, worker)` for every sequence b < batch and head h, with

@@ -20,6 +20,8 @@ public final class LayerNormLayer {
     // Saved by forward for backward.
     private var input: UnsafePointer<Float>?
     private var rows = 0
+    /// The model's execution state (row workers).
+    private let execution: ModelExecution
     private let mean: ActivationBuffer   // (rows,)
     private let rstd: ActivationBuffer   // (rows,)
 
@@ -32,6 +34,7 @@ public final class LayerNormLayer {
         bias = store.declare(name + ".bias", shape: [features], region: region, initializer: .zeros)
         self.rowsPerSample = rowsPerSample
         arena = store.activations
+        execution = store.execution
         mean = arena.buffer(name + ".mean") { $0.samples * rowsPerSample.count }
         rstd = arena.buffer(name + ".rstd") { $0.samples * rowsPerSample.count }
     }
@@ -41,14 +44,23 @@ public final class LayerNormLayer {
         arena.reserve(samples: samples(rows: rows, per: rowsPerSample))
         input = x
         self.rows = rows
-        layerNormForward(x, gamma: weight.value, beta: bias.value, y, mean: mean.data,
-                         rstd: rstd.data, rows: rows, cols: features, eps: eps)
+        let C = features, mean = mean.data, rstd = rstd.data
+        concurrentChunks(rows, workers: execution.rowWorkers, minimumPerWorker: 64) { r in
+            layerNormForward(x + r.lowerBound * C, gamma: weight.value, beta: bias.value, y + r.lowerBound * C,
+                             mean: mean + r.lowerBound, rstd: rstd + r.lowerBound, rows: r.count, cols: C, eps: eps)
+        }
     }
 
     /// dx (rows, C) += ∂L/∂x; dγ, dβ += their gradients when trainable.
     public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         guard let x = input else { preconditionFailure("LayerNorm \(name): backward before forward") }
-        layerNormBackward(dy, x, gamma: weight.value, mean: mean.data, rstd: rstd.data, dx: dx,
-                          dgamma: weight.gradient, dbeta: bias.gradient, rows: rows, cols: features)
+        // Rows are independent unless γ and β train (their gradients sum over the rows, in order).
+        let C = features, mean = mean.data, rstd = rstd.data
+        let frozen = weight.gradient == nil && bias.gradient == nil
+        concurrentChunks(rows, workers: frozen ? execution.rowWorkers : 1, minimumPerWorker: 64) { r in
+            layerNormBackward(dy + r.lowerBound * C, x + r.lowerBound * C, gamma: weight.value,
+                              mean: mean + r.lowerBound, rstd: rstd + r.lowerBound, dx: dx + r.lowerBound * C,
+                              dgamma: weight.gradient, dbeta: bias.gradient, rows: r.count, cols: C)
+        }
     }
 }

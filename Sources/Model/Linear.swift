@@ -109,7 +109,12 @@ public final class Linear {
         self.rows = rows
         gemm(.none, .transposed, m: rows, n: outFeatures, k: inFeatures,
              a: x, lda: ldx, b: weight.value, ldb: inFeatures, beta: 0, c: y, ldc: ldy)
-        if let bias, addingBias { addBias(y, bias.value, rows: rows, n: outFeatures, ld: ldy) }
+        if let bias, addingBias {
+            let b = bias.value, n = outFeatures
+            concurrentChunks(rows, workers: execution.rowWorkers, minimumPerWorker: 64) { r in
+                addBias(y + r.lowerBound * ldy, b, rows: r.count, n: n, ld: ldy)
+            }
+        }
         guard let lora, let loraA, let loraB, !isMerged else { return }
         let r = lora.rank
         arena.reserve(samples: samples(rows: rows, per: rowsPerSample))

@@ -58,12 +58,18 @@ public final class ModelExecution {
     /// first *sample* (image or report) in the batch. Each Linear offsets it by its own
     /// rows per sample when it draws a mask.
     public var dropout = DropoutStream(seed: 0)
-    /// Whether attention may run its heads on several workers, each with single-threaded
-    /// GEMMs (`MultiHeadAttention.forEachHead`; bit-identical results). Only for a process
+    /// Whether the model may split its work over as many workers as BLAS threads:
+    /// attention runs its heads on them, each with single-threaded GEMMs
+    /// (`MultiHeadAttention.forEachHead`), and the row-wise kernels between the GEMMs
+    /// (norms, activations, residuals, bias, zeroing) run on contiguous row ranges
+    /// (`concurrentChunks`); results are bit-identical either way. Only for a process
     /// whose BLAS calls all come from the thread that runs the model, as with one rank per
     /// `clipit` process: changing OpenBLAS's thread count while another thread is inside a
     /// BLAS call corrupts its buffers (seen with the thread ranks of the tests).
-    public var parallelHeads = false
+    public var parallelWorkers = false
+
+    /// The workers for row-wise kernels: the BLAS thread count with `parallelWorkers`, else 1.
+    public var rowWorkers: Int { parallelWorkers ? max(1, BLASRuntime.threads) : 1 }
 
     public init() {}
 }

@@ -1,3 +1,5 @@
+import Kernels
+
 
 /// The transformer feed-forward network `fc2(act(fc1(x)))`, E → H → E
 /// (timm `Mlp`, HF `CLIPMLP`; parameters `<name>.fc1.*`, `<name>.fc2.*`).
@@ -11,6 +13,8 @@ public final class MLP {
     /// Rows of the input per sample (the owning tower's tokens).
     public let rowsPerSample: SampleRows
     private let arena: ActivationArena
+    /// The model's execution state (row workers).
+    private let execution: ModelExecution
     private var rows = 0
     private let preActivation: ActivationBuffer   // (rows, H)  fc1 output, before its bias
     private let hidden: ActivationBuffer          // (rows, H)  act(fc1 output)
@@ -24,6 +28,7 @@ public final class MLP {
         self.activation = activation
         self.rowsPerSample = rowsPerSample
         arena = store.activations
+        execution = store.execution
         fc1 = Linear(name + ".fc1", in: features, out: hidden, region: region, lora: lora, store: store,
                      rowsPerSample: rowsPerSample)
         fc2 = Linear(name + ".fc2", in: hidden, out: features, region: region, lora: lora, store: store,
@@ -43,12 +48,16 @@ public final class MLP {
         arena.reserve(samples: samples(rows: rows, per: rowsPerSample))
         // fc1's bias joins the activation's pass over the (rows, H) matrix.
         fc1.forward(x, preActivation.data, rows: rows, addingBias: false)
-        if let bias = fc1.bias {
-            activation.forward(preActivation.data, bias: bias.value, hidden.data, rows: rows, cols: H)
-        } else {
-            activation.forward(preActivation.data, hidden.data, count: rows * H)
+        let pre = preActivation.data, hidden = hidden.data, bias = fc1.bias?.value
+        concurrentChunks(rows, workers: execution.rowWorkers, minimumPerWorker: 16) { r in
+            let offset = r.lowerBound * H
+            if let bias {
+                activation.forward(pre + offset, bias: bias, hidden + offset, rows: r.count, cols: H)
+            } else {
+                activation.forward(pre + offset, hidden + offset, count: r.count * H)
+            }
         }
-        fc2.forward(hidden.data, y, rows: rows)
+        fc2.forward(hidden, y, rows: rows)
     }
 
     /// dx (rows, E) += ∂L/∂x given dy (rows, E).
@@ -56,13 +65,19 @@ public final class MLP {
         let H = fc1.outFeatures
         let dHidden = scratch.dHidden.data                  // (rows, H)
         let dPreActivation = scratch.dPreActivation.data    // (rows, H)
-        dHidden.update(repeating: 0, count: rows * H)
+        let workers = execution.rowWorkers
+        zeroFill(dHidden, count: rows * H, workers: workers)
         fc2.backward(dy, dx: dHidden)
-        dPreActivation.update(repeating: 0, count: rows * H)
-        if let bias = fc1.bias {
-            activation.backward(preActivation.data, bias: bias.value, dHidden, dPreActivation, rows: rows, cols: H)
-        } else {
-            activation.backward(preActivation.data, dHidden, dPreActivation, count: rows * H)
+        let pre = preActivation.data, bias = fc1.bias?.value
+        concurrentChunks(rows, workers: workers, minimumPerWorker: 16) { r in
+            let offset = r.lowerBound * H
+            (dPreActivation + offset).update(repeating: 0, count: r.count * H)
+            if let bias {
+                activation.backward(pre + offset, bias: bias, dHidden + offset, dPreActivation + offset,
+                                    rows: r.count, cols: H)
+            } else {
+                activation.backward(pre + offset, dHidden + offset, dPreActivation + offset, count: r.count * H)
+            }
         }
         fc1.backward(dPreActivation, dx: dx)
     }

@@ -50,6 +50,8 @@ public final class TextTransformer {
     }
 
     private let arena: ActivationArena
+    /// The model's execution state (row workers).
+    private let execution: ModelExecution
     private var batch = 0
     /// Whether the last forward's last block computed the pooled rows only.
     private var pooledOnly = false
@@ -73,6 +75,7 @@ public final class TextTransformer {
         let region = training.baseRegion, D = config.width, L = config.contextLength, S = config.sequenceLength
         let arena = store.activations
         self.arena = arena
+        execution = store.execution
         let tokenRows = SampleRows(S)   // every token-level layer: S rows per report
         let scratch = BlockScratch(prefix + "scratch", width: D, mlpHidden: config.mlpHidden,
                                    rowsPerSample: tokenRows, arena: arena)   // shared by all blocks
@@ -212,13 +215,13 @@ public final class TextTransformer {
         dGathered.data.update(repeating: 0, count: batch * D)
         finalNorm.backward(dNormed.data, dx: dGathered.data)
         var dX = dStreamA, dPrevious = dStreamB   // (B·L, D) each
-        dX.data.update(repeating: 0, count: rows * D)
+        zeroFill(dX.data, count: rows * D, workers: execution.rowWorkers)
         for b in 0..<batch {
             let row = pooledOnly ? b : b * S + poolPositions[b]
             (dX.data + row * D).update(from: dGathered.data + b * D, count: D)
         }
         for block in blocks.reversed() {
-            dPrevious.data.update(repeating: 0, count: rows * D)
+            zeroFill(dPrevious.data, count: rows * D, workers: execution.rowWorkers)
             block.backward(dX.data, dx: dPrevious.data)
             swap(&dX, &dPrevious)
         }

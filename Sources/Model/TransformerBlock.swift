@@ -44,6 +44,8 @@ public final class TransformerBlock {
     /// T, the tokens per sequence (shared with the owning tower).
     public let rowsPerSample: SampleRows
     private let arena: ActivationArena
+    /// The model's execution state (row workers).
+    private let execution: ModelExecution
     private var batch = 0, tokens = 0
     /// The output positions of the last forward; nil = every token.
     private var outputs: [Int]?
@@ -64,6 +66,7 @@ public final class TransformerBlock {
         self.rowsPerSample = rowsPerSample
         let arena = store.activations
         self.arena = arena
+        execution = store.execution
         let scratch = scratch ?? BlockScratch(name + ".scratch", width: width, mlpHidden: mlpHidden,
                                               rowsPerSample: rowsPerSample, arena: arena)
         self.scratch = scratch
@@ -135,9 +138,12 @@ public final class TransformerBlock {
         let dBranch = scratch.dBranch.data         // (rows, E)
         let dNorm = scratch.dNorm.data             // (rows, E)
         // y = x₁ + ls2 ⊙ m:  dx₁ = dy (+ norm2 path below), dm = ls2 ⊙ dy, dls2 += Σ dy ⊙ m.
-        dResidual1.update(from: dy, count: outN)
+        let workers = execution.rowWorkers
+        concurrentChunks(outN, workers: workers, minimumPerWorker: 1 << 16) { r in
+            (dResidual1 + r.lowerBound).update(from: dy + r.lowerBound, count: r.count)
+        }
         let dMLP = branchGradient(dy, mlpOut.data, layerScale2, scratch: dBranch, rows: outRows)
-        dNorm.update(repeating: 0, count: outN)
+        zeroFill(dNorm, count: outN, workers: workers)
         mlp.backward(dMLP, dx: dNorm)
         norm2.backward(dNorm, dx: dResidual1)
         // x₁ = x + ls1 ⊙ a:  dx += dx₁ (+ norm1 path), da = ls1 ⊙ dx₁, dls1 += Σ dx₁ ⊙ a.
@@ -149,7 +155,7 @@ public final class TransformerBlock {
             axpy(1, dResidual1, dx, count: n)
         }
         let dAttention = branchGradient(dResidual1, attnOut.data, layerScale1, scratch: dBranch, rows: outRows)
-        dNorm.update(repeating: 0, count: n)
+        zeroFill(dNorm, count: n, workers: workers)
         attention.backward(dAttention, dx: dNorm)
         norm1.backward(dNorm, dx: dx)
     }
@@ -159,7 +165,9 @@ public final class TransformerBlock {
                                    _ gamma: Parameter?, _ out: UnsafeMutablePointer<Float>, rows: Int) {
         let E = width
         guard let gamma else {
-            for i in 0..<(rows * E) { out[i] = x[i] + branch[i] }
+            concurrentChunks(rows, workers: execution.rowWorkers, minimumPerWorker: 64) { r in
+                for i in (r.lowerBound * E)..<(r.upperBound * E) { out[i] = x[i] + branch[i] }
+            }
             return
         }
         let g = gamma.value

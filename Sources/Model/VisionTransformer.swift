@@ -58,6 +58,8 @@ public final class VisionTransformer {
     }
 
     private let arena: ActivationArena
+    /// The model's execution state (row workers).
+    private let execution: ModelExecution
     private var batch = 0
     /// Whether the last forward's last block computed the class rows only.
     private var pooledOnly = false
@@ -88,6 +90,7 @@ public final class VisionTransformer {
         let region = training.baseRegion, E = config.width, N = config.patchCount, T = config.tokens
         let arena = store.activations
         self.arena = arena
+        execution = store.execution
         let tokenRows = SampleRows(T)   // every token-level layer: T rows per image
         let scratch = BlockScratch(prefix + "scratch", width: E, mlpHidden: config.mlpHidden,
                                    rowsPerSample: tokenRows, arena: arena)   // shared by all blocks
@@ -264,7 +267,7 @@ public final class VisionTransformer {
             dPooled.data.update(from: dFeatures, count: batch * D)
         }
         var dX = dStreamA, dPrevious = dStreamB   // (B·T, E) each
-        dX.data.update(repeating: 0, count: rows * E)
+        zeroFill(dX.data, count: rows * E, workers: execution.rowWorkers)
         switch config.pooling {
         case .cls:
             var dCLS = UnsafePointer(dPooled.data)
@@ -292,7 +295,7 @@ public final class VisionTransformer {
             if let norm { norm.backward(dGathered.data, dx: dX.data) }
         }
         for block in blocks.reversed() {
-            dPrevious.data.update(repeating: 0, count: rows * E)
+            zeroFill(dPrevious.data, count: rows * E, workers: execution.rowWorkers)
             block.backward(dX.data, dx: dPrevious.data)
             swap(&dX, &dPrevious)
         }

@@ -153,7 +153,7 @@ public enum FoldTeachers {
     /// predicts its fold.
     @discardableResult
     public static func train(config: TrainingConfig, comm: any Communicator, outputDirectory: String,
-                             showProgress: Bool = true, parallelHeads: Bool = false) throws -> String {
+                             showProgress: Bool = true, parallelWorkers: Bool = false) throws -> String {
         let k = config.distill.folds
         guard k >= 2 else { throw TrainingError("distill.folds must be at least 2, got \(k)") }
         let data = try TrainingData(config: config)
@@ -170,7 +170,7 @@ public enum FoldTeachers {
             let folder = outputDirectory + "/fold-\(f)"
             let heldOut = (0 ..< count).filter { fold[$0] == f }
             let trainer = try Trainer(config: config, comm: comm, outputDirectory: folder, showProgress: showProgress,
-                                      parallelHeads: parallelHeads, overwrite: true,
+                                      parallelWorkers: parallelWorkers, overwrite: true,
                                       trainingItems: (0 ..< count).filter { fold[$0] != f })
             if comm.rank == 0 && showProgress {
                 let line = "teachers: fold \(f + 1)/\(k): \(config.method) on \(count - heldOut.count) images, "

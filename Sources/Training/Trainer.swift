@@ -142,8 +142,8 @@ public final class Trainer {
     /// `showProgress` controls rank 0's progress display. Pretrained model folders in
     /// `model.init_vision` / `model.init_text` set the tower configs, the tokenizer and the
     /// image preprocessing first (`resolvingPretrainedFolders`); `config` is the result.
-    /// `parallelHeads` lets attention run its heads on the BLAS threads
-    /// (`ModelExecution.parallelHeads`: only in a process whose BLAS calls all come from
+    /// `parallelWorkers` lets attention run its heads on the BLAS threads
+    /// (`ModelExecution.parallelWorkers`: only in a process whose BLAS calls all come from
     /// this thread, as with one rank per `clipit` process; bit-identical results).
     /// An output directory that already holds a run is refused unless `resume` continues
     /// it or `overwrite` replaces it. `stopSignals` enables graceful preemption.
@@ -151,7 +151,7 @@ public final class Trainer {
     /// `trainingItems`: train on these items of `data.train` only (a fold teacher's
     /// training folds); nil: all of them.
     public init(config: TrainingConfig, comm: any Communicator, outputDirectory: String, resume: String? = nil,
-                showProgress: Bool = true, parallelHeads: Bool = false, overwrite: Bool = false,
+                showProgress: Bool = true, parallelWorkers: Bool = false, overwrite: Bool = false,
                 stopSignals: StopSignals? = nil, trainingItems: [Int]? = nil) throws {
         if resume == nil && !overwrite, let existing = existingRunFile(in: outputDirectory) {
             throw TrainingError("'\(outputDirectory)' already holds a run ('\(existing)'): pass --resume auto to "
@@ -173,7 +173,7 @@ public final class Trainer {
                                 + "the training data has \(classNames)")
         }
         let built = try makeModel(config, classes: classNames.count)
-        built.store.execution.parallelHeads = parallelHeads
+        built.store.execution.parallelWorkers = parallelWorkers
         model = built
         // Activations for the largest local batch (or micro-batch) of training and of
         // validation, sized once.

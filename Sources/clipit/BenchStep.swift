@@ -69,8 +69,8 @@ struct BenchStep: ParsableCommand {
     var breakdown = true
 
     @Flag(inversion: .prefixedNo,
-          help: "Run attention heads on the BLAS threads, each with single-threaded GEMMs (ModelExecution.parallelHeads).")
-    var parallelHeads = true
+          help: "Split attention heads and the row-wise kernels over the BLAS threads (ModelExecution.parallelWorkers).")
+    var parallelWorkers = true
 
     @Flag(help: "Print one JSON object per configuration instead of a table.")
     var json = false
@@ -111,7 +111,7 @@ struct BenchStep: ParsableCommand {
         if !json {
             print("clipit bench step: OpenBLAS core \(BLASRuntime.coreName), \(BLASRuntime.threads) thread(s), "
                   + "batch \(batch), \(imageSize)² images, LoRA r = \(rank), warmup \(warmup), \(steps) timed step(s), "
-                  + (parallelHeads ? "parallel" : "serial") + " attention heads")
+                  + (parallelWorkers ? "parallel" : "serial") + " heads and row kernels")
             if methods.contains("clipit") {
                 print("  CLIP-IT includes the CLIP text tower (context 77, width 512, 12 layers) on random token ids")
             }
@@ -195,7 +195,7 @@ struct BenchStep: ParsableCommand {
             forwardGEMM: breakdown ? mean(forwardGEMM) : nil,
             forwardBackwardGEMM: breakdown ? mean(forwardBackwardGEMM) : nil,
             peakGflops: peakGflops, peakResidentMiB: peakResidentMemoryMiB(),
-            peakResidentScope: peakReset ? "configuration" : "process", parallelHeads: parallelHeads,
+            peakResidentScope: peakReset ? "configuration" : "process", parallelWorkers: parallelWorkers,
             pageFaultsPerStep: faultsPerStep)
     }
 
@@ -207,7 +207,7 @@ struct BenchStep: ParsableCommand {
             let config = CLIPITConfig(vision: vision, text: .clip, visionTraining: lora, textTraining: lora,
                                       classes: classes)
             let model = CLIPITModel(config, seed: 1)
-            model.store.execution.parallelHeads = parallelHeads   // this process calls BLAS from one thread
+            model.store.execution.parallelWorkers = parallelWorkers   // this process calls BLAS from one thread
             let tokens = UnsafePointer(inputs.tokens!)
             return Workload(
                 store: model.store, flops: model.trainingFlops(batch: b),
@@ -215,7 +215,7 @@ struct BenchStep: ParsableCommand {
                 forwardBackward: { model.forwardBackward(images: images, labels: labels, tokens: tokens, batch: b) })
         }
         let model = UnimodalModel(vision: vision, training: lora, classes: classes, seed: 1)
-        model.store.execution.parallelHeads = parallelHeads
+        model.store.execution.parallelWorkers = parallelWorkers
         return Workload(
             store: model.store, flops: model.trainingFlops(batch: b),
             forward: { _ = model.predict(images: images, batch: b) },   // no dropout: same work as training
@@ -273,7 +273,7 @@ private struct StepResult {
     var peakGflops: Double
     var peakResidentMiB: Double
     var peakResidentScope: String
-    var parallelHeads: Bool
+    var parallelWorkers: Bool
     /// Minor page faults per timed step (first touches of new memory; 0 when the step
     /// allocates nothing).
     var pageFaultsPerStep: Double
@@ -315,7 +315,7 @@ private struct StepResult {
         var fields: [(String, String)] = [
             ("model", "\"\(model)\""), ("method", "\"\(method)\""), ("image_size", "\(imageSize)"),
             ("batch", "\(batch)"), ("threads", "\(threads)"), ("steps", "\(steps)"),
-            ("parallel_heads", parallelHeads ? "true" : "false"),
+            ("parallel_workers", parallelWorkers ? "true" : "false"),
             ("images_per_s", String(format: "%.3f", imagesPerSecond)),
             ("gflops", String(format: "%.2f", gflops)),
             ("peak_fraction", String(format: "%.4f", peakFraction)),

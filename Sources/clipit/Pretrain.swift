@@ -140,7 +140,7 @@ struct Pretrain: ParsableCommand {
             let paired = try PairedRetrievalData(imagesPath: settings.images, reportsPath: settings.reports,
                                                  holdoutFraction: settings.holdoutFraction, text: config.text)
             let model = try RetrieverModel(config, seed: UInt64(truncatingIfNeeded: settings.seed))
-            model.store.execution.parallelHeads = true   // one rank per process: BLAS called from this thread only
+            model.store.execution.parallelWorkers = true   // one rank per process: BLAS called from this thread only
             let trainer = try RetrieverPretrainer(model: model, data: paired, settings: settings, comm: comm,
                                                   outputDirectory: out, resume: checkpointToResume(resume, runFolder: out),
                                                   stopSignals: signals)

@@ -255,7 +255,7 @@ struct Train: ParsableCommand {
             let output = out ?? ((resume ?? ".") as NSString).deletingLastPathComponent
             if folds != nil && config.method == .textOnly {   // the out-of-fold teachers of clipit-kd
                 try FoldTeachers.train(config: config.effective(), comm: comm, outputDirectory: output,
-                                       showProgress: !quiet, parallelHeads: true)
+                                       showProgress: !quiet, parallelWorkers: true)
                 return false
             }
             if config.distill.kdWeight > 0 && config.distill.teacher.isEmpty {
@@ -263,10 +263,10 @@ struct Train: ParsableCommand {
                 let folder = output + "/teachers", file = folder + "/teacher.safetensors"
                 config.distill.teacher = resume != nil && FileManager.default.fileExists(atPath: file) ? file
                     : try FoldTeachers.train(config: FoldTeachers.teacherConfig(for: config.effective()), comm: comm,
-                                             outputDirectory: folder, showProgress: !quiet, parallelHeads: true)
+                                             outputDirectory: folder, showProgress: !quiet, parallelWorkers: true)
             }
             let trainer = try Trainer(config: config, comm: comm, outputDirectory: output.isEmpty ? "." : output,
-                                      resume: resume, showProgress: !quiet, parallelHeads: true, overwrite: overwrite,
+                                      resume: resume, showProgress: !quiet, parallelWorkers: true, overwrite: overwrite,
                                       stopSignals: signals)
             return try trainer.run().stoppedBySignal != nil
         }
