@@ -18,14 +18,29 @@ public func softmaxForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<
     for r in 0..<rows {
         let xr = x + r * cols   // (cols)
         let yr = y + r * cols   // (cols)
-        let maxValue = rowMaximum(xr, count: cols)
         // Work in place on y: a loop reading x and writing y vectorises only when the
         // compiler can prove they do not overlap, which fails for x == y (attention).
         if UnsafePointer(yr) != xr { yr.update(from: xr, count: cols) }
-        for j in 0..<cols { yr[j] = branchFreeExp(yr[j] - maxValue) }
-        let inverseSum = 1 / rowSum(yr, count: cols)
-        for j in 0..<cols { yr[j] *= inverseSum }
+        softmaxRowInPlace(yr, count: cols)
     }
+}
+
+/// The softmax of one row in place (as `softmaxForward`), returning its maximum m and
+/// 1/Σ_k exp(x_k − m): with them `softmaxRowRecompute` rebuilds the same row, bit for
+/// bit, from the same scores.
+@discardableResult
+public func softmaxRowInPlace(_ row: UnsafeMutablePointer<Float>, count: Int) -> (maximum: Float, inverseSum: Float) {
+    let maxValue = rowMaximum(row, count: count)
+    for j in 0..<count { row[j] = branchFreeExp(row[j] - maxValue) }
+    let inverseSum = 1 / rowSum(row, count: count)
+    for j in 0..<count { row[j] *= inverseSum }
+    return (maxValue, inverseSum)
+}
+
+/// p_j = exp(s_j − maximum)·inverseSum in place: the probabilities `softmaxRowInPlace`
+/// made from the same scores s, with its two statistics.
+public func softmaxRowRecompute(_ row: UnsafeMutablePointer<Float>, count: Int, maximum: Float, inverseSum: Float) {
+    for j in 0..<count { row[j] = branchFreeExp(row[j] - maximum) * inverseSum }
 }
 
 /// Softmax backward from the saved output y:
@@ -39,6 +54,17 @@ public func softmaxBackward(_ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float
         let yr = y + r * cols, dyr = dy + r * cols, dxr = dx + r * cols
         let weighted = rowDot(dyr, yr, count: cols)
         for j in 0..<cols { dxr[j] += yr[j] * (dyr[j] - weighted) }
+    }
+}
+
+/// Softmax backward in place, dp ← y ⊙ (dp − Σ_k dp_k·y_k) row by row: the gradient of the
+/// scores replaces that of the probabilities (`softmaxBackward` without a separate dx).
+public func softmaxBackwardInPlace(_ y: UnsafePointer<Float>, _ dp: UnsafeMutablePointer<Float>,
+                                   rows: Int, cols: Int) {
+    for r in 0..<rows {
+        let yr = y + r * cols, dr = dp + r * cols
+        let weighted = rowDot(UnsafePointer(dr), yr, count: cols)
+        for j in 0..<cols { dr[j] = yr[j] * (dr[j] - weighted) }
     }
 }
 

@@ -69,6 +69,10 @@ public final class ActivationArena {
         return buffer
     }
 
+    /// Marks the plan out of date (a setting that sizes buffers changed); the next
+    /// `reserve` allocates anew. Only between steps: buffers written so far are lost.
+    public func invalidate() { isStale = true }
+
     /// Every declared buffer with its current size, in declaration order.
     public var buffers: [(name: String, count: Int)] { declared.map { ($0.name, $0.count) } }
 

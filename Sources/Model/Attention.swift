@@ -9,6 +9,17 @@ public enum QKVLayout: String, NamedChoice {
     case separate
 }
 
+/// What attention keeps of its probabilities P = softmax(QKᵀ/√d) for the backward.
+public enum AttentionProbabilities: String, NamedChoice {
+    /// Every (T, T) matrix: B·H·T² floats per layer, read back by the backward.
+    case stored
+    /// Two numbers per row, the maximum and 1/Σ of the softmax; the backward recomputes
+    /// S = QKᵀ/√d with the same product and P from them, bit for bit the stored P
+    /// (FlashAttention's recomputation). Saves B·H·T² floats per layer for one more
+    /// T×T×d product per head.
+    case recomputed
+}
+
 /// Multi-head self-attention (Vaswani et al. 2017) over B sequences of T tokens:
 ///
 ///     [Q K V] = x W_qkvᵀ + b_qkv                     (B·T, 3E), head h uses columns h·d..<(h+1)·d
@@ -40,16 +51,21 @@ public final class MultiHeadAttention {
     public let outputProjection: Linear
     public var linears: [Linear] { inputProjections + [outputProjection] }
 
-    /// The model's execution state (head parallelism).
+    /// The model's execution state (head parallelism, what the backward keeps).
     private let execution: ModelExecution
+    /// What the next forward keeps of its probabilities (`ModelExecution`).
+    public var attentionProbabilities: AttentionProbabilities { execution.attentionProbabilities }
     /// T, the tokens per sequence (shared with the owning tower).
     public let rowsPerSample: SampleRows
     private let arena: ActivationArena
     private var batch = 0, tokens = 0
     /// The query position of each sequence in the last forward; nil = every token.
     private var queries: [Int]?
+    /// `execution.attentionProbabilities` of the last forward.
+    private var probabilities = AttentionProbabilities.stored
     private let qkv: ActivationBuffer       // (B·T, 3E)
-    private let probs: ActivationBuffer     // (B, H, T, T); with queries (B, H, 1, T)
+    private let probs: ActivationBuffer     // (B, H, T, T) stored, (B, H, 1, T) recomputed or with queries
+    private let rowStatistics: ActivationBuffer   // (B, H, T, 2) softmax maximum and 1/Σ (recomputed)
     private let context: ActivationBuffer   // (B·T, E); with queries (B, E)
     /// Backward scratch shared with the other blocks of the tower.
     private let scratch: AttentionScratch
@@ -75,7 +91,13 @@ public final class MultiHeadAttention {
         let arena = store.activations
         self.arena = arena
         qkv = arena.buffer(name + ".qkv_out") { $0.samples * rowsPerSample.count * 3 * embedDim }
-        probs = arena.buffer(name + ".probs") { $0.samples * heads * rowsPerSample.count * rowsPerSample.count }
+        let settings = store.execution
+        probs = arena.buffer(name + ".probs") {
+            $0.samples * heads * rowsPerSample.count * (settings.attentionProbabilities == .stored ? rowsPerSample.count : 1)
+        }
+        rowStatistics = arena.buffer(name + ".row_statistics") {
+            settings.attentionProbabilities == .recomputed ? $0.samples * heads * rowsPerSample.count * 2 : 0
+        }
         context = arena.buffer(name + ".context") { $0.samples * rowsPerSample.count * embedDim }
         self.scratch = scratch ?? AttentionScratch(name + ".scratch", width: embedDim, rowsPerSample: rowsPerSample,
                                                    arena: arena)
@@ -134,6 +156,7 @@ public final class MultiHeadAttention {
         self.batch = batch
         self.tokens = tokens
         self.queries = queries
+        probabilities = execution.attentionProbabilities
         arena.reserve(samples: batch, rows: rowsPerSample, perSample: tokens)   // on its own: the call's count
         // Projections into the (B·T, 3E) qkv buffer.
         switch layout {
@@ -161,14 +184,18 @@ public final class MultiHeadAttention {
             outputProjection.forward(context, y, rows: batch)
             return
         }
-        forEachHead { b, h, _ in
+        let recompute = probabilities == .recomputed
+        let scores = scratch.dProbs.data, statistics = rowStatistics.data   // (T, T) per worker; (B, H, T, 2)
+        forEachHead { b, h, worker in
             let qkvB = qkv + b * T * 3 * E                  // (T, 3E)
             let q = qkvB + h * d, k = qkvB + E + h * d, v = qkvB + 2 * E + h * d
-            let p = probs + (b * heads + h) * T * T         // (T, T)
+            // P in the stored matrices, or in this worker's scratch (cache-resident) when recomputed.
+            let p = recompute ? scores + worker * T * T : probs + (b * heads + h) * T * T   // (T, T)
             // S = Q Kᵀ·scale
             gemm(.none, .transposed, m: T, n: T, k: d, alpha: scale, a: q, lda: 3 * E,
                  b: k, ldb: 3 * E, beta: 0, c: p, ldc: T)
-            maskedSoftmaxRows(p, tokens: T, keep: keyKeep.map { UnsafePointer($0 + b * T) })
+            maskedSoftmaxRows(p, tokens: T, keep: keyKeep.map { UnsafePointer($0 + b * T) },
+                              statistics: recompute ? statistics + (b * heads + h) * T * 2 : nil)
             // O = P V → context columns h·d..<(h+1)·d
             gemm(.none, .none, m: T, n: d, k: T, a: p, lda: T, b: v, ldb: 3 * E,
                  beta: 0, c: context + b * T * E + h * d, ldc: E)
@@ -194,26 +221,37 @@ public final class MultiHeadAttention {
         // dqkv needs no zeroing: each (sequence, head) block of dQ, dK, dV is written once
         // below, by a GEMM with β = 0.
         let scale = 1 / Float(d).squareRoot()
-        let qkv = qkv.data, probs = probs.data
+        let qkv = qkv.data, probs = probs.data, statistics = rowStatistics.data, keyKeep = keyKeep?.data
+        let recompute = probabilities == .recomputed
         forEachHead { b, h, worker in
             let qkvB = qkv + b * T * 3 * E, dqkvB = dqkv + b * T * 3 * E
             let q = qkvB + h * d, k = qkvB + E + h * d, v = qkvB + 2 * E + h * d
             let dq = dqkvB + h * d, dk = dqkvB + E + h * d, dv = dqkvB + 2 * E + h * d
-            let p = probs + (b * heads + h) * T * T          // (T, T)
             let dO = dContext + b * T * E + h * d            // (T, d), ld E
-            let dProbs = dProbsAll + worker * T * T, dScores = dScoresAll + worker * T * T
+            let dProbs = dProbsAll + worker * T * T          // dP, then dS in place
+            let p: UnsafePointer<Float>                      // (T, T)
+            if recompute {
+                // The forward's product and softmax again, from its row statistics: the same P.
+                let scores = dScoresAll + worker * T * T
+                gemm(.none, .transposed, m: T, n: T, k: d, alpha: scale, a: q, lda: 3 * E,
+                     b: k, ldb: 3 * E, beta: 0, c: scores, ldc: T)
+                recomputeSoftmaxRows(scores, tokens: T, keep: keyKeep.map { UnsafePointer($0 + b * T) },
+                                     statistics: statistics + (b * heads + h) * T * 2)
+                p = UnsafePointer(scores)
+            } else {
+                p = UnsafePointer(probs + (b * heads + h) * T * T)
+            }
             // dP = dO Vᵀ (T, T);  dV = Pᵀ dO (T, d)
             gemm(.none, .transposed, m: T, n: T, k: d, a: dO, lda: E, b: v, ldb: 3 * E,
                  beta: 0, c: dProbs, ldc: T)
             gemm(.transposed, .none, m: T, n: d, k: T, a: p, lda: T, b: dO, ldb: E,
                  beta: 0, c: dv, ldc: 3 * E)
-            // dS = P ⊙ (dP − rowsum(dP ⊙ P)); masked entries have P = 0, so dS = 0 there.
-            dScores.update(repeating: 0, count: T * T)
-            softmaxBackward(p, dProbs, dScores, rows: T, cols: T)
+            // dS = P ⊙ (dP − rowsum(dP ⊙ P)) in place; masked entries have P = 0, so dS = 0 there.
+            softmaxBackwardInPlace(p, dProbs, rows: T, cols: T)
             // dQ = scale · dS K;  dK = scale · dSᵀ Q
-            gemm(.none, .none, m: T, n: d, k: T, alpha: scale, a: dScores, lda: T,
+            gemm(.none, .none, m: T, n: d, k: T, alpha: scale, a: dProbs, lda: T,
                  b: k, ldb: 3 * E, beta: 0, c: dq, ldc: 3 * E)
-            gemm(.transposed, .none, m: T, n: d, k: T, alpha: scale, a: dScores, lda: T,
+            gemm(.transposed, .none, m: T, n: d, k: T, alpha: scale, a: dProbs, lda: T,
                  b: q, ldb: 3 * E, beta: 0, c: dk, ldc: 3 * E)
         }
         inputProjectionsBackward(dqkv, dx: dx)
@@ -227,7 +265,6 @@ public final class MultiHeadAttention {
         let dContext = scratch.dContext.data        // (B, E)
         let dqkv = scratch.dqkv.data                // (B·T, 3E)
         let dProbsAll = scratch.dProbs.data         // (1, T) per worker
-        let dScoresAll = scratch.dScores.data       // (1, T) per worker
         dContext.update(repeating: 0, count: batch * E)
         outputProjection.backward(dy, dx: dContext)
         zeroFill(dqkv, count: rows * 3 * E, workers: execution.rowWorkers)
@@ -239,18 +276,17 @@ public final class MultiHeadAttention {
             let dq = dqkvB + i * 3 * E + h * d, dk = dqkvB + E + h * d, dv = dqkvB + 2 * E + h * d
             let p = probs + (b * heads + h) * T              // (1, T)
             let dO = dContext + b * E + h * d                // (1, d)
-            let dProbs = dProbsAll + worker * T, dScores = dScoresAll + worker * T
+            let dProbs = dProbsAll + worker * T
             // dp = dO Vᵀ (1, T);  dV = pᵀ dO (T, d)
             gemm(.none, .transposed, m: 1, n: T, k: d, a: dO, lda: E, b: v, ldb: 3 * E,
                  beta: 0, c: dProbs, ldc: T)
             gemm(.transposed, .none, m: T, n: d, k: 1, a: p, lda: T, b: dO, ldb: E,
                  beta: 0, c: dv, ldc: 3 * E)
-            dScores.update(repeating: 0, count: T)
-            softmaxBackward(p, dProbs, dScores, rows: 1, cols: T)
+            softmaxBackwardInPlace(p, dProbs, rows: 1, cols: T)   // ds in place of dp
             // dq = scale · ds K (1, d);  dK = scale · dsᵀ q (T, d)
-            gemm(.none, .none, m: 1, n: d, k: T, alpha: scale, a: dScores, lda: T,
+            gemm(.none, .none, m: 1, n: d, k: T, alpha: scale, a: dProbs, lda: T,
                  b: k, ldb: 3 * E, beta: 0, c: dq, ldc: 3 * E)
-            gemm(.transposed, .none, m: T, n: d, k: 1, alpha: scale, a: dScores, lda: T,
+            gemm(.transposed, .none, m: T, n: d, k: 1, alpha: scale, a: dProbs, lda: T,
                  b: q, ldb: 3 * E, beta: 0, c: dk, ldc: 3 * E)
         }
         inputProjectionsBackward(dqkv, dx: dx)
@@ -301,32 +337,57 @@ public final class MultiHeadAttention {
 
     /// Row-wise softmax of the (T, T) scores in place, with the causal and key-padding masks
     /// applied (masked entries become exactly 0; a fully masked row becomes all zeros).
+    /// With `statistics` (T, 2), each row's softmax maximum and 1/Σ are saved there.
     private func maskedSoftmaxRows(_ s: UnsafeMutablePointer<Float>, tokens T: Int,
-                                   keep: UnsafePointer<Float>?) {
+                                   keep: UnsafePointer<Float>?, statistics: UnsafeMutablePointer<Float>? = nil) {
         for i in 0..<T {
             // keys 0..<visible pass the causal mask
-            maskedSoftmaxRow(s + i * T, tokens: T, visible: causal ? i + 1 : T, keep: keep)
+            let stats = maskedSoftmaxRow(s + i * T, tokens: T, visible: causal ? i + 1 : T, keep: keep)
+            if let statistics {
+                statistics[2 * i] = stats.maximum
+                statistics[2 * i + 1] = stats.inverseSum
+            }
+        }
+    }
+
+    /// Rebuilds the probabilities `maskedSoftmaxRows` made from the same scores s (T, T),
+    /// given its saved row statistics.
+    private func recomputeSoftmaxRows(_ s: UnsafeMutablePointer<Float>, tokens T: Int,
+                                      keep: UnsafePointer<Float>?, statistics: UnsafePointer<Float>) {
+        for i in 0..<T {
+            let row = s + i * T, visible = causal ? i + 1 : T
+            if visible < T { (row + visible).update(repeating: 0, count: T - visible) }
+            if let keep {
+                for j in 0..<visible where keep[j] == 0 { row[j] = -.infinity }
+            }
+            let inverseSum = statistics[2 * i + 1]
+            if inverseSum == 0 {   // every key masked: the all-zero row
+                row.update(repeating: 0, count: visible)
+            } else {
+                softmaxRowRecompute(row, count: visible, maximum: statistics[2 * i], inverseSum: inverseSum)
+            }
         }
     }
 
     /// Softmax of one row of T scores in place over keys 0..<visible that `keep` keeps;
-    /// the other entries become exactly 0 (all of them when no key is kept).
+    /// the other entries become exactly 0 (all of them when no key is kept, reported as
+    /// statistics (0, 0)).
+    @discardableResult
     private func maskedSoftmaxRow(_ row: UnsafeMutablePointer<Float>, tokens T: Int, visible: Int,
-                                  keep: UnsafePointer<Float>?) {
+                                  keep: UnsafePointer<Float>?) -> (maximum: Float, inverseSum: Float) {
         if visible < T { (row + visible).update(repeating: 0, count: T - visible) }
         guard let keep else {
-            softmaxForward(row, row, rows: 1, cols: visible)
-            return
+            return softmaxRowInPlace(row, count: visible)
         }
         var any = false
         for j in 0..<visible {
             if keep[j] == 0 { row[j] = -.infinity } else { any = true }
         }
         if any {
-            softmaxForward(row, row, rows: 1, cols: visible)
-        } else {
-            row.update(repeating: 0, count: visible)
+            return softmaxRowInPlace(row, count: visible)
         }
+        row.update(repeating: 0, count: visible)
+        return (0, 0)
     }
 }
 

@@ -71,6 +71,15 @@ public final class ModelExecution {
     /// The workers for row-wise kernels: the BLAS thread count with `parallelWorkers`, else 1.
     public var rowWorkers: Int { parallelWorkers ? max(1, BLASRuntime.threads) : 1 }
 
+    /// What attention keeps of its probabilities for the backward (`AttentionProbabilities`).
+    /// It sizes the activations: change it between steps, not inside one.
+    public var attentionProbabilities = AttentionProbabilities.stored {
+        didSet { arena?.invalidate() }
+    }
+
+    /// The store's activations (re-planned when a setting that sizes them changes).
+    weak var arena: ActivationArena?
+
     public init() {}
 }
 

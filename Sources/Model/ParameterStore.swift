@@ -88,7 +88,7 @@ public final class ParameterStore {
     /// Frozen values, `(frozenCount,)`.
     public private(set) var frozen = Tensor(shape: [0])
 
-    public init() {}
+    public init() { execution.arena = activations }
 
     /// Declares a parameter. Names must be unique; the store must not be allocated yet.
     @discardableResult

@@ -66,7 +66,9 @@ extension MultiHeadAttention {
         var f = inputProjections.reduce(TrainingFlops()) { $0 + $1.trainingFlops(rows: rows, inputGradient: true) }
         f += outputProjection.trainingFlops(rows: oneQuery ? batch : rows, inputGradient: true)
         let product = Double(batch * heads) * gemmFlops(m: oneQuery ? 1 : tokens, n: tokens, k: headDim)
-        f += TrainingFlops(forward: 2 * product, backward: 4 * product)
+        // Recomputed probabilities: S = QKᵀ once more per head in the backward.
+        let recomputed = !oneQuery && attentionProbabilities == .recomputed
+        f += TrainingFlops(forward: 2 * product, backward: (recomputed ? 5 : 4) * product)
         return f
     }
 }

@@ -174,6 +174,7 @@ public final class Trainer {
         }
         let built = try makeModel(config, classes: classNames.count)
         built.store.execution.parallelWorkers = parallelWorkers
+        built.store.execution.attentionProbabilities = config.train.attentionProbabilities
         model = built
         // Activations for the largest local batch (or micro-batch) of training and of
         // validation, sized once.

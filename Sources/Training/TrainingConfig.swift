@@ -288,11 +288,16 @@ public struct RunSettings: Codable, Equatable, Sendable {
     /// Unlabelled images (`data.unlabeled`) added to every global batch of
     /// `batch_size` labelled ones; they join the distillation terms only.
     public var unlabeledBatchSize: Int
+    /// What attention keeps for the backward: `stored` probabilities (faster on CPUs) or
+    /// `recomputed` from two statistics per row (B·H·T² floats less per layer); the same
+    /// bits either way (`AttentionProbabilities`).
+    public var attentionProbabilities: AttentionProbabilities
 
     public init(epochs: Int = 10, batchSize: Int = 64, evalBatchSize: Int = 128, validationsPerEpoch: Int = 10,
                 maxSteps: Int = 0, stopAfterSteps: Int = 0, logEvery: Int = 10, checkpointEvery: Int = 0,
                 saveFrozen: Bool = false, divergenceFactor: Float = 0, deterministic: Bool = true,
-                microBatchSize: Int = 8, unlabeledBatchSize: Int = 0) {
+                microBatchSize: Int = 8, unlabeledBatchSize: Int = 0,
+                attentionProbabilities: AttentionProbabilities = .stored) {
         self.epochs = epochs
         self.batchSize = batchSize
         self.evalBatchSize = evalBatchSize
@@ -306,6 +311,7 @@ public struct RunSettings: Codable, Equatable, Sendable {
         self.deterministic = deterministic
         self.microBatchSize = microBatchSize
         self.unlabeledBatchSize = unlabeledBatchSize
+        self.attentionProbabilities = attentionProbabilities
     }
 
     /// Decodes every key; `divergence_factor`, `deterministic` and `micro_batch_size` may be
@@ -325,6 +331,7 @@ public struct RunSettings: Codable, Equatable, Sendable {
         deterministic = try c.decodeIfPresent(Bool.self, forKey: .deterministic) ?? false
         microBatchSize = try c.decodeIfPresent(Int.self, forKey: .microBatchSize) ?? 8
         unlabeledBatchSize = try c.decodeIfPresent(Int.self, forKey: .unlabeledBatchSize) ?? 0
+        attentionProbabilities = try c.decodeIfPresent(AttentionProbabilities.self, forKey: .attentionProbabilities) ?? .stored
     }
 }
 

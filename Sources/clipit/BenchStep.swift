@@ -72,6 +72,9 @@ struct BenchStep: ParsableCommand {
           help: "Split attention heads and the row-wise kernels over the BLAS threads (ModelExecution.parallelWorkers).")
     var parallelWorkers = true
 
+    @Option(help: "What attention keeps for the backward: stored (probabilities) or recomputed (two statistics per row).")
+    var attentionProbabilities = AttentionProbabilities.stored
+
     @Flag(help: "Print one JSON object per configuration instead of a table.")
     var json = false
 
@@ -196,6 +199,7 @@ struct BenchStep: ParsableCommand {
             forwardBackwardGEMM: breakdown ? mean(forwardBackwardGEMM) : nil,
             peakGflops: peakGflops, peakResidentMiB: peakResidentMemoryMiB(),
             peakResidentScope: peakReset ? "configuration" : "process", parallelWorkers: parallelWorkers,
+            attentionProbabilities: attentionProbabilities,
             pageFaultsPerStep: faultsPerStep)
     }
 
@@ -208,6 +212,7 @@ struct BenchStep: ParsableCommand {
                                       classes: classes)
             let model = CLIPITModel(config, seed: 1)
             model.store.execution.parallelWorkers = parallelWorkers   // this process calls BLAS from one thread
+            model.store.execution.attentionProbabilities = attentionProbabilities
             let tokens = UnsafePointer(inputs.tokens!)
             return Workload(
                 store: model.store, flops: model.trainingFlops(batch: b),
@@ -216,6 +221,7 @@ struct BenchStep: ParsableCommand {
         }
         let model = UnimodalModel(vision: vision, training: lora, classes: classes, seed: 1)
         model.store.execution.parallelWorkers = parallelWorkers
+        model.store.execution.attentionProbabilities = attentionProbabilities
         return Workload(
             store: model.store, flops: model.trainingFlops(batch: b),
             forward: { _ = model.predict(images: images, batch: b) },   // no dropout: same work as training
@@ -274,6 +280,7 @@ private struct StepResult {
     var peakResidentMiB: Double
     var peakResidentScope: String
     var parallelWorkers: Bool
+    var attentionProbabilities: AttentionProbabilities
     /// Minor page faults per timed step (first touches of new memory; 0 when the step
     /// allocates nothing).
     var pageFaultsPerStep: Double
@@ -316,6 +323,7 @@ private struct StepResult {
             ("model", "\"\(model)\""), ("method", "\"\(method)\""), ("image_size", "\(imageSize)"),
             ("batch", "\(batch)"), ("threads", "\(threads)"), ("steps", "\(steps)"),
             ("parallel_workers", parallelWorkers ? "true" : "false"),
+            ("attention_probabilities", "\"\(attentionProbabilities.rawValue)\""),
             ("images_per_s", String(format: "%.3f", imagesPerSecond)),
             ("gflops", String(format: "%.2f", gflops)),
             ("peak_fraction", String(format: "%.4f", peakFraction)),
@@ -392,3 +400,5 @@ private func peakResidentMemoryMiB() -> Double {
     return Double(usage.ru_maxrss) / (1024 * 1024)
     #endif
 }
+
+extension AttentionProbabilities: ExpressibleByArgument {}
