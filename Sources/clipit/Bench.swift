@@ -7,7 +7,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks: GEMM throughput, allreduce latency/bandwidth, training-step throughput, retrieval.",
-        subcommands: [BenchGEMM.self, BenchAllreduce.self, BenchStep.self, BenchRetrieval.self])
+        subcommands: [BenchGEMM.self, BenchAllreduce.self, BenchStep.self, BenchRetrieval.self, BenchLoRAFold.self])
 }
 
 /// The machine's practical sgemm rate in FLOP/s on this process's BLAS threads: the
