@@ -28,7 +28,7 @@ public final class ActivationBuffer {
     public let name: String
     public fileprivate(set) var data = UnsafeMutablePointer<Float>(bitPattern: 16)!
     public fileprivate(set) var count = 0
-    fileprivate let size: (ActivationShape) -> Int
+    fileprivate var size: (ActivationShape) -> Int
 
     fileprivate init(name: String, size: @escaping (ActivationShape) -> Int) {
         self.name = name
@@ -67,6 +67,16 @@ public final class ActivationArena {
         declared.append(buffer)
         isStale = true
         return buffer
+    }
+
+    /// A scratch buffer shared by every layer that asks for `name`, sized for the largest of
+    /// their requests: for work inside one call (never kept from a forward to its backward).
+    public func sharedBuffer(_ name: String, size: @escaping (ActivationShape) -> Int) -> ActivationBuffer {
+        guard let existing = declared.first(where: { $0.name == name }) else { return buffer(name, size: size) }
+        let previous = existing.size
+        existing.size = { max(previous($0), size($0)) }
+        isStale = true
+        return existing
     }
 
     /// Marks the plan out of date (a setting that sizes buffers changed); the next

@@ -10,6 +10,13 @@ import Kernels
 ///
 /// `forward` caches a pointer to its input; `backward` must follow the matching forward
 /// and *adds* into `dx` and into the parameter gradients (llm.c convention).
+///
+/// LoRA's products with A ride on the base GEMMs where that saves a pass over memory
+/// (docs/benchmarks.md, "LoRA folded into the base GEMMs"): forward, when the bias is
+/// added here, Z = x·[W; A]ᵀ in one GEMM and one pass splits Z into y = Z[:, :out] + b
+/// (the bias pass it replaces) and h = Z[:, out:]; backward, when the input is wider than
+/// the output, dX += [dY | dh]·[W; A] in one GEMM instead of re-reading dX for dh·A. The
+/// same products and sums, in the same order per element.
 public final class Linear {
     public let name: String
     public let inFeatures: Int
@@ -41,6 +48,11 @@ public final class Linear {
     private let loraHidden: ActivationBuffer       // (rows, r)   drop(x) Aᵀ
     private let loraHiddenGrad: ActivationBuffer   // (rows, r)
     private let droppedInput: ActivationBuffer     // (rows, in)  only with dropout
+    /// (rows, out + r) scratch shared by the store's Linears: Z forward, [dY | dh] backward.
+    private let foldScratch: ActivationBuffer?
+    /// [W; A] (out + r, in) for the folded products, refreshed at each use (A trains, W
+    /// may be reloaded); allocated on first use.
+    private var stackedWeight: UnsafeMutablePointer<Float>?
 
     /// Declares the layer's parameters in `store`.
     /// - Parameters:
@@ -67,6 +79,9 @@ public final class Linear {
         loraHidden = arena.buffer(name + ".lora_hidden") { $0.samples * rowsPerSample.count * r }
         loraHiddenGrad = arena.buffer(name + ".lora_hidden_grad") { $0.samples * rowsPerSample.count * r }
         droppedInput = arena.buffer(name + ".dropped_input") { $0.samples * rowsPerSample.count * dropped }
+        let wide = outFeatures + r
+        foldScratch = lora == nil ? nil
+            : arena.sharedBuffer("linear.fold_scratch") { $0.samples * rowsPerSample.count * wide }
         let baseRegion: ParameterRegion = lora == nil ? region : .frozen
         weight = store.declare(name + ".weight", shape: shape, region: baseRegion,
                                initializer: .kaimingUniform(fanIn: inFeatures))
@@ -88,6 +103,8 @@ public final class Linear {
         }
     }
 
+    deinit { stackedWeight?.deallocate() }
+
     /// Number of multiply–adds ×2 of one forward over `rows` rows (for FLOP accounting).
     public func forwardFlops(rows: Int) -> Double {
         var f = gemmFlops(m: rows, n: outFeatures, k: inFeatures)
@@ -107,6 +124,10 @@ public final class Linear {
         input = x
         inputStride = ldx
         self.rows = rows
+        if let lora, let loraB, let bias, addingBias, !isMerged, !(isTraining && lora.dropout > 0) {
+            foldedForward(x, ldx: ldx, y, ldy: ldy, rows: rows, lora: lora, loraB: loraB, bias: bias)
+            return
+        }
         gemm(.none, .transposed, m: rows, n: outFeatures, k: inFeatures,
              a: x, lda: ldx, b: weight.value, ldb: inFeatures, beta: 0, c: y, ldc: ldy)
         if let bias, addingBias {
@@ -145,6 +166,10 @@ public final class Linear {
                  a: dy, lda: lddy, b: x, ldb: inputStride, beta: 1, c: g, ldc: inFeatures)
         }
         if let bias, let g = bias.gradient { sumRows(dy, into: g, rows: rows, n: outFeatures, ld: lddy) }
+        if let dx, let lora, let loraB, inFeatures > outFeatures, !(isTraining && lora.dropout > 0) {
+            foldedBackward(dy, lddy: lddy, dx: dx, lddx: lddx, x: x, lora: lora, loraB: loraB)
+            return
+        }
         // dx += dy W  (rows, in)
         if let dx {
             gemm(.none, .none, m: rows, n: inFeatures, k: outFeatures,
@@ -194,6 +219,58 @@ public final class Linear {
         isMerged = false
     }
 
+    // MARK: - LoRA folded into the base GEMMs
+
+    /// [W; A] with the current values.
+    private func refreshStackedWeight(rank r: Int) -> UnsafeMutablePointer<Float> {
+        let count = outFeatures * inFeatures
+        let stacked = stackedWeight ?? UnsafeMutablePointer<Float>.allocate(capacity: count + r * inFeatures)
+        stackedWeight = stacked
+        stacked.update(from: weight.value, count: count)
+        (stacked + count).update(from: loraA!.value, count: r * inFeatures)
+        return stacked
+    }
+
+    /// Z = x·[W; A]ᵀ (rows, out + r); y = Z[:, :out] + b and h = Z[:, out:] in one pass;
+    /// y += s·h·Bᵀ.
+    private func foldedForward(_ x: UnsafePointer<Float>, ldx: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int,
+                               rows: Int, lora: LoRAConfig, loraB: Parameter, bias: Parameter) {
+        let r = lora.rank, n = outFeatures, wide = outFeatures + r
+        arena.reserve(samples: samples(rows: rows, per: rowsPerSample))
+        let stacked = refreshStackedWeight(rank: r)
+        let z = foldScratch!.data, h = loraHidden.data, b = UnsafePointer(bias.value)
+        gemm(.none, .transposed, m: rows, n: wide, k: inFeatures,
+             a: x, lda: ldx, b: stacked, ldb: inFeatures, beta: 0, c: z, ldc: wide)
+        concurrentChunks(rows, workers: execution.rowWorkers, minimumPerWorker: 64) { range in
+            for row in range {
+                let zr = UnsafePointer(z + row * wide)
+                addRow(zr, b, into: y + row * ldy, count: n)
+                (h + row * r).update(from: zr + n, count: r)
+            }
+        }
+        gemm(.none, .transposed, m: rows, n: n, k: r, alpha: lora.scale,
+             a: h, lda: r, b: loraB.value, ldb: r, beta: 1, c: y, ldc: ldy)
+    }
+
+    /// G = [dY | s·dY·B] (rows, out + r); dB += s·dYᵀh, dA += G[:, out:]ᵀ·x, dX += G·[W; A].
+    private func foldedBackward(_ dy: UnsafePointer<Float>, lddy: Int, dx: UnsafeMutablePointer<Float>, lddx: Int,
+                                x: UnsafePointer<Float>, lora: LoRAConfig, loraB: Parameter) {
+        let r = lora.rank, s = lora.scale, n = outFeatures, wide = outFeatures + r
+        let stacked = refreshStackedWeight(rank: r)
+        let g = foldScratch!.data
+        concurrentChunks(rows, workers: execution.rowWorkers, minimumPerWorker: 64) { range in
+            for row in range { (g + row * wide).update(from: dy + row * lddy, count: n) }
+        }
+        gemm(.none, .none, m: rows, n: r, k: n, alpha: s,
+             a: dy, lda: lddy, b: loraB.value, ldb: r, beta: 0, c: g + n, ldc: wide)
+        gemm(.transposed, .none, m: n, n: r, k: rows, alpha: s,
+             a: dy, lda: lddy, b: loraHidden.data, ldb: r, beta: 1, c: loraB.gradient!, ldc: r)
+        gemm(.transposed, .none, m: r, n: inFeatures, k: rows,
+             a: g + n, lda: wide, b: x, ldb: inputStride, beta: 1, c: loraA!.gradient!, ldc: inFeatures)
+        gemm(.none, .none, m: rows, n: inFeatures, k: wide,
+             a: g, lda: wide, b: stacked, ldb: inFeatures, beta: 1, c: dx, ldc: lddx)
+    }
+
     // MARK: - Helpers
 
     /// droppedInput = mask ⊙ x / (1−p), with masks drawn from the store's step dropout stream; backward
@@ -237,4 +314,17 @@ func sumRows(_ dy: UnsafePointer<Float>, into g: UnsafeMutablePointer<Float>, ro
              ld: Int) {
     if ld == n { sumRowsInto(dy, g, rows: rows, cols: n); return }
     for r in 0..<rows { axpy(1, dy + r * ld, g, count: n) }
+}
+
+/// y[0..<count] = z[0..<count] + bias[0..<count], eight lanes at a time.
+@inline(__always)
+func addRow(_ z: UnsafePointer<Float>, _ bias: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {
+    var j = 0
+    while j + 8 <= count {
+        let v = UnsafeRawPointer(z + j).loadUnaligned(as: SIMD8<Float>.self)
+            + UnsafeRawPointer(bias + j).loadUnaligned(as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(y + j).storeBytes(of: v, as: SIMD8<Float>.self)
+        j += 8
+    }
+    while j < count { y[j] = z[j] + bias[j]; j += 1 }
 }
