@@ -188,6 +188,23 @@ final class TrainerTests: XCTestCase {
                           "the plain mode was expected to differ in the last bits between 1 and 3 ranks")
     }
 
+    /// `train.attention_probabilities=recomputed` (both towers of CLIP-IT) trains to exactly
+    /// the losses of the stored probabilities; an unknown value is refused naming the key.
+    func testRecomputedAttentionProbabilitiesTrainTheSameLosses() throws {
+        let stored = try data.config(overrides: ["train.epochs=2"])
+        let recomputed = try data.config(overrides: ["train.epochs=2", "train.attention_probabilities=recomputed"])
+        XCTAssertEqual(stored.train.attentionProbabilities, .stored)
+        XCTAssertEqual(recomputed.train.attentionProbabilities, .recomputed)
+        _ = try run(stored, out: data.directory + "/attention-stored")
+        _ = try run(recomputed, out: data.directory + "/attention-recomputed")
+        let a = try stepLosses(data.directory + "/attention-stored"), b = try stepLosses(data.directory + "/attention-recomputed")
+        XCTAssertFalse(a.isEmpty)
+        XCTAssertEqual(a, b)
+        XCTAssertThrowsError(try data.config(overrides: ["train.attention_probabilities=flash"])) { error in
+            XCTAssertTrue("\(error)".contains("attention_probabilities"), "\(error)")
+        }
+    }
+
     func testEveryMethodTrainsAndBuildsTheModelItNames() throws {
         var trainable: [String: Int] = [:]
         // The soft-target methods read teachers' logits; retriever-kd's oracle has its own test.
