@@ -67,7 +67,8 @@ public func geluForward(_ x: UnsafePointer<Float>, bias: UnsafePointer<Float>, _
     }
 }
 
-/// The backward of `geluForward(_:bias:…)`: dx[r, j] += GELU′(x[r, j] + bias[j])·dy[r, j].
+/// The backward of `geluForward(_:bias:…)`: dx[r, j] = GELU′(x[r, j] + bias[j])·dy[r, j]
+/// (overwritten: dx need not be zeroed first).
 public func geluBackward(_ x: UnsafePointer<Float>, bias: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
                          _ dx: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
                          approximation: GELUApproximation) {
@@ -78,7 +79,7 @@ public func geluBackward(_ x: UnsafePointer<Float>, bias: UnsafePointer<Float>, 
             for j in 0..<cols {
                 let v = xr[j] + bias[j]
                 let (cdf, gaussian) = normalCDFAndGaussian(v)
-                dxr[j] += (cdf + v * geluInverseSqrt2Pi * gaussian) * dyr[j]
+                dxr[j] = (cdf + v * geluInverseSqrt2Pi * gaussian) * dyr[j]
             }
         case .tanh:
             for j in 0..<cols {
@@ -86,7 +87,7 @@ public func geluBackward(_ x: UnsafePointer<Float>, bias: UnsafePointer<Float>, 
                 let v2 = v * v
                 let t = tanhf(geluSqrt2OverPi * (v + geluCubic * v2 * v))
                 let du = geluSqrt2OverPi * (1 + 3 * geluCubic * v2)
-                dxr[j] += (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * du) * dyr[j]
+                dxr[j] = (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * du) * dyr[j]
             }
         }
     }
@@ -162,7 +163,8 @@ public func quickGELUForward(_ x: UnsafePointer<Float>, bias: UnsafePointer<Floa
     }
 }
 
-/// The backward of `quickGELUForward(_:bias:…)`: dx[r, j] += QuickGELU′(x[r, j] + bias[j])·dy[r, j].
+/// The backward of `quickGELUForward(_:bias:…)`: dx[r, j] = QuickGELU′(x[r, j] + bias[j])·dy[r, j]
+/// (overwritten).
 public func quickGELUBackward(_ x: UnsafePointer<Float>, bias: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
                               _ dx: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
     for r in 0..<rows {
@@ -170,7 +172,7 @@ public func quickGELUBackward(_ x: UnsafePointer<Float>, bias: UnsafePointer<Flo
         for j in 0..<cols {
             let v = xr[j] + bias[j]
             let s = sigmoid(quickGELUSlope * v)
-            dxr[j] += (s + quickGELUSlope * v * s * (1 - s)) * dyr[j]
+            dxr[j] = (s + quickGELUSlope * v * s * (1 - s)) * dyr[j]
         }
     }
 }

@@ -203,8 +203,9 @@ public final class MultiHeadAttention {
         outputProjection.forward(context, y, rows: rows)
     }
 
-    /// dx (B·T, E) += ∂L/∂x given dy (B·T, E); parameter gradients accumulate.
-    public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+    /// dx (B·T, E) += ∂L/∂x given dy (B·T, E) (`accumulate: false`: dx is overwritten);
+    /// parameter gradients accumulate.
+    public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, accumulate: Bool = true) {
         let E = embedDim, T = tokens, d = headDim, rows = batch * tokens
         let workers = headWorkers
         let dContext = scratch.dContext.data        // (B·T, E)
@@ -213,11 +214,10 @@ public final class MultiHeadAttention {
         let dScoresAll = scratch.dScores.data       // (T, T) per worker
         precondition(scratch.dProbs.count >= workers * T * T, "Attention \(name): head scratch for fewer workers")
         if let queries {
-            backward(dy, dx: dx, queries: queries)
+            backward(dy, dx: dx, queries: queries, accumulate: accumulate)
             return
         }
-        zeroFill(dContext, count: rows * E, workers: execution.rowWorkers)
-        outputProjection.backward(dy, dx: dContext)
+        outputProjection.backward(dy, dx: dContext, accumulate: false)
         // dqkv needs no zeroing: each (sequence, head) block of dQ, dK, dV is written once
         // below, by a GEMM with β = 0.
         let scale = 1 / Float(d).squareRoot()
@@ -254,19 +254,19 @@ public final class MultiHeadAttention {
             gemm(.transposed, .none, m: T, n: d, k: T, alpha: scale, a: dProbs, lda: T,
                  b: q, ldb: 3 * E, beta: 0, c: dk, ldc: 3 * E)
         }
-        inputProjectionsBackward(dqkv, dx: dx)
+        inputProjectionsBackward(dqkv, dx: dx, accumulate: accumulate)
     }
 
     /// The backward of a forward with one query row per sequence: dy is (B, E). dK and dV
     /// get every key row (outer products of that row's dS and dO with q); dQ only the
     /// query rows, the rest of dQ is zero.
-    private func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, queries: [Int]) {
+    private func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, queries: [Int],
+                          accumulate: Bool) {
         let E = embedDim, T = tokens, d = headDim, rows = batch * tokens
         let dContext = scratch.dContext.data        // (B, E)
         let dqkv = scratch.dqkv.data                // (B·T, 3E)
         let dProbsAll = scratch.dProbs.data         // (1, T) per worker
-        dContext.update(repeating: 0, count: batch * E)
-        outputProjection.backward(dy, dx: dContext)
+        outputProjection.backward(dy, dx: dContext, accumulate: false)
         zeroFill(dqkv, count: rows * 3 * E, workers: execution.rowWorkers)
         let scale = 1 / Float(d).squareRoot()
         let qkv = qkv.data, probs = probs.data
@@ -289,17 +289,18 @@ public final class MultiHeadAttention {
             gemm(.transposed, .none, m: T, n: d, k: 1, alpha: scale, a: dProbs, lda: T,
                  b: q, ldb: 3 * E, beta: 0, c: dk, ldc: 3 * E)
         }
-        inputProjectionsBackward(dqkv, dx: dx)
+        inputProjectionsBackward(dqkv, dx: dx, accumulate: accumulate)
     }
 
-    /// dx += the input projections' backward of dqkv (B·T, 3E).
-    private func inputProjectionsBackward(_ dqkv: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+    /// dx += (or, without `accumulate`, =) the input projections' backward of dqkv (B·T, 3E).
+    private func inputProjectionsBackward(_ dqkv: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                                          accumulate: Bool) {
         switch layout {
         case .fused:
-            inputProjections[0].backward(dqkv, dx: dx)
+            inputProjections[0].backward(dqkv, dx: dx, accumulate: accumulate)
         case .separate:
             for (i, p) in inputProjections.enumerated() {
-                p.backward(dqkv + i * embedDim, dx: dx, lddy: 3 * embedDim)
+                p.backward(dqkv + i * embedDim, dx: dx, lddy: 3 * embedDim, accumulate: accumulate || i > 0)
             }
         }
     }

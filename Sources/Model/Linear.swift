@@ -153,10 +153,11 @@ public final class Linear {
              a: loraHidden.data, lda: r, b: loraB.value, ldb: r, beta: 1, c: y, ldc: ldy)
     }
 
-    /// Given dy (rows, out), adds dL/dx into `dx` (if non-nil) and dL/dθ into the gradients
+    /// Given dy (rows, out), adds dL/dx into `dx` (if non-nil; `accumulate: false`
+    /// overwrites it instead, so the caller need not zero it) and dL/dθ into the gradients
     /// of the trainable parameters. `lddy`/`lddx` are row strides (defaults: packed).
     public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
-                         lddy: Int? = nil, lddx: Int? = nil) {
+                         lddy: Int? = nil, lddx: Int? = nil, accumulate: Bool = true) {
         guard let x = input else { preconditionFailure("Linear \(name): backward before forward") }
         precondition(!isMerged, "Linear \(name): backward through a merged LoRA layer")
         let lddy = lddy ?? outFeatures, lddx = lddx ?? inFeatures
@@ -167,13 +168,13 @@ public final class Linear {
         }
         if let bias, let g = bias.gradient { sumRows(dy, into: g, rows: rows, n: outFeatures, ld: lddy) }
         if let dx, let lora, let loraB, inFeatures > outFeatures, !(isTraining && lora.dropout > 0) {
-            foldedBackward(dy, lddy: lddy, dx: dx, lddx: lddx, x: x, lora: lora, loraB: loraB)
+            foldedBackward(dy, lddy: lddy, dx: dx, lddx: lddx, x: x, lora: lora, loraB: loraB, accumulate: accumulate)
             return
         }
         // dx += dy W  (rows, in)
         if let dx {
             gemm(.none, .none, m: rows, n: inFeatures, k: outFeatures,
-                 a: dy, lda: lddy, b: weight.value, ldb: inFeatures, beta: 1, c: dx, ldc: lddx)
+                 a: dy, lda: lddy, b: weight.value, ldb: inFeatures, beta: accumulate ? 1 : 0, c: dx, ldc: lddx)
         }
         guard let lora, let loraA, let loraB else { return }
         let r = lora.rank, s = lora.scale
@@ -254,7 +255,7 @@ public final class Linear {
 
     /// G = [dY | s·dY·B] (rows, out + r); dB += s·dYᵀh, dA += G[:, out:]ᵀ·x, dX += G·[W; A].
     private func foldedBackward(_ dy: UnsafePointer<Float>, lddy: Int, dx: UnsafeMutablePointer<Float>, lddx: Int,
-                                x: UnsafePointer<Float>, lora: LoRAConfig, loraB: Parameter) {
+                                x: UnsafePointer<Float>, lora: LoRAConfig, loraB: Parameter, accumulate: Bool) {
         let r = lora.rank, s = lora.scale, n = outFeatures, wide = outFeatures + r
         let stacked = refreshStackedWeight(rank: r)
         let g = foldScratch!.data
@@ -268,7 +269,7 @@ public final class Linear {
         gemm(.transposed, .none, m: r, n: inFeatures, k: rows,
              a: g + n, lda: wide, b: x, ldb: inputStride, beta: 1, c: loraA!.gradient!, ldc: inFeatures)
         gemm(.none, .none, m: rows, n: inFeatures, k: wide,
-             a: g, lda: wide, b: stacked, ldb: inFeatures, beta: 1, c: dx, ldc: lddx)
+             a: g, lda: wide, b: stacked, ldb: inFeatures, beta: accumulate ? 1 : 0, c: dx, ldc: lddx)
     }
 
     // MARK: - Helpers

@@ -60,26 +60,25 @@ public final class MLP {
         fc2.forward(hidden, y, rows: rows)
     }
 
-    /// dx (rows, E) += ∂L/∂x given dy (rows, E).
-    public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+    /// dx (rows, E) += ∂L/∂x given dy (rows, E); `accumulate: false` overwrites dx.
+    public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, accumulate: Bool = true) {
         let H = fc1.outFeatures
         let dHidden = scratch.dHidden.data                  // (rows, H)
         let dPreActivation = scratch.dPreActivation.data    // (rows, H)
         let workers = execution.rowWorkers
-        zeroFill(dHidden, count: rows * H, workers: workers)
-        fc2.backward(dy, dx: dHidden)
+        fc2.backward(dy, dx: dHidden, accumulate: false)
         let pre = preActivation.data, bias = fc1.bias?.value
         concurrentChunks(rows, workers: workers, minimumPerWorker: 16) { r in
             let offset = r.lowerBound * H
-            (dPreActivation + offset).update(repeating: 0, count: r.count * H)
-            if let bias {
+            if let bias {   // overwrites dPreActivation
                 activation.backward(pre + offset, bias: bias, dHidden + offset, dPreActivation + offset,
                                     rows: r.count, cols: H)
             } else {
+                (dPreActivation + offset).update(repeating: 0, count: r.count * H)
                 activation.backward(pre + offset, dHidden + offset, dPreActivation + offset, count: r.count * H)
             }
         }
-        fc1.backward(dPreActivation, dx: dx)
+        fc1.backward(dPreActivation, dx: dx, accumulate: accumulate)
     }
 }
 

@@ -28,7 +28,7 @@ public enum Activation: String, NamedChoice {
         }
     }
 
-    /// dx[r, j] += f′(x[r, j] + bias[j])·dy[r, j] over (rows, cols).
+    /// dx[r, j] = f′(x[r, j] + bias[j])·dy[r, j] over (rows, cols) (overwritten).
     func backward(_ x: UnsafePointer<Float>, bias: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
                   _ dx: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
         switch self {

@@ -221,8 +221,7 @@ public final class TextTransformer {
             (dX.data + row * D).update(from: dGathered.data + b * D, count: D)
         }
         for block in blocks.reversed() {
-            zeroFill(dPrevious.data, count: rows * D, workers: execution.rowWorkers)
-            block.backward(dX.data, dx: dPrevious.data)
+            block.backward(dX.data, dx: dPrevious.data, accumulate: false)
             swap(&dX, &dPrevious)
         }
         if let g = positionEmbedding.gradient {

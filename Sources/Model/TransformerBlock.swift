@@ -130,8 +130,9 @@ public final class TransformerBlock {
         addScaledResidual(residual1.data, mlpOut.data, layerScale2, y, rows: outRows)
     }
 
-    /// dx (B·T, E) += ∂L/∂x given dy (B·T, E), or (B, E) after a forward with `outputs`.
-    public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+    /// dx (B·T, E) += ∂L/∂x given dy (B·T, E), or (B, E) after a forward with `outputs`;
+    /// `accumulate: false` overwrites dx (the caller need not zero it).
+    public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, accumulate: Bool = true) {
         let rows = batch * tokens, n = rows * width
         let outRows = outputs == nil ? rows : batch, outN = outRows * width
         let dResidual1 = scratch.dResidual1.data   // (rows, E)
@@ -143,20 +144,23 @@ public final class TransformerBlock {
             (dResidual1 + r.lowerBound).update(from: dy + r.lowerBound, count: r.count)
         }
         let dMLP = branchGradient(dy, mlpOut.data, layerScale2, scratch: dBranch, rows: outRows)
-        zeroFill(dNorm, count: outN, workers: workers)
-        mlp.backward(dMLP, dx: dNorm)
+        mlp.backward(dMLP, dx: dNorm, accumulate: false)
         norm2.backward(dNorm, dx: dResidual1)
         // x₁ = x + ls1 ⊙ a:  dx += dx₁ (+ norm1 path), da = ls1 ⊙ dx₁, dls1 += Σ dx₁ ⊙ a.
         if let outputs {
+            if !accumulate { zeroFill(dx, count: n, workers: workers) }
             for (b, t) in outputs.enumerated() {
                 axpy(1, dResidual1 + b * width, dx + (b * tokens + t) * width, count: width)
             }
-        } else {
+        } else if accumulate {
             axpy(1, dResidual1, dx, count: n)
+        } else {
+            concurrentChunks(n, workers: workers, minimumPerWorker: 1 << 16) { r in
+                (dx + r.lowerBound).update(from: dResidual1 + r.lowerBound, count: r.count)
+            }
         }
         let dAttention = branchGradient(dResidual1, attnOut.data, layerScale1, scratch: dBranch, rows: outRows)
-        zeroFill(dNorm, count: n, workers: workers)
-        attention.backward(dAttention, dx: dNorm)
+        attention.backward(dAttention, dx: dNorm, accumulate: false)
         norm1.backward(dNorm, dx: dx)
     }
 

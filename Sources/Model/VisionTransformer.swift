@@ -295,8 +295,7 @@ public final class VisionTransformer {
             if let norm { norm.backward(dGathered.data, dx: dX.data) }
         }
         for block in blocks.reversed() {
-            zeroFill(dPrevious.data, count: rows * E, workers: execution.rowWorkers)
-            block.backward(dX.data, dx: dPrevious.data)
+            block.backward(dX.data, dx: dPrevious.data, accumulate: false)
             swap(&dX, &dPrevious)
         }
         var dTok = dX.data
