@@ -1,13 +1,15 @@
 import ArgumentParser
 import Kernels
 
-/// `clipit bench …`: micro-benchmarks of the hot paths of training and pairing: the BLAS
-/// GEMM, the gradient allreduce, whole training steps and exact retrieval.
+/// `clipit bench …`: micro-benchmarks of the hot paths of training, inference and pairing:
+/// the BLAS GEMM, the gradient allreduce, whole training steps, inference with merged LoRA,
+/// training-data preparation and exact retrieval.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmarks: GEMM throughput, allreduce latency/bandwidth, training-step throughput, retrieval.",
-        subcommands: [BenchGEMM.self, BenchAllreduce.self, BenchStep.self, BenchRetrieval.self, BenchLoRAFold.self])
+        abstract: "Benchmarks: GEMM throughput, allreduce latency/bandwidth, training-step throughput, LoRA folding, inference, data preparation, retrieval.",
+        subcommands: [BenchGEMM.self, BenchAllreduce.self, BenchStep.self, BenchLoRAFold.self, BenchPredict.self,
+                      BenchData.self, BenchRetrieval.self])
 }
 
 /// The machine's practical sgemm rate in FLOP/s on this process's BLAS threads: the

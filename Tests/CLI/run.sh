@@ -22,6 +22,10 @@
 #   alias-conflict     the old and the new name together are refused
 #   report-paired      clipit report: per-seed differences against the baseline with their
 #                      standard error, and the random-pairs control's, computed as by hand
+#   bench-predict      clipit bench predict --json on a tiny ViT-S/16: a plain and a merged row
+#                      per batch size, every field present, times and rates finite and positive
+#   bench-data         clipit bench data --json (both pipelines, random images, --step-seconds
+#                      on one): every stage's row, its fields finite and positive
 set -u
 
 bin_dir=${1:?usage: Tests/CLI/run.sh BIN_DIR}
@@ -221,6 +225,62 @@ grep -qF "| b | 3 | +3.00 | 0.58 | +5.20 | +0.67 ± 0.33 |" "$work/report-runs/r
 ok=$?
 [[ $status -ne 0 ]] && tail -n 5 "$work/report.log"
 record report-paired $(( status == 0 && ok == 0 ? 0 : 1 )) "exit $status; b: +3.00 ± 0.58 (ratio 5.20), control +0.67 ± 0.33"
+
+# The benchmarks' JSON rows: fields present, numbers finite and positive (no timing thresholds).
+# check_rows FILE EXPECTED_ROWS NUMBER_FIELDS... (string fields are checked by the caller's grep).
+check_rows() {
+    python3 - "$@" <<'PY'
+import json, math, sys
+path, expected, fields = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+rows = [json.loads(line) for line in open(path) if line.strip()]
+problems = [] if len(rows) == expected else [f"{len(rows)} rows, expected {expected}"]
+for row in rows:
+    for field in fields:
+        value = row.get(field)
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            problems.append(f"{row.get('variant') or row.get('stage')}: {field} = {value!r}")
+print("; ".join(problems[:5]))
+sys.exit(1 if problems else 0)
+PY
+}
+
+"$clipit" bench predict --model vit-s16 --image-size 32 --batch 3 --rounds 1 --latency-forwards 2 \
+    --throughput-forwards 1 --warmup 1 --threads 1 --json >"$work/bench-predict.jsonl" 2>"$work/bench-predict.log"
+status=$?
+problems=$(check_rows "$work/bench-predict.jsonl" 4 batch threads image_size forwards seconds cpu_seconds images_per_s latency_ms)
+ok=$?
+for pattern in '"variant":"plain","image_size":32,"batch":1,' '"variant":"merged","image_size":32,"batch":3,' \
+               '"model":"vit-s16"' '"core":"[A-Za-z0-9]+"'; do
+    grep -qE "$pattern" "$work/bench-predict.jsonl" || { ok=1; problems+=" no $pattern;"; }
+done
+[[ $(grep -cE '"merged_over_plain":[0-9.]+,"merged_over_plain_min":[0-9.]+,"merged_over_plain_cpu":[0-9.]+\}' "$work/bench-predict.jsonl") -eq 2 ]] \
+    || { ok=1; problems+=" merged rows without their ratios;"; }
+[[ $status -ne 0 ]] && tail -n 3 "$work/bench-predict.log"
+record bench-predict $(( status == 0 && ok == 0 ? 0 : 1 )) "exit $status; ${problems:-4 rows, fields finite and positive}"
+
+"$clipit" bench data --images 8 --batch 4 --repeats 1 --json >"$work/bench-data.jsonl" 2>"$work/bench-data.log" \
+    && "$clipit" bench data --pipeline demo --images 8 --batch 4 --repeats 1 --step-seconds 0.5 --json \
+        >"$work/bench-data-step.jsonl" 2>>"$work/bench-data.log"
+status=$?
+problems=$(check_rows "$work/bench-data.jsonl" 8 output_size threads images seconds cpu_seconds images_per_s \
+           images_per_cpu_s us_per_image)
+ok=$?
+problems+=$(check_rows "$work/bench-data-step.jsonl" 4 images seconds images_per_s) || ok=1
+for stage in read transform-no-jitter transform assemble; do
+    for pipeline in demo 224; do
+        grep -q "\"pipeline\":\"$pipeline\",\"stage\":\"$stage\"" "$work/bench-data.jsonl" \
+            || { ok=1; problems+=" no $pipeline $stage row;"; }
+    done
+done
+python3 - "$work/bench-data-step.jsonl" <<'PY' || { ok=1; problems+=" the assemble row's batch share is wrong;"; }
+import json, math, sys
+row = [json.loads(line) for line in open(sys.argv[1]) if '"assemble"' in line][0]
+share = row["batch_seconds"] / row["step_seconds"]
+sys.exit(0 if row["batch"] == 4 and row["step_seconds"] == 0.5 and row["batch_seconds"] > 0
+         and math.isclose(row["step_fraction"], share, rel_tol=1e-3, abs_tol=1e-5) else 1)
+PY
+[[ $status -ne 0 ]] && tail -n 3 "$work/bench-data.log"
+record bench-data $(( status == 0 && ok == 0 ? 0 : 1 )) "exit $status; ${problems:-8 stage rows and a step share, fields finite and positive}"
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

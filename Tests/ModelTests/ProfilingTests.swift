@@ -62,6 +62,28 @@ final class ProfilingTests: XCTestCase {
         checkCLIPIT(clipit(vision: training, text: training))
     }
 
+    /// Inference with LoRA merged runs exactly the GEMMs of the same model built without LoRA
+    /// (what `clipit bench predict` times): the same calls and FLOPs, so merging costs nothing.
+    func testMergedLoRAPredictRunsThePlainModelsGEMMs() {
+        let training = TowerTraining(lora: Self.lora, targets: .all)
+        let x = Inputs(), b = Self.batch
+        func predictGEMMs(_ vision: TowerTraining, merge: Bool) -> (calls: Int, flops: Double) {
+            var config = clipit(vision: vision, text: .frozen)
+            config.distillation = false   // image-only inference never runs the text tower
+            let model = CLIPITModel(config, seed: 1)
+            if merge { model.mergeLoRA() }
+            let flops = executedFlops { _ = model.predict(images: x.images.data, batch: b) }
+            return (GEMMStatistics.calls, flops)
+        }
+        let plain = predictGEMMs(.frozen, merge: false)
+        let merged = predictGEMMs(training, merge: true)
+        let unmerged = predictGEMMs(training, merge: false)
+        XCTAssertGreaterThan(plain.calls, 0)
+        XCTAssertEqual(merged.calls, plain.calls)
+        XCTAssertEqual(merged.flops, plain.flops)
+        XCTAssertGreaterThan(unmerged.flops, plain.flops, "unmerged LoRA adds its two skinny products per layer")
+    }
+
     func testCLIPITAblations() {
         let training = TowerTraining(lora: Self.lora, targets: .all)
         checkCLIPIT(clipit(vision: .fullFineTune, text: .fullFineTune))
