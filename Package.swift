@@ -1,10 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-/// clipit: CLIP-IT distillation training for histology on CPU clusters (MPI + OpenBLAS).
+/// clipit: CLIP-IT distillation training for histology on CPU clusters (MPI + a CBLAS:
+/// OpenBLAS by default, BLIS or MKL by `CLIPIT_BLAS`; see `BLASLibrary` below).
 ///
 /// Layering, bottom to top (a module imports only modules listed above it; docs/architecture.md):
-///   CMPI, COpenBLAS, CZlib  — C system libraries (pkg-config), thin inline shims only
+///   CMPI, CBLAS, CZlib      — C system libraries (pkg-config), thin inline shims only; CBLAS is
+///                             the chosen BLAS library's shim (Sources/CBLAS/<library>)
 ///   CHDF5                   — HDF5 (libhdf5-dev), read by Formats' HDF5File (PCam's published files)
 ///   CPNG, CJPEG, CTIFF      — libpng, libjpeg-turbo, libtiff; C shims for their setjmp/longjmp and
 ///                             variadic APIs (the decode loops of libpng and libjpeg live there)
@@ -32,6 +34,50 @@ import PackageDescription
 /// module, the parsers of untrusted input included: `-Ounchecked` on Kernels and Model, the
 /// only candidates, measured no faster (docs/benchmarks.md, "Runtime checks").
 
+/// The BLAS library under Kernels, chosen at build time by the environment variable
+/// `CLIPIT_BLAS` (docs/benchmarks.md, "BLAS libraries"):
+///
+///     swift build -c release                                               # OpenBLAS
+///     CLIPIT_BLAS=blis swift build -c release --scratch-path .build-blis   # BLIS
+///     CLIPIT_BLAS=mkl  swift build -c release --scratch-path .build-mkl    # MKL (pkg-config mkl-sdl)
+///
+/// Each is one system-library target named `CBLAS` (Sources/CBLAS/OpenBLAS, BLIS or MKL)
+/// whose shim exposes the CBLAS calls plus the same `clipit_blas_*` thread-control and
+/// introspection calls, so no Swift code depends on the choice. Keep one scratch path per
+/// library: the builds share nothing.
+enum BLASLibrary: String, CaseIterable {
+    case openblas, blis, mkl
+
+    /// The library named by `CLIPIT_BLAS` (case-insensitive; OpenBLAS when unset or empty).
+    static var chosen: BLASLibrary {
+        let name = (Context.environment["CLIPIT_BLAS"] ?? "").lowercased()
+        if name.isEmpty { return .openblas }
+        guard let library = BLASLibrary(rawValue: name) else {
+            fatalError("CLIPIT_BLAS='\(name)' is not a BLAS library clipit builds with; "
+                       + "use one of \(allCases.map(\.rawValue).joined(separator: ", ")) (docs/benchmarks.md, \"BLAS libraries\")")
+        }
+        return library
+    }
+
+    /// The `CBLAS` target: the library's shim folder, its pkg-config name and packages.
+    var target: Target {
+        switch self {
+        case .openblas:
+            return .systemLibrary(name: "CBLAS", path: "Sources/CBLAS/OpenBLAS", pkgConfig: "openblas",
+                                  providers: [.apt(["libopenblas-dev"])])
+        case .blis:
+            // Upstream and Spack installs ship blis.pc (-I<prefix>/include/blis); Debian's
+            // libblis-dev has none, and its blis.h is found on the default include path.
+            return .systemLibrary(name: "CBLAS", path: "Sources/CBLAS/BLIS", pkgConfig: "blis",
+                                  providers: [.apt(["libblis-pthread-dev"])])
+        case .mkl:
+            // mkl-sdl.pc (oneAPI: $MKLROOT/lib/pkgconfig; pip mkl-devel: <venv>/lib/pkgconfig)
+            // links the single dynamic library libmkl_rt.
+            return .systemLibrary(name: "CBLAS", path: "Sources/CBLAS/MKL", pkgConfig: "mkl-sdl")
+        }
+    }
+}
+
 let package = Package(
     name: "clipit",
     platforms: [.macOS(.v13)],
@@ -49,8 +95,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
-        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
-                       providers: [.apt(["libopenblas-dev"])]),
+        BLASLibrary.chosen.target,
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5",
@@ -59,7 +104,7 @@ let package = Package(
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
         .systemLibrary(name: "CTIFF", pkgConfig: "libtiff-4", providers: [.apt(["libtiff-dev"])]),
 
-        .target(name: "Kernels", dependencies: ["COpenBLAS"]),
+        .target(name: "Kernels", dependencies: ["CBLAS"]),
         .target(name: "Formats", dependencies: ["CZlib", "CHDF5"]),
         .target(name: "Distributed", dependencies: ["CMPI", "Kernels"]),
         .target(name: "ImageDecoding", dependencies: ["CPNG", "CJPEG", "CTIFF", "Formats"]),

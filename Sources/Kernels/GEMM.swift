@@ -1,4 +1,4 @@
-import COpenBLAS
+import CBLAS
 
 /// Whether a GEMM operand is used as stored or transposed.
 public enum Transpose: Sendable {
@@ -8,7 +8,8 @@ public enum Transpose: Sendable {
     @inline(__always) var cblas: CBLAS_TRANSPOSE { self == .none ? CblasNoTrans : CblasTrans }
 }
 
-/// Single-precision general matrix multiply on row-major storage, through OpenBLAS:
+/// Single-precision general matrix multiply on row-major storage, through the BLAS library
+/// the package was built with (`BLASRuntime.library`):
 ///
 ///     C ← α · op(A) · op(B) + β · C,   op(A): m×k,  op(B): k×n,  C: m×n
 ///

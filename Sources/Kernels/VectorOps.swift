@@ -1,7 +1,7 @@
-import COpenBLAS
+import CBLAS
 
-// Bias terms and level-1 vector operations. The level-1 routines go through OpenBLAS
-// (whose vector length is a 32-bit `blasint`); longer vectors are processed in chunks.
+// Bias terms and level-1 vector operations. The level-1 routines go through the BLAS
+// library (whose vector length is a 32-bit integer); longer vectors are processed in chunks.
 
 /// Largest count passed to one level-1 BLAS call.
 @usableFromInline let blasChunk = Int(Int32.max)

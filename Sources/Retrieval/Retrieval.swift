@@ -10,14 +10,15 @@ import Kernels
 // Work per query block: one GEMM per key block into a Bq×Bk scratch, then a scan of the
 // scratch that keeps, for each query row, a sorted array of its k best (score, key)
 // pairs. Memory: Bq×Bk scratch + the N×k result; time: N·M·D for the GEMMs plus
-// N·M for the scan (with an early reject against the k-th best, insertion costs O(k)
-// only for candidates that enter the list).
+// N·M for the scan (once a row's list is full, 16 scores at a time are rejected with one
+// vector comparison against the k-th best; insertion costs O(k) only for candidates that
+// enter the list).
 //
 // Order and ties (deterministic): a row's list is sorted best first; between equal
 // scores the lower key index comes first (keys are visited in increasing index and a
 // candidate must be strictly better to move ahead of an entry). "Best" is the highest
-// score for `.mostSimilar` and the lowest for `.leastSimilar` (the GEMM then computes
-// −s, exactly, and the same selection runs). A NaN score ranks below every number.
+// score for `.mostSimilar` and the lowest for `.leastSimilar` (the GEMM's s is then
+// negated, exactly, and the same selection runs). A NaN score ranks below every number.
 
 /// Which end of the similarity ranking to keep.
 public enum SimilarityOrder: String, Codable, Sendable, CaseIterable {
@@ -130,35 +131,27 @@ public func blockedTopK(queries: UnsafePointer<Float>, queryCount: Int,
                 let qn = min(bq, queryCount - q0)
                 for j0 in stride(from: 0, to: keyCount, by: bk) {
                     let jn = min(bk, keyCount - j0)
-                    // scratch (qn, jn) = sign · Q[q0..<q0+qn] · K[j0..<j0+jn]ᵀ
-                    gemm(.none, .transposed, m: qn, n: jn, k: dimension, alpha: sign,
+                    // scratch (qn, jn) = sign · Q[q0..<q0+qn] · K[j0..<j0+jn]ᵀ; the sign is
+                    // applied after the GEMM (α = 1), so that −s is exactly the negated s
+                    // whatever a BLAS library does with α = −1.
+                    gemm(.none, .transposed, m: qn, n: jn, k: dimension,
                          a: queries + q0 * dimension, lda: dimension,
                          b: keys + j0 * dimension, ldb: dimension,
                          beta: 0, c: scratch.data, ldc: jn)
+                    if sign != 1 { for i in 0..<(qn * jn) { scratch.data[i] = -scratch.data[i] } }
                     for r in 0..<qn {
                         let q = q0 + r
                         let row = scratch.data + r * jn
-                        let rowScores = topScore.baseAddress! + q * k
-                        let rowIndices = topIndex.baseAddress! + q * k
-                        var n = filled[q]
-                        for j in 0..<jn {
-                            if let constraint, constraint.keyLabels[j0 + j] != constraint.queryLabels[q] { continue }
-                            var s = row[j]
-                            if s.isNaN { s = -.infinity }
-                            // Full list: a candidate must beat the k-th entry strictly
-                            // (an equal score has a higher key index, so it loses).
-                            if n == k && !(s > rowScores[k - 1]) { continue }
-                            var p = n == k ? k - 1 : n
-                            while p > 0 && s > rowScores[p - 1] {
-                                rowScores[p] = rowScores[p - 1]
-                                rowIndices[p] = rowIndices[p - 1]
-                                p -= 1
+                        var list = RowList(scores: topScore.baseAddress! + q * k, keys: topIndex.baseAddress! + q * k,
+                                           k: k, filled: filled[q])
+                        if let constraint {
+                            for j in 0..<jn where constraint.keyLabels[j0 + j] == constraint.queryLabels[q] {
+                                list.offer(row[j], key: j0 + j)
                             }
-                            rowScores[p] = s
-                            rowIndices[p] = j0 + j
-                            if n < k { n += 1 }
+                        } else {
+                            list.scan(row, count: jn, firstKey: j0)
                         }
-                        filled[q] = n
+                        filled[q] = list.filled
                     }
                 }
             }
@@ -166,6 +159,55 @@ public func blockedTopK(queries: UnsafePointer<Float>, queryCount: Int,
     }
     if sign != 1 { for i in best.indices { best[i] = -best[i] } }
     return TopKResult(k: k, indices: indices, scores: best)
+}
+
+/// One query row's k best (score, key) pairs so far, best first, in the result's storage:
+/// the selection half of `blockedTopK`.
+struct RowList {
+    let scores: UnsafeMutablePointer<Float>   // (k), descending; the first `filled` are used
+    let keys: UnsafeMutablePointer<Int>       // (k)
+    let k: Int
+    var filled: Int
+
+    /// Offers key `key` with score `s` (NaN counts as −∞): it enters when the list has room,
+    /// or when it beats the k-th entry strictly (an equal score has a higher key index, so
+    /// it loses), and moves ahead of every entry it beats strictly.
+    @inline(__always)
+    mutating func offer(_ score: Float, key: Int) {
+        let s = score.isNaN ? -.infinity : score
+        if filled == k && !(s > scores[k - 1]) { return }
+        var p = filled == k ? k - 1 : filled
+        while p > 0 && s > scores[p - 1] {
+            scores[p] = scores[p - 1]
+            keys[p] = keys[p - 1]
+            p -= 1
+        }
+        scores[p] = s
+        keys[p] = key
+        if filled < k { filled += 1 }
+    }
+
+    /// Offers `row[0..<count]` as keys `firstKey…` in increasing key order. Once the list
+    /// is full, a chunk of 16 scores none of which beats the k-th entry (NaN never does)
+    /// is passed over with one vector comparison: none of them could enter, so the list
+    /// is exactly what offering each one would leave.
+    @inline(__always)
+    mutating func scan(_ row: UnsafePointer<Float>, count: Int, firstKey: Int) {
+        typealias Chunk = SIMD16<Float>
+        var j = 0
+        while j + Chunk.scalarCount <= count {
+            if filled == k {
+                let chunk = UnsafeRawPointer(row + j).loadUnaligned(as: Chunk.self)
+                if !any(chunk .> Chunk(repeating: scores[k - 1])) {
+                    j += Chunk.scalarCount
+                    continue
+                }
+            }
+            for t in j..<(j + Chunk.scalarCount) { offer(row[t], key: firstKey + t) }
+            j += Chunk.scalarCount
+        }
+        for t in j..<count { offer(row[t], key: firstKey + t) }
+    }
 }
 
 /// Top-k cosine similarity of each query row among the key rows (both normalised

@@ -4,7 +4,8 @@ import Foundation
 import Kernels
 import Model
 
-/// `clipit bench gemm`: single-precision GEMM throughput through OpenBLAS, for square
+/// `clipit bench gemm`: single-precision GEMM throughput through the BLAS library
+/// the package was built with (`BLASRuntime.summary`), for square
 /// matrices (the machine's practical peak) and for every matrix product of one ViT
 /// training step, each as a fraction of that peak.
 ///
@@ -23,7 +24,7 @@ struct BenchGEMM: ParsableCommand {
             (batch·heads, T, d) layout. Example: clipit bench gemm --threads 1 --json
             """)
 
-    @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS, else all cores).")
+    @Option(help: "BLAS threads (default: the library's thread variable, e.g. OPENBLAS_NUM_THREADS, else all cores).")
     var threads: Int?
 
     @Option(name: .customLong("size"),
@@ -55,13 +56,13 @@ struct BenchGEMM: ParsableCommand {
     }
 
     func run() throws {
-        let threadCount = threads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"]
-            .flatMap { Int($0) }.flatMap { $0 >= 1 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
+        let threadCount = threads ?? BLASRuntime.environmentThreads ?? ProcessInfo.processInfo.activeProcessorCount
         BLASRuntime.setThreads(threadCount)
-        let core = BLASRuntime.coreName
-        let reporter = Reporter(json: json, core: core, threads: BLASRuntime.threads)
+        let core = BLASRuntime.kernel
+        let reporter = Reporter(json: json, blas: "\(BLASRuntime.library) \(BLASRuntime.version)", core: core,
+                                threads: BLASRuntime.threads)
         if !json {
-            print("clipit bench gemm: OpenBLAS core \(core), \(BLASRuntime.threads) thread(s), "
+            print("clipit bench gemm: \(BLASRuntime.summary), \(BLASRuntime.threads) thread(s), "
                   + "best of \(repeats) timings (each ≥ \(Int(Self.minimumTiming * 1e3)) ms)")
             print("  \(BLASRuntime.config)")
             reporter.printHeader()
@@ -115,7 +116,7 @@ struct BenchGEMM: ParsableCommand {
                                batch: shape.batch)
         }
         var watch = Stopwatch()
-        call()   // untimed: first-touch of C, OpenBLAS thread start-up
+        call()   // untimed: first-touch of C, BLAS thread start-up
         let first = max(watch.lap(), 1e-6)
         let calls = max(1, Int((Self.minimumTiming / first).rounded(.up)))
         var best = Double.infinity
@@ -204,6 +205,7 @@ private struct ViTConfig {
 /// Prints benchmark rows as an aligned table or as JSON lines.
 private struct Reporter {
     var json: Bool
+    var blas: String
     var core: String
     var threads: Int
 
@@ -221,7 +223,7 @@ private struct Reporter {
                   + "\"batch\":\(shape.batch),\"trans_a\":\"\(ta)\",\"trans_b\":\"\(tb)\","
                   + String(format: "\"gflops\":%.2f,\"peak_fraction\":%.4f,\"seconds\":%.6e,",
                            gflops, fraction, seconds)
-                  + "\"core\":\(jsonString(core)),\"threads\":\(threads)}")
+                  + "\"blas\":\(jsonString(blas)),\"core\":\(jsonString(core)),\"threads\":\(threads)}")
         } else {
             print(pad(shape.name, 32) + pad(ta + tb, 4) + lpad("\(shape.batch)", 6) + lpad("\(shape.m)", 7)
                   + lpad("\(shape.n)", 7) + lpad("\(shape.k)", 7)

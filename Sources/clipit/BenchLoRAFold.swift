@@ -32,7 +32,7 @@ struct BenchLoRAFold: ParsableCommand {
     @Option(help: "LoRA rank r.")
     var rank = 16
 
-    @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS, else all cores).")
+    @Option(help: "BLAS threads (default: the library's thread variable, e.g. OPENBLAS_NUM_THREADS, else all cores).")
     var threads: Int?
 
     @Option(help: "Timings per variant; the fastest is reported.")
@@ -48,14 +48,13 @@ struct BenchLoRAFold: ParsableCommand {
     }
 
     func run() throws {
-        let threadCount = threads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"]
-            .flatMap { Int($0) }.flatMap { $0 >= 1 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
+        let threadCount = threads ?? BLASRuntime.environmentThreads ?? ProcessInfo.processInfo.activeProcessorCount
         BLASRuntime.setThreads(threadCount)
         let vision: VisionConfig = model == "vit-s16" ? .vitS16 : .vitB16
         let rows = batch * vision.tokens, e = vision.width, h = vision.mlpHidden
         let layers = [("qkv", e, 3 * e), ("attn-proj", e, e), ("fc1", e, h), ("fc2", h, e)]
         if !json {
-            print("clipit bench lora-fold: \(model), \(rows) rows, r = \(rank), OpenBLAS core \(BLASRuntime.coreName), "
+            print("clipit bench lora-fold: \(model), \(rows) rows, r = \(rank), \(BLASRuntime.summary), "
                   + "\(BLASRuntime.threads) thread(s), best of \(repeats)")
             print("  layer        forward ms (folded)   ratio    backward-data ms (folded)   ratio")
         }
@@ -70,7 +69,7 @@ struct BenchLoRAFold: ParsableCommand {
             if json {
                 print("{\"model\": \"\(model)\", \"layer\": \"\(name)\", \"rows\": \(rows), \"in\": \(inFeatures), "
                       + "\"out\": \(outFeatures), \"rank\": \(rank), \"threads\": \(BLASRuntime.threads), "
-                      + "\"core\": \"\(BLASRuntime.coreName)\", "
+                      + "\"core\": \"\(BLASRuntime.kernel)\", "
                       + String(format: "\"forward_s\": %.6f, \"forward_folded_s\": %.6f, ", best[0], best[1])
                       + String(format: "\"backward_data_s\": %.6f, \"backward_data_folded_s\": %.6f}", best[2], best[3]))
             } else {

@@ -42,7 +42,7 @@ struct BenchPredict: ParsableCommand {
     @Option(help: "Images per forward of the throughput rows.")
     var batch = 64
 
-    @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS, else all cores).")
+    @Option(help: "BLAS threads (default: the library's thread variable, e.g. OPENBLAS_NUM_THREADS, else all cores).")
     var threads: Int?
 
     @Option(help: "Rounds of plain then merged.")
@@ -87,11 +87,10 @@ struct BenchPredict: ParsableCommand {
     }
 
     func run() throws {
-        let threadCount = threads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"]
-            .flatMap { Int($0) }.flatMap { $0 >= 1 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
+        let threadCount = threads ?? BLASRuntime.environmentThreads ?? ProcessInfo.processInfo.activeProcessorCount
         BLASRuntime.setThreads(threadCount)
         if !json {
-            print("clipit bench predict: OpenBLAS core \(BLASRuntime.coreName), \(BLASRuntime.threads) thread(s), "
+            print("clipit bench predict: \(BLASRuntime.summary), \(BLASRuntime.threads) thread(s), "
                   + "\(imageSize)² images, LoRA r = \(rank) merged vs no LoRA, \(rounds) round(s) of "
                   + "\(latencyForwards) single-image and \(throughputForwards) batch-\(batch) forwards per variant")
             print(PredictRow.tableHeader)
@@ -213,7 +212,7 @@ private struct PredictRow {
     var json: String {
         var fields: [(String, String)] = [
             ("model", "\"\(model)\""), ("variant", "\"\(variant)\""), ("image_size", "\(imageSize)"),
-            ("batch", "\(batch)"), ("threads", "\(threads)"), ("core", "\"\(BLASRuntime.coreName)\""),
+            ("batch", "\(batch)"), ("threads", "\(threads)"), ("core", "\"\(BLASRuntime.kernel)\""),
             ("forwards", "\(forwards)"),
             ("seconds", String(format: "%.6f", seconds)), ("seconds_min", String(format: "%.6f", fastest)),
             ("cpu_seconds", String(format: "%.6f", cpuSeconds)),

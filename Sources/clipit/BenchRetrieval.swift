@@ -1,5 +1,6 @@
 import ArgumentParser
 import Distributed
+import Formats
 import Foundation  // String(format:)
 import Kernels
 import Retrieval
@@ -13,7 +14,13 @@ import Retrieval
 /// Vectors are random (uniform in [−1, 1), generated per global row, so the data do not
 /// depend on the rank count). Each phase's time is the maximum over ranks, fastest of
 /// `--repeats`. The search's rate is 2·N·M·D FLOPs over its time, compared with W × the
-/// sgemm peak each rank measures (n = `--peak-size`) before the search.
+/// sgemm peak each rank measures (n = `--peak-size`) before the search; that ratio's
+/// inverse gives the GEMM-bound time, 2·N·M·D / (W × peak), the search's lower bound.
+///
+/// `--write-vectors DIR` writes what the search saw and found, for other libraries to
+/// search the same vectors (`reference/bench_faiss_retrieval.py`, `launch/bench-retrieval-vs-faiss`):
+/// `queries.npy` (N, D) and `keys.npy` (M, D), both L2-normalised float32, and the last
+/// repetition's `topk_indices.npy` (N, k) int64 and `topk_scores.npy` (N, k) float32.
 struct BenchRetrieval: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "retrieval",
@@ -36,7 +43,7 @@ struct BenchRetrieval: ParsableCommand {
     @Option(help: "Neighbours kept per query.")
     var k = 5
 
-    @Option(help: "BLAS threads per rank (default: OPENBLAS_NUM_THREADS, else all cores).")
+    @Option(help: "BLAS threads per rank (default: the library's thread variable, e.g. OPENBLAS_NUM_THREADS, else its own default).")
     var threads: Int?
 
     @Option(help: "Timed repetitions; the fastest counts.")
@@ -47,6 +54,10 @@ struct BenchRetrieval: ParsableCommand {
 
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
+
+    @Option(help: ArgumentHelp("Write the normalised vectors and the top-k result as .npy files into this folder.",
+                               valueName: "dir"))
+    var writeVectors: String?
 
     func validate() throws {
         guard queries >= 1, keys >= 1, dimension >= 1 else {
@@ -81,6 +92,7 @@ struct BenchRetrieval: ParsableCommand {
 
         var gather = Double.infinity, search = Double.infinity, collect = Double.infinity
         var checksum = 0
+        var last: (keys: SharedKeys, result: TopKResult)?
         for _ in 0..<repeats {
             try comm.barrier()
             var watch = Stopwatch()
@@ -94,26 +106,46 @@ struct BenchRetrieval: ParsableCommand {
             search = min(search, try comm.allreduce(t2, .max))
             collect = min(collect, try comm.allreduce(t3, .max))
             checksum = all.indices.reduce(0) { ($0 &* 31) &+ $1 }
+            last = (shared, all)
+        }
+        if let writeVectors, let last {
+            let allQueries = try comm.allgatherv(localQueries).values
+            if comm.rank == 0 {
+                try writeNPYFiles(to: writeVectors, queries: allQueries, keys: last.keys.rows, result: last.result)
+            }
         }
         guard comm.rank == 0 else { return }
         let flops = 2 * Double(queries) * Double(keys) * Double(dimension)
         let rate = flops / search
         let total = gather + search + collect
+        let gemmBound = flops / (peak * Double(comm.size))
         if json {
-            print("{\"ranks\":\(comm.size),\"threads\":\(BLASRuntime.threads),\"core\":\"\(BLASRuntime.coreName)\","
+            print("{\"ranks\":\(comm.size),\"threads\":\(BLASRuntime.threads),\"blas\":\"\(BLASRuntime.library) \(BLASRuntime.version)\",\"core\":\"\(BLASRuntime.kernel)\","
                   + "\"queries\":\(queries),\"keys\":\(keys),\"dimension\":\(dimension),\"k\":\(k),"
                   + "\"gather_s\":\(gather),\"search_s\":\(search),\"collect_s\":\(collect),"
-                  + "\"search_gflops\":\(rate / 1e9),\"peak_gflops_per_rank\":\(peak / 1e9),"
+                  + "\"search_gflops\":\(rate / 1e9),\"gemm_bound_s\":\(gemmBound),\"peak_gflops_per_rank\":\(peak / 1e9),"
                   + "\"fraction_of_peak\":\(rate / (peak * Double(comm.size))),"
                   + "\"queries_per_s\":\(Double(queries) / total),\"checksum\":\(checksum)}")
         } else {
-            print("clipit bench retrieval: \(comm.size) rank(s) × \(BLASRuntime.threads) BLAS thread(s), OpenBLAS core "
-                  + "\(BLASRuntime.coreName); N \(queries) × M \(keys) × D \(dimension), top-\(k); fastest of \(repeats)")
+            print("clipit bench retrieval: \(comm.size) rank(s) × \(BLASRuntime.threads) BLAS thread(s), \(BLASRuntime.summary); "
+                  + "N \(queries) × M \(keys) × D \(dimension), top-\(k); fastest of \(repeats)")
             print(String(format: "  gather keys %.3f s · search %.3f s (%.1f GFLOP/s, %.0f%% of %d × %.1f GFLOP/s peak) · "
                          + "gather results %.3f s", gather, search, rate / 1e9, 100 * rate / (peak * Double(comm.size)),
                          comm.size, peak / 1e9, collect))
+            print(String(format: "  GEMM-bound search time (2·N·M·D at the peak) %.3f s: search / bound = %.3f",
+                         gemmBound, search / gemmBound))
             print(String(format: "  %.0f queries/s in all; result checksum %d (the same on any rank count)",
                          Double(queries) / total, checksum))
         }
+    }
+
+    /// Writes the search's inputs and result as .npy files into `folder` (created if missing).
+    private func writeNPYFiles(to folder: String, queries: [Float], keys: [Float], result: TopKResult) throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let path = { (name: String) in (folder as NSString).appendingPathComponent(name) }
+        try NPYWriter.write(queries, shape: [self.queries, dimension], to: path("queries.npy"))
+        try NPYWriter.write(keys, shape: [self.keys, dimension], to: path("keys.npy"))
+        try NPYWriter.write(integers: result.indices.map(Int64.init), shape: [self.queries, k], to: path("topk_indices.npy"))
+        try NPYWriter.write(result.scores, shape: [self.queries, k], to: path("topk_scores.npy"))
     }
 }

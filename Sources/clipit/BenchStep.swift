@@ -43,7 +43,7 @@ struct BenchStep: ParsableCommand {
     @Option(help: "Images per training step.")
     var batch = 32
 
-    @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS, else all cores).")
+    @Option(help: "BLAS threads (default: the library's thread variable, e.g. OPENBLAS_NUM_THREADS, else all cores).")
     var threads: Int?
 
     @Option(help: "Timed steps per configuration.")
@@ -106,13 +106,12 @@ struct BenchStep: ParsableCommand {
     }
 
     func run() throws {
-        let threadCount = threads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"]
-            .flatMap { Int($0) }.flatMap { $0 >= 1 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
+        let threadCount = threads ?? BLASRuntime.environmentThreads ?? ProcessInfo.processInfo.activeProcessorCount
         BLASRuntime.setThreads(threadCount)
         let models = Self.models.filter { model == "both" ? $0.name != "vit-l16" : $0.name == model }
         let methods = Self.methods.filter { method == "both" || $0 == method }
         if !json {
-            print("clipit bench step: OpenBLAS core \(BLASRuntime.coreName), \(BLASRuntime.threads) thread(s), "
+            print("clipit bench step: \(BLASRuntime.summary), \(BLASRuntime.threads) thread(s), "
                   + "batch \(batch), \(imageSize)² images, LoRA r = \(rank), warmup \(warmup), \(steps) timed step(s), "
                   + (parallelWorkers ? "parallel" : "serial") + " heads and row kernels")
             if methods.contains("clipit") {
@@ -322,6 +321,7 @@ private struct StepResult {
         var fields: [(String, String)] = [
             ("model", "\"\(model)\""), ("method", "\"\(method)\""), ("image_size", "\(imageSize)"),
             ("batch", "\(batch)"), ("threads", "\(threads)"), ("steps", "\(steps)"),
+            ("blas", "\"\(BLASRuntime.library) \(BLASRuntime.version)\""), ("kernel", "\"\(BLASRuntime.kernel)\""),
             ("parallel_workers", parallelWorkers ? "true" : "false"),
             ("attention_probabilities", "\"\(attentionProbabilities.rawValue)\""),
             ("images_per_s", String(format: "%.3f", imagesPerSecond)),

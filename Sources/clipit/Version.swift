@@ -11,13 +11,15 @@ enum ClipitVersion {
     static var text: String {
         """
         clipit \(number) (git \(BuildInfo.gitRevision))
-        BLAS: \(BLASRuntime.config); kernel \(BLASRuntime.coreName)\(coreTypeNote)
+        BLAS: \(BLASRuntime.library) \(BLASRuntime.version); kernel \(BLASRuntime.kernel)\(kernelNote); \(BLASRuntime.config)
         MPI: \(MPILibrary.version)
         """
     }
 
-    /// `OPENBLAS_CORETYPE`, when set, chose the kernel instead of OpenBLAS's detection.
-    private static var coreTypeNote: String {
-        ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { " (set by OPENBLAS_CORETYPE=\($0))" } ?? ""
+    /// The library's kernel variable (`OPENBLAS_CORETYPE`, …), when set, chose the kernel
+    /// instead of the library's detection.
+    private static var kernelNote: String {
+        let variable = BLASRuntime.kernelVariable
+        return ProcessInfo.processInfo.environment[variable].map { " (set by \(variable)=\($0))" } ?? ""
     }
 }

@@ -43,8 +43,8 @@ source "$root/Tests/Integration/harness.sh"
 out=$("$clipit" --version 2>&1)
 status=$?
 if [[ $status -eq 0 ]] && grep -qE '^clipit [0-9]+\.[0-9]+\.[0-9]+ \(git ([0-9a-f]{12}(-dirty)?|unknown)\)$' <<<"$out" \
-    && grep -qE '^BLAS: .*; kernel [A-Za-z0-9]+' <<<"$out" && grep -qE '^MPI: .+' <<<"$out"; then
-    record version 0 "$(head -n 1 <<<"$out"); $(grep -o 'kernel [A-Za-z0-9]*' <<<"$out")"
+    && grep -qE '^BLAS: .*; kernel [A-Za-z0-9_]+' <<<"$out" && grep -qE '^MPI: .+' <<<"$out"; then
+    record version 0 "$(head -n 1 <<<"$out"); $(grep -o 'kernel [A-Za-z0-9_]*' <<<"$out")"
 else
     record version 1 "exit $status: $out"
 fi

@@ -218,6 +218,16 @@ final class PreprocessingTests: XCTestCase {
         XCTAssertEqual(bytes.count, 10 + headerLength + 24)
     }
 
+    func testNPYInt64HeaderAndValues() {
+        let bytes = NPYWriter.encode(integers: [7, -1, 1 << 40], shape: [3])
+        let headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
+        XCTAssertEqual((10 + headerLength) % 64, 0)
+        let header = String(decoding: bytes[10..<(10 + headerLength)], as: UTF8.self)
+        XCTAssertTrue(header.hasPrefix("{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }"))
+        let values = bytes[(10 + headerLength)...].withUnsafeBytes { Array($0.bindMemory(to: Int64.self)) }
+        XCTAssertEqual(values, [7, -1, 1 << 40])
+    }
+
     func testGunzipFileReadsMembersAndRejectsGarbage() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("clipit-gunzip-\(getpid()).gz").path
         defer { try? FileManager.default.removeItem(atPath: path) }

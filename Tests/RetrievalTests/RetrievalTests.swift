@@ -53,7 +53,11 @@ final class RetrievalTests: XCTestCase {
                                 blocks: RetrievalBlocks(queryRows: 3, keyRows: 2))
         for r in 0..<4 {
             XCTAssertEqual(Array(bottom.indices(row: r)), Array(top.indices(row: r).reversed()))
-            XCTAssertEqual(Array(bottom.scores(row: r)), Array(top.scores(row: r).reversed()))
+            // Other block shapes: equal up to the GEMM's rounding (BLIS's last bits depend on
+            // a product's m and n; OpenBLAS's do not).
+            for (b, t) in zip(bottom.scores(row: r), top.scores(row: r).reversed()) {
+                XCTAssertEqual(b, t, accuracy: 1e-6)
+            }
         }
     }
 
