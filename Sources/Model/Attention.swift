@@ -206,7 +206,7 @@ public final class MultiHeadAttention {
     /// dx (B·T, E) += ∂L/∂x given dy (B·T, E) (`accumulate: false`: dx is overwritten);
     /// parameter gradients accumulate.
     public func backward(_ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, accumulate: Bool = true) {
-        let E = embedDim, T = tokens, d = headDim, rows = batch * tokens
+        let E = embedDim, T = tokens, d = headDim
         let workers = headWorkers
         let dContext = scratch.dContext.data        // (B·T, E)
         let dqkv = scratch.dqkv.data                // (B·T, 3E)
