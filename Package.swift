@@ -78,6 +78,22 @@ enum BLASLibrary: String, CaseIterable {
     }
 }
 
+/// The instruction set the numeric Swift modules (Kernels, Model, Retrieval) are compiled for, from the
+/// environment variable `CLIPIT_TARGET_CPU`: an LLVM CPU name (`haswell`: AVX2 and FMA;
+/// `skylake-avx512`, `znver4`, …), or unset / `generic` for the compiler's baseline x86-64
+/// (SSE2). It widens the element-wise kernels' vectors (norms, activations, softmax, the
+/// top-k scan); the
+/// GEMMs are the BLAS library's own. The results are the same bits on any setting: Swift
+/// does not contract a·b + c into FMA and the kernels fix their summation order. The
+/// binary then needs that CPU: `launch/lib/common.sh` picks `haswell` when the building
+/// machine has AVX2 and FMA; a cluster that builds on one node for others names the compute
+/// nodes' CPU (docs/cluster.md).
+let targetCPUSettings: [SwiftSetting] = {
+    let cpu = Context.environment["CLIPIT_TARGET_CPU"] ?? ""
+    guard !cpu.isEmpty, cpu != "generic" else { return [] }
+    return [.unsafeFlags(["-target-cpu", cpu])]
+}()
+
 let package = Package(
     name: "clipit",
     platforms: [.macOS(.v13)],
@@ -104,17 +120,18 @@ let package = Package(
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
         .systemLibrary(name: "CTIFF", pkgConfig: "libtiff-4", providers: [.apt(["libtiff-dev"])]),
 
-        .target(name: "Kernels", dependencies: ["CBLAS"]),
+        .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: targetCPUSettings),
         .target(name: "Formats", dependencies: ["CZlib", "CHDF5"]),
         .target(name: "Distributed", dependencies: ["CMPI", "Kernels"]),
         .target(name: "ImageDecoding", dependencies: ["CPNG", "CJPEG", "CTIFF", "Formats"]),
         .target(name: "Datasets", dependencies: ["Kernels", "Formats", "ImageDecoding"]),
-        .target(name: "Model", dependencies: ["Kernels"]),
+        .target(name: "Model", dependencies: ["Kernels"], swiftSettings: targetCPUSettings),
         .target(name: "Configuration", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "Import", dependencies: ["Model", "Datasets", "Formats", "Kernels"]),
         .target(name: "DataParallel", dependencies: ["Model", "Datasets", "Distributed", "Formats", "Kernels"]),
         .target(name: "Retrieval", dependencies: ["DataParallel", "Import", "Configuration", "Model", "Datasets",
-                                                  "Distributed", "Formats", "Kernels"]),
+                                                  "Distributed", "Formats", "Kernels"],
+                swiftSettings: targetCPUSettings),
         .target(name: "Evaluation", dependencies: ["DataParallel", "Model", "Datasets", "Distributed", "Formats", "Kernels"]),
         .target(name: "Training", dependencies: ["Evaluation", "Retrieval", "DataParallel", "Import", "Configuration",
                                                  "Model", "Datasets", "Distributed", "Formats", "Kernels"]),

@@ -11,12 +11,12 @@ import Kernels
 /// `forward` caches a pointer to its input; `backward` must follow the matching forward
 /// and *adds* into `dx` and into the parameter gradients (llm.c convention).
 ///
-/// LoRA's products with A ride on the base GEMMs where that saves a pass over memory
-/// (docs/benchmarks.md, "LoRA folded into the base GEMMs"): forward, when the bias is
-/// added here, Z = x·[W; A]ᵀ in one GEMM and one pass splits Z into y = Z[:, :out] + b
-/// (the bias pass it replaces) and h = Z[:, out:]; backward, when the input is wider than
-/// the output, dX += [dY | dh]·[W; A] in one GEMM instead of re-reading dX for dh·A. The
-/// same products and sums, in the same order per element.
+/// LoRA's product with A rides on the base GEMM where that measured faster (docs/
+/// benchmarks.md, "LoRA folded into the base GEMMs"): in the forward of a layer that adds
+/// its bias here and whose input is at least as wide as its output (attention projection,
+/// fc2), Z = x·[W; A]ᵀ in one GEMM, and one pass splits Z into y = Z[:, :out] + b (the bias
+/// pass it replaces) and h = Z[:, out:], sparing the separate x·Aᵀ its second read of x.
+/// The same products and sums per element.
 public final class Linear {
     public let name: String
     public let inFeatures: Int
@@ -48,7 +48,7 @@ public final class Linear {
     private let loraHidden: ActivationBuffer       // (rows, r)   drop(x) Aᵀ
     private let loraHiddenGrad: ActivationBuffer   // (rows, r)
     private let droppedInput: ActivationBuffer     // (rows, in)  only with dropout
-    /// (rows, out + r) scratch shared by the store's Linears: Z forward, [dY | dh] backward.
+    /// (rows, out + r) scratch shared by the store's Linears: Z of the folded forward.
     private let foldScratch: ActivationBuffer?
     /// [W; A] (out + r, in) for the folded products, refreshed at each use (A trains, W
     /// may be reloaded); allocated on first use.
@@ -124,7 +124,8 @@ public final class Linear {
         input = x
         inputStride = ldx
         self.rows = rows
-        if let lora, let loraB, let bias, addingBias, !isMerged, !(isTraining && lora.dropout > 0) {
+        if let lora, let loraB, let bias, addingBias, inFeatures >= outFeatures, !isMerged,
+           !(isTraining && lora.dropout > 0) {
             foldedForward(x, ldx: ldx, y, ldy: ldy, rows: rows, lora: lora, loraB: loraB, bias: bias)
             return
         }
@@ -167,10 +168,6 @@ public final class Linear {
                  a: dy, lda: lddy, b: x, ldb: inputStride, beta: 1, c: g, ldc: inFeatures)
         }
         if let bias, let g = bias.gradient { sumRows(dy, into: g, rows: rows, n: outFeatures, ld: lddy) }
-        if let dx, let lora, let loraB, inFeatures > outFeatures, !(isTraining && lora.dropout > 0) {
-            foldedBackward(dy, lddy: lddy, dx: dx, lddx: lddx, x: x, lora: lora, loraB: loraB, accumulate: accumulate)
-            return
-        }
         // dx += dy W  (rows, in)
         if let dx {
             gemm(.none, .none, m: rows, n: inFeatures, k: outFeatures,
@@ -251,25 +248,6 @@ public final class Linear {
         }
         gemm(.none, .transposed, m: rows, n: n, k: r, alpha: lora.scale,
              a: h, lda: r, b: loraB.value, ldb: r, beta: 1, c: y, ldc: ldy)
-    }
-
-    /// G = [dY | s·dY·B] (rows, out + r); dB += s·dYᵀh, dA += G[:, out:]ᵀ·x, dX += G·[W; A].
-    private func foldedBackward(_ dy: UnsafePointer<Float>, lddy: Int, dx: UnsafeMutablePointer<Float>, lddx: Int,
-                                x: UnsafePointer<Float>, lora: LoRAConfig, loraB: Parameter, accumulate: Bool) {
-        let r = lora.rank, s = lora.scale, n = outFeatures, wide = outFeatures + r
-        let stacked = refreshStackedWeight(rank: r)
-        let g = foldScratch!.data
-        concurrentChunks(rows, workers: execution.rowWorkers, minimumPerWorker: 64) { range in
-            for row in range { (g + row * wide).update(from: dy + row * lddy, count: n) }
-        }
-        gemm(.none, .none, m: rows, n: r, k: n, alpha: s,
-             a: dy, lda: lddy, b: loraB.value, ldb: r, beta: 0, c: g + n, ldc: wide)
-        gemm(.transposed, .none, m: n, n: r, k: rows, alpha: s,
-             a: dy, lda: lddy, b: loraHidden.data, ldb: r, beta: 1, c: loraB.gradient!, ldc: r)
-        gemm(.transposed, .none, m: r, n: inFeatures, k: rows,
-             a: g + n, lda: wide, b: x, ldb: inputStride, beta: 1, c: loraA!.gradient!, ldc: inFeatures)
-        gemm(.none, .none, m: rows, n: inFeatures, k: wide,
-             a: g, lda: wide, b: stacked, ldb: inFeatures, beta: accumulate ? 1 : 0, c: dx, ldc: lddx)
     }
 
     // MARK: - Helpers

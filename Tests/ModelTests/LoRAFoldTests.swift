@@ -2,15 +2,15 @@ import Kernels
 @testable import Model
 import XCTest
 
-/// A Linear with LoRA and a bias runs its forward folded (x·[W; A]ᵀ in one GEMM) and, when
-/// its input is wider than its output, its data gradient folded ([dY | dh]·[W; A]); both
-/// must equal the Double formulas y = xWᵀ + b + s·(xAᵀ)Bᵀ, dX = dY·W + s·(dY·B)·A,
+/// A Linear with LoRA and a bias whose input is at least as wide as its output runs its
+/// forward folded (x·[W; A]ᵀ in one GEMM), a narrower one the separate products; both must
+/// equal the Double formulas y = xWᵀ + b + s·(xAᵀ)Bᵀ, dX = dY·W + s·(dY·B)·A,
 /// dB = s·dYᵀ(xAᵀ), dA = s·(dY·B)ᵀx. Tolerance: each value is a Float dot product of
 /// length ≤ in + r (48 here), within γ_48 ≈ 2.9·10⁻⁶ of its terms' magnitude; 1e-5
 /// relative to the largest value leaves room for the two chained products of the LoRA path.
 final class LoRAFoldTests: XCTestCase {
     func testFoldedLinearMatchesTheDoubleFormulas() {
-        for (inFeatures, outFeatures) in [(40, 24), (24, 40)] {   // backward folded, then not
+        for (inFeatures, outFeatures) in [(40, 24), (24, 40)] {   // folded, then not
             let store = ParameterStore()
             let linear = Linear("fc", in: inFeatures, out: outFeatures, region: .frozen,
                                 lora: LoRAConfig(rank: 8, alpha: 4), store: store, rowsPerSample: SampleRows(1))

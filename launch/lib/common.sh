@@ -17,6 +17,18 @@ esac
 CLIPIT_SCRATCH=()
 [ "$CLIPIT_BLAS" != openblas ] && CLIPIT_SCRATCH=(--scratch-path "$CLIPIT_ROOT/.build-$CLIPIT_BLAS")
 CLIPIT_LINK_FLAGS=()   # extra swift build flags (ensure_mkl)
+# The CPU the numeric Swift modules are compiled for (Package.swift reads the same
+# variable): unless set, haswell (AVX2 + FMA) when this machine has both, else generic.
+# The same bits either way; a binary built for haswell needs AVX2 where it runs
+# (docs/cluster.md, "Building for the compute nodes").
+if [ -z "${CLIPIT_TARGET_CPU:-}" ]; then
+    if [ "$(uname -m)" = x86_64 ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo 2>/dev/null; then
+        CLIPIT_TARGET_CPU=haswell
+    else
+        CLIPIT_TARGET_CPU=generic
+    fi
+fi
+export CLIPIT_TARGET_CPU
 
 log() { printf '[clipit] %s\n' "$*" >&2; }
 die() { printf '[clipit] error: %s\n' "$*" >&2; exit 1; }
