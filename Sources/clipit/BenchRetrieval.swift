@@ -46,6 +46,12 @@ struct BenchRetrieval: ParsableCommand {
     @Option(help: "BLAS threads per rank (default: the library's thread variable, e.g. OPENBLAS_NUM_THREADS, else its own default).")
     var threads: Int?
 
+    @Option(help: "Query rows per scores block (RetrievalBlocks.queryRows).")
+    var queryBlock = RetrievalBlocks().queryRows
+
+    @Option(help: "Key rows per scores block (RetrievalBlocks.keyRows).")
+    var keyBlock = RetrievalBlocks().keyRows
+
     @Option(help: "Timed repetitions; the fastest counts.")
     var repeats = 3
 
@@ -98,7 +104,8 @@ struct BenchRetrieval: ParsableCommand {
             var watch = Stopwatch()
             let shared = try SharedKeys(gathering: localKeys, dimension: dimension, comm: comm)
             let t1 = watch.lap()
-            let local = shared.topK(normalizedQueries: localQueries, k: k)
+            let local = shared.topK(normalizedQueries: localQueries, k: k,
+                                    blocks: RetrievalBlocks(queryRows: queryBlock, keyRows: keyBlock))
             let t2 = watch.lap()
             let all = try local.allgathered(over: comm)
             let t3 = watch.lap()
