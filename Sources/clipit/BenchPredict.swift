@@ -23,9 +23,9 @@ struct BenchPredict: ParsableCommand {
         commandName: "predict",
         abstract: "Inference latency and throughput: CLIP-IT with LoRA merged against the same model without LoRA.",
         discussion: """
-            Each round builds the plain model, times it, frees it, then does the same for the \
-            merged one (one model in memory at a time), so the variants alternate: plain, merged, \
-            plain, merged, … Per variant: single-image forwards (batch-1 latency) and forwards of \
+            Each round builds one variant's model, times it, frees it, then does the same for \
+            the other (one model in memory at a time); the first variant alternates between \
+            rounds: plain, merged, merged, plain, plain, merged, … Per variant: single-image forwards (batch-1 latency) and forwards of \
             --batch images (throughput); each row reports the median over all rounds, and the \
             merged rows the ratio of their median to the plain one (also of the fastest forwards \
             and of the CPU times). Weights are random (LoRA B \
@@ -117,8 +117,9 @@ struct BenchPredict: ParsableCommand {
         var rng = RandomGenerator(seed: 0x5052_4544)
         rng.fillUniform(images.data, count: images.count, low: -1, high: 1)
         var timings: [Variant: [Int: Timings]] = [:]
-        for _ in 0..<rounds {
-            for variant in Variant.allCases {
+        for round in 0..<rounds {
+            // Each variant goes first in every other round, so neither always follows the other.
+            for variant in round % 2 == 0 ? Variant.allCases : Variant.allCases.reversed() {
                 let model = makeModel(variant, vision: vision)
                 model.reserveActivations(batch: batch)   // one arena for both batch sizes
                 for _ in 0..<warmup { _ = model.predict(images: images.data, batch: 1) }
