@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Kernels
 
 /// `clipit bench …`: micro-benchmarks of the hot paths of training, inference and pairing:
@@ -10,6 +11,15 @@ struct Bench: ParsableCommand {
         abstract: "Benchmarks: GEMM throughput, allreduce latency/bandwidth, training-step throughput, LoRA folding, inference, data preparation, retrieval.",
         subcommands: [BenchGEMM.self, BenchAllreduce.self, BenchStep.self, BenchLoRAFold.self, BenchPredict.self,
                       BenchData.self, BenchRetrieval.self])
+}
+
+/// Sets the BLAS threads a benchmark runs on and returns them: `requested` (its `--threads`),
+/// else the library's thread variable (`OPENBLAS_NUM_THREADS`, …), else every core.
+@discardableResult
+func setBenchmarkThreads(_ requested: Int?) -> Int {
+    let count = requested ?? BLASRuntime.environmentThreads ?? ProcessInfo.processInfo.activeProcessorCount
+    BLASRuntime.setThreads(count)
+    return count
 }
 
 /// The machine's practical sgemm rate in FLOP/s on this process's BLAS threads: the

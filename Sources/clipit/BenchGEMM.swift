@@ -56,8 +56,7 @@ struct BenchGEMM: ParsableCommand {
     }
 
     func run() throws {
-        let threadCount = threads ?? BLASRuntime.environmentThreads ?? ProcessInfo.processInfo.activeProcessorCount
-        BLASRuntime.setThreads(threadCount)
+        setBenchmarkThreads(threads)
         let core = BLASRuntime.kernel
         let reporter = Reporter(json: json, blas: "\(BLASRuntime.library) \(BLASRuntime.version)", core: core,
                                 threads: BLASRuntime.threads)

@@ -48,8 +48,7 @@ struct BenchLoRAFold: ParsableCommand {
     }
 
     func run() throws {
-        let threadCount = threads ?? BLASRuntime.environmentThreads ?? ProcessInfo.processInfo.activeProcessorCount
-        BLASRuntime.setThreads(threadCount)
+        setBenchmarkThreads(threads)
         let vision: VisionConfig = model == "vit-s16" ? .vitS16 : .vitB16
         let rows = batch * vision.tokens, e = vision.width, h = vision.mlpHidden
         let layers = [("qkv", e, 3 * e), ("attn-proj", e, e), ("fc1", e, h), ("fc2", h, e)]

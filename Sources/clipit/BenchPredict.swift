@@ -87,8 +87,7 @@ struct BenchPredict: ParsableCommand {
     }
 
     func run() throws {
-        let threadCount = threads ?? BLASRuntime.environmentThreads ?? ProcessInfo.processInfo.activeProcessorCount
-        BLASRuntime.setThreads(threadCount)
+        setBenchmarkThreads(threads)
         if !json {
             print("clipit bench predict: \(BLASRuntime.summary), \(BLASRuntime.threads) thread(s), "
                   + "\(imageSize)² images, LoRA r = \(rank) merged vs no LoRA, \(rounds) round(s) of "

@@ -106,8 +106,7 @@ struct BenchStep: ParsableCommand {
     }
 
     func run() throws {
-        let threadCount = threads ?? BLASRuntime.environmentThreads ?? ProcessInfo.processInfo.activeProcessorCount
-        BLASRuntime.setThreads(threadCount)
+        setBenchmarkThreads(threads)
         let models = Self.models.filter { model == "both" ? $0.name != "vit-l16" : $0.name == model }
         let methods = Self.methods.filter { method == "both" || $0 == method }
         if !json {
